@@ -1,0 +1,53 @@
+/**
+ * One error type for everything the broker refuses. Each gateway maps `code` to its own status
+ * (HTTP status, gRPC status, MQTT reason code) in one table, so the mapping is seen whole.
+ *
+ * A broken invariant inside the broker is not a TributaryError: it is a bug, raised through
+ * `assert` below, and the process should stop before it corrupts data.
+ *
+ * @example
+ *   throw new TributaryError("TOPIC_NOT_FOUND", `topic ${name} does not exist`);
+ */
+export const ERROR_CODES = [
+  "INVALID_REQUEST", // malformed input: bad JSON/CBOR, wrong field types, bad numbers
+  "INVALID_TOPIC_NAME",
+  "INVALID_CONFIG",
+  "INVALID_PARTITIONS",
+  "TOPIC_NOT_FOUND",
+  "PARTITION_NOT_FOUND",
+  "TOPIC_EXISTS",
+  "RECORD_TOO_LARGE", // a record or batch over max.message.bytes, or a body over the request limit
+  "UNSUPPORTED_MEDIA_TYPE",
+  "NOT_ACCEPTABLE",
+  "OFFSET_OUT_OF_RANGE",
+  "CORRUPT_RECORD", // a batch whose CRC or framing is wrong
+  "OVERLOADED", // a bounded queue is full: retry later
+  "NOT_READY", // starting up or shutting down
+  "STORAGE_ERROR", // the disk refused a write or sync: nothing was acknowledged
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Codes where the same request may succeed if retried later, unchanged. */
+const RETRIABLE: ReadonlySet<ErrorCode> = new Set(["OVERLOADED", "NOT_READY", "STORAGE_ERROR"]);
+
+export class TributaryError extends Error {
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "TributaryError";
+    this.code = code;
+    this.retriable = RETRIABLE.has(code);
+  }
+}
+
+export function isTributaryError(e: unknown): e is TributaryError {
+  return e instanceof TributaryError;
+}
+
+/** A broken internal invariant: a bug, never bad input. Throws a plain Error the gateways do not map. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`invariant broken: ${message}`);
+}
