@@ -1,0 +1,264 @@
+/**
+ * Every broker setting in one table. The table drives the command-line flags (`--http-port`),
+ * the environment variables (`TRIBUTARY_HTTP_PORT`), the config file (JSON with the same dotted
+ * keys: `{"http.port": 8480}`) and the README's configuration section, so they cannot drift.
+ *
+ * Precedence, highest first: flag, environment variable, config file, default.
+ *
+ * Topic-level settings (`retention.ms`, `cleanup.policy`, ...) use Kafka's names; the broker-wide
+ * values here are the defaults for topics that do not set their own.
+ *
+ * @example
+ *   const config = resolveConfig({ flags: { "http.port": "9000" }, env: process.env, file: null });
+ */
+import { TributaryError } from "./errors.ts";
+import type { CleanupPolicy, FlushPolicy } from "./storage/log.ts";
+import type { LogLevel } from "./logger.ts";
+
+type Kind = "int" | "string" | "bool" | "enum";
+
+export interface SettingSpec {
+  key: string;
+  kind: Kind;
+  default: string | number | boolean;
+  values?: readonly string[];
+  /** Smallest accepted value for ints; -1 is also accepted where `minusOneMeans` is set. */
+  min?: number;
+  minusOneMeans?: string;
+  doc: string;
+}
+
+export const SETTINGS = [
+  { key: "data.dir", kind: "string", default: "./data", doc: "Directory holding topic metadata and partition logs." },
+  { key: "http.host", kind: "string", default: "127.0.0.1", doc: "Address the HTTP gateway listens on." },
+  { key: "http.port", kind: "int", default: 8480, min: 0, doc: "HTTP gateway port (0 picks a free port)." },
+  { key: "http.max.request.bytes", kind: "int", default: 8 * 1024 * 1024, min: 1024, doc: "Largest HTTP request body; larger requests get 413." },
+  { key: "http.max.wait.ms", kind: "int", default: 30_000, min: 0, doc: "Longest long poll a fetch may ask for (`waitMs` is capped to it)." },
+  { key: "http.max.long.polls", kind: "int", default: 1000, min: 1, doc: "Concurrent long-poll fetches; more get 503." },
+  { key: "http.max.streams", kind: "int", default: 100, min: 1, doc: "Concurrent Server-Sent Events streams; more get 503." },
+  { key: "log.level", kind: "enum", default: "info", values: ["debug", "info", "warn", "error"], doc: "Broker log level (JSON lines on stderr)." },
+  { key: "flush.mode", kind: "enum", default: "batch", values: ["batch", "interval", "none"], doc: "When appends are fdatasync'ed, and so acknowledged: see Durability." },
+  { key: "flush.interval.ms", kind: "int", default: 50, min: 1, doc: "With flush.mode=interval: longest time between two syncs." },
+  { key: "flush.bytes", kind: "int", default: 4 * 1024 * 1024, min: 1, doc: "With flush.mode=interval: sync as soon as this many bytes wait." },
+  { key: "partition.max.pending.bytes", kind: "int", default: 16 * 1024 * 1024, min: 65536, doc: "Appended but not yet durable bytes per partition before producers wait; at 4x they get 503." },
+  { key: "topics.auto.create", kind: "bool", default: false, doc: "Create a topic on first produce instead of answering 404." },
+  { key: "default.partitions", kind: "int", default: 1, min: 1, doc: "Partitions of an auto-created topic, or of a create request that names none." },
+  { key: "partitioner.keyless", kind: "enum", default: "sticky", values: ["sticky", "round-robin"], doc: "Where keyless records go: one partition per request, rotating (sticky), or rotating per record." },
+  { key: "maintenance.interval.ms", kind: "int", default: 60_000, min: 100, doc: "How often retention and compaction run." },
+  { key: "segment.bytes", kind: "int", default: 64 * 1024 * 1024, min: 4096, doc: "Topic default: roll a segment past this size." },
+  { key: "segment.ms", kind: "int", default: 7 * 24 * 3600_000, min: 1000, doc: "Topic default: roll a segment this old." },
+  { key: "retention.ms", kind: "int", default: 7 * 24 * 3600_000, min: 1, minusOneMeans: "forever", doc: "Topic default: delete closed segments whose newest record is older (-1: keep)." },
+  { key: "retention.bytes", kind: "int", default: -1, min: 1, minusOneMeans: "no limit", doc: "Topic default: delete oldest closed segments while a partition is larger (-1: no limit)." },
+  { key: "cleanup.policy", kind: "enum", default: "delete", values: ["delete", "compact", "compact,delete"], doc: "Topic default: delete old segments, compact by key, or both." },
+  { key: "delete.retention.ms", kind: "int", default: 24 * 3600_000, min: 0, doc: "Topic default: how long compaction keeps tombstones." },
+  { key: "max.message.bytes", kind: "int", default: 1024 * 1024, min: 128, doc: "Topic default: largest record batch a partition accepts." },
+  { key: "index.interval.bytes", kind: "int", default: 4096, min: 1, doc: "Topic default: bytes between sparse index entries." },
+] as const satisfies readonly SettingSpec[];
+
+export type SettingKey = (typeof SETTINGS)[number]["key"];
+type Values = Record<SettingKey, string | number | boolean>;
+
+/** Settings a topic may override at creation, under Kafka's names. */
+export const TOPIC_SETTING_KEYS = [
+  "segment.bytes",
+  "segment.ms",
+  "retention.ms",
+  "retention.bytes",
+  "cleanup.policy",
+  "delete.retention.ms",
+  "max.message.bytes",
+  "index.interval.bytes",
+] as const satisfies readonly SettingKey[];
+export type TopicSettingKey = (typeof TOPIC_SETTING_KEYS)[number];
+
+export interface TopicSettings {
+  segmentBytes: number;
+  segmentMs: number;
+  retentionMs: number;
+  retentionBytes: number;
+  cleanupPolicy: CleanupPolicy;
+  deleteRetentionMs: number;
+  maxMessageBytes: number;
+  indexIntervalBytes: number;
+}
+
+export interface BrokerConfig {
+  dataDir: string;
+  http: {
+    host: string;
+    port: number;
+    maxRequestBytes: number;
+    maxWaitMs: number;
+    maxLongPolls: number;
+    maxStreams: number;
+  };
+  logLevel: LogLevel;
+  flush: FlushPolicy;
+  maxPendingBytesPerPartition: number;
+  autoCreateTopics: boolean;
+  defaultPartitions: number;
+  keylessPartitioner: "sticky" | "round-robin";
+  maintenanceIntervalMs: number;
+  topicDefaults: TopicSettings;
+}
+
+export const envName = (key: string): string => `TRIBUTARY_${key.replace(/\./g, "_").toUpperCase()}`;
+export const flagName = (key: string): string => `--${key.replace(/\./g, "-")}`;
+
+function specOf(key: string): SettingSpec | undefined {
+  return (SETTINGS as readonly SettingSpec[]).find((s) => s.key === key);
+}
+
+/** Parse one raw value (from a flag, env var or file) for a setting; INVALID_CONFIG on anything off. */
+export function parseSetting(spec: SettingSpec, raw: unknown, source: string): string | number | boolean {
+  const bad = (why: string) => new TributaryError("INVALID_CONFIG", `${spec.key} from ${source}: ${why}`);
+  switch (spec.kind) {
+    case "string":
+      if (typeof raw !== "string" || raw.length === 0) throw bad("expected a non-empty string");
+      return raw;
+    case "bool":
+      if (raw === true || raw === "true" || raw === "1") return true;
+      if (raw === false || raw === "false" || raw === "0") return false;
+      throw bad("expected true or false");
+    case "enum":
+      if (typeof raw !== "string" || !spec.values?.includes(raw)) throw bad(`expected one of ${spec.values?.join(", ")}`);
+      return raw;
+    case "int": {
+      const n = typeof raw === "number" ? raw : typeof raw === "string" && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+      if (!Number.isSafeInteger(n)) throw bad("expected an integer");
+      if (n === -1 && spec.minusOneMeans) return n;
+      if (spec.min !== undefined && n < spec.min) throw bad(`must be at least ${spec.min}`);
+      return n;
+    }
+  }
+}
+
+export interface ConfigSources {
+  /** Dotted keys from command-line flags. */
+  flags?: Record<string, string>;
+  env?: Record<string, string | undefined>;
+  /** Parsed JSON of the config file, or null. */
+  file?: unknown;
+}
+
+export function resolveConfig(sources: ConfigSources): BrokerConfig {
+  const values = {} as Values;
+  const file = sources.file ?? {};
+  if (typeof file !== "object" || file === null || Array.isArray(file)) {
+    throw new TributaryError("INVALID_CONFIG", "the config file must hold a JSON object of dotted keys");
+  }
+  for (const key of Object.keys(file)) {
+    if (!specOf(key)) throw new TributaryError("INVALID_CONFIG", `unknown setting in config file: ${key}`);
+  }
+  for (const key of Object.keys(sources.flags ?? {})) {
+    if (!specOf(key)) throw new TributaryError("INVALID_CONFIG", `unknown flag: ${flagName(key)}`);
+  }
+  for (const spec of SETTINGS as readonly SettingSpec[]) {
+    const flag = sources.flags?.[spec.key];
+    const env = sources.env?.[envName(spec.key)];
+    const fromFile = (file as Record<string, unknown>)[spec.key];
+    let v = spec.default;
+    if (flag !== undefined) v = parseSetting(spec, flag, flagName(spec.key));
+    else if (env !== undefined && env !== "") v = parseSetting(spec, env, envName(spec.key));
+    else if (fromFile !== undefined) v = parseSetting(spec, fromFile, "the config file");
+    values[spec.key as SettingKey] = v;
+  }
+  return toBrokerConfig(values);
+}
+
+function toBrokerConfig(v: Values): BrokerConfig {
+  const n = (k: SettingKey) => v[k] as number;
+  const s = (k: SettingKey) => v[k] as string;
+  const mode = s("flush.mode");
+  const flush: FlushPolicy =
+    mode === "interval"
+      ? { mode: "interval", intervalMs: n("flush.interval.ms"), bytes: n("flush.bytes") }
+      : mode === "none"
+        ? { mode: "none" }
+        : { mode: "batch" };
+  return {
+    dataDir: s("data.dir"),
+    http: {
+      host: s("http.host"),
+      port: n("http.port"),
+      maxRequestBytes: n("http.max.request.bytes"),
+      maxWaitMs: n("http.max.wait.ms"),
+      maxLongPolls: n("http.max.long.polls"),
+      maxStreams: n("http.max.streams"),
+    },
+    logLevel: s("log.level") as LogLevel,
+    flush,
+    maxPendingBytesPerPartition: n("partition.max.pending.bytes"),
+    autoCreateTopics: v["topics.auto.create"] as boolean,
+    defaultPartitions: n("default.partitions"),
+    keylessPartitioner: s("partitioner.keyless") as "sticky" | "round-robin",
+    maintenanceIntervalMs: n("maintenance.interval.ms"),
+    topicDefaults: topicSettingsFrom((k) => v[k]),
+  };
+}
+
+function topicSettingsFrom(get: (k: TopicSettingKey) => string | number | boolean): TopicSettings {
+  return {
+    segmentBytes: get("segment.bytes") as number,
+    segmentMs: get("segment.ms") as number,
+    retentionMs: get("retention.ms") as number,
+    retentionBytes: get("retention.bytes") as number,
+    cleanupPolicy: get("cleanup.policy") as CleanupPolicy,
+    deleteRetentionMs: get("delete.retention.ms") as number,
+    maxMessageBytes: get("max.message.bytes") as number,
+    indexIntervalBytes: get("index.interval.bytes") as number,
+  };
+}
+
+/** The defaults alone: what `tributary serve` uses with no flags, env or file. */
+export function defaultConfig(overrides: Partial<Record<SettingKey, string>> = {}): BrokerConfig {
+  return resolveConfig({ flags: overrides });
+}
+
+/**
+ * A topic's overrides, validated: only topic-level keys, each parsed like the broker setting of
+ * the same name. Returns the overrides as Kafka prints them (strings).
+ */
+export function validateTopicConfig(input: Record<string, unknown>): Record<TopicSettingKey, string> {
+  const out = {} as Record<TopicSettingKey, string>;
+  for (const [key, raw] of Object.entries(input)) {
+    if (!(TOPIC_SETTING_KEYS as readonly string[]).includes(key)) {
+      throw new TributaryError("INVALID_CONFIG", `unknown topic setting: ${key} (known: ${TOPIC_SETTING_KEYS.join(", ")})`);
+    }
+    const spec = specOf(key)!;
+    out[key as TopicSettingKey] = String(parseSetting(spec, typeof raw === "number" ? raw : String(raw), "the topic config"));
+  }
+  return out;
+}
+
+/** Effective settings of a topic: its overrides over the broker defaults. */
+export function topicSettings(defaults: TopicSettings, overrides: Partial<Record<TopicSettingKey, string>>): TopicSettings {
+  const def: Record<TopicSettingKey, string | number> = {
+    "segment.bytes": defaults.segmentBytes,
+    "segment.ms": defaults.segmentMs,
+    "retention.ms": defaults.retentionMs,
+    "retention.bytes": defaults.retentionBytes,
+    "cleanup.policy": defaults.cleanupPolicy,
+    "delete.retention.ms": defaults.deleteRetentionMs,
+    "max.message.bytes": defaults.maxMessageBytes,
+    "index.interval.bytes": defaults.indexIntervalBytes,
+  };
+  return topicSettingsFrom((k) => {
+    const o = overrides[k];
+    return o === undefined ? def[k] : parseSetting(specOf(k)!, o, "the topic config");
+  });
+}
+
+/** Every topic setting with its effective value, as Kafka prints them. */
+export function describeTopicSettings(t: TopicSettings): Record<TopicSettingKey, string> {
+  return {
+    "segment.bytes": String(t.segmentBytes),
+    "segment.ms": String(t.segmentMs),
+    "retention.ms": String(t.retentionMs),
+    "retention.bytes": String(t.retentionBytes),
+    "cleanup.policy": t.cleanupPolicy,
+    "delete.retention.ms": String(t.deleteRetentionMs),
+    "max.message.bytes": String(t.maxMessageBytes),
+    "index.interval.bytes": String(t.indexIntervalBytes),
+  };
+}
