@@ -1,0 +1,59 @@
+/**
+ * The HTTP server on Deno (Deno.serve). Only http-server.ts imports this file, and only on Deno.
+ * Deno's types are not installed for the Node-side typecheck, so the few members used are
+ * declared here.
+ */
+import { STOP_GRACE_MS, graceTimer, type FetchHandler, type HttpServer, type HttpServerOptions } from "./http-server.ts";
+
+interface DenoNetAddr {
+  hostname: string;
+  port: number;
+}
+
+interface DenoHttpServer {
+  readonly finished: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+interface DenoServeOptions {
+  hostname: string;
+  port: number;
+  onListen: (addr: DenoNetAddr) => void;
+  onError: (error: unknown) => Response;
+}
+
+interface DenoRuntime {
+  serve(options: DenoServeOptions, handler: (req: Request) => Response | Promise<Response>): DenoHttpServer;
+}
+
+export function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): Promise<HttpServer> {
+  const deno = (globalThis as unknown as { Deno: DenoRuntime }).Deno;
+  // Deno.serve has no body limit of its own; the gateway reads bodies with its limit.
+  return new Promise((resolve, reject) => {
+    // onListen may run before serve() returns, so the server is read only when stop() is called.
+    let server: DenoHttpServer | undefined;
+    try {
+      server = deno.serve(
+        {
+          hostname: opts.hostname,
+          port: opts.port,
+          // Replaces Deno's default "Listening on ..." line on stdout: the caller logs its own.
+          onListen: (addr) =>
+            resolve({
+              port: addr.port,
+              async stop() {
+                if (server) await Promise.race([server.shutdown(), graceTimer(STOP_GRACE_MS)]);
+              },
+            }),
+          onError: () => new Response(JSON.stringify({ error: { code: "INTERNAL", message: "internal error" } }), {
+            status: 500,
+            headers: { "content-type": "application/json" },
+          }),
+        },
+        (req) => fetch(req),
+      );
+    } catch (e) {
+      reject(e);
+    }
+  });
+}
