@@ -1,0 +1,23 @@
+/** What every route file is given: the broker, the gateway's limits, and its logger. */
+import type { Broker } from "../../src/broker.ts";
+import type { Logger } from "../../src/logger.ts";
+import type { ConcurrencyGate } from "./gate.ts";
+
+export interface HttpGatewayOptions {
+  /** Largest request body, checked on Content-Length and on the bytes read: 413 beyond. */
+  maxRequestBytes: number;
+  /** A fetch's waitMs is capped to this. */
+  maxWaitMs: number;
+  /** Concurrent long-poll fetches (waitMs > 0); more get 503 OVERLOADED. */
+  maxLongPolls: number;
+  /** Concurrent SSE streams; more get 503 OVERLOADED. */
+  maxStreams: number;
+  logger: Logger;
+}
+
+export interface GatewayDeps {
+  broker: Broker;
+  options: HttpGatewayOptions;
+  longPolls: ConcurrencyGate;
+  streams: ConcurrencyGate;
+}

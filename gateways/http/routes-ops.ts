@@ -1,0 +1,22 @@
+/**
+ * Operations:
+ *   GET /healthz  200 {"status":"ok"} while the process serves requests (liveness)
+ *   GET /readyz   200 {"status":"ready"} once every partition is recovered, else 503 NOT_READY
+ *   GET /metrics  the broker's registry in Prometheus text format 0.0.4
+ */
+import type { Hono } from "hono";
+import { TributaryError } from "../../src/errors.ts";
+import type { GatewayDeps } from "./deps.ts";
+
+const JSON_TYPE = { "content-type": "application/json" };
+
+export function opsRoutes(app: Hono, { broker }: GatewayDeps): void {
+  app.get("/healthz", () => new Response(JSON.stringify({ status: "ok" }), { headers: JSON_TYPE }));
+
+  app.get("/readyz", () => {
+    if (!broker.ready) throw new TributaryError("NOT_READY", "the broker is not ready: starting up or shutting down");
+    return new Response(JSON.stringify({ status: "ready" }), { headers: JSON_TYPE });
+  });
+
+  app.get("/metrics", () => new Response(broker.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));
+}
