@@ -1,4 +1,412 @@
-/** CONTRACT STUB — the HTTP/CLI helper implements the client commands. */
-export async function runClientCommand(_argv: string[]): Promise<number> {
-  throw new Error("not implemented");
+/**
+ * The `tributary` client commands: topic administration, produce from stdin and consume to stdout,
+ * all over a running broker's HTTP API (see gateways/http). Arguments are parsed with
+ * node:util parseArgs, and I/O goes through `process` and fetch, which Bun and Deno both provide.
+ *
+ * Produce sends each stdin line's bytes unchanged (CBOR byte strings), and consume asks for
+ * `encoding=base64` and writes the stored bytes back unchanged, so any line round-trips exactly,
+ * JSON or not.
+ *
+ * @example
+ *   printf 'dev-1\t{"temp":21.5}\n' | tributary produce telemetry
+ *   tributary consume telemetry --from-beginning --print-key
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { Encoder } from "cbor-x";
+
+export const CLIENT_USAGE = `usage: tributary <command> [options]
+
+commands:
+  serve [--help]                     run a broker (see tributary serve --help)
+  topic create NAME [--partitions N] [--config key=value ...]
+  topic list
+  topic describe NAME [--json]
+  topic delete NAME
+  produce TOPIC [--key K] [--partition P] [--acks 0|1|all]
+      one record per stdin line, sent as raw bytes; without --key, a line
+      "key<TAB>value" sets the record's key
+  consume TOPIC [--partition P] [--from-beginning | --offset N] [--follow]
+                [--max-records N] [--print-key]
+      one value per line on stdout, as stored (JSON as its text, bytes as they are);
+      starts at the end of the partition unless --from-beginning or --offset;
+      without --follow, stops once it has caught up
+  help                               this text
+
+every client command takes --url URL (default $TRIBUTARY_URL or http://127.0.0.1:8480)
+`;
+
+const DEFAULT_URL = "http://127.0.0.1:8480";
+/** Records and body bytes per produce request: bounded well under http.max.request.bytes (8 MiB). */
+const PRODUCE_BATCH_RECORDS = 1000;
+const PRODUCE_BATCH_BYTES = 1024 * 1024;
+const CONSUME_BATCH_RECORDS = 500;
+/** The server caps a long poll at http.max.wait.ms; asking for more just means "as long as allowed". */
+const FOLLOW_WAIT_MS = 30_000;
+
+const cborEncoder = new Encoder({ useRecords: false, tagUint8Array: false, variableMapSize: true });
+const utf8 = new TextEncoder();
+
+/** A refusal from the broker or the network: printed as `error: CODE: message`, exit 1. */
+class ClientError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Bad command-line use: printed with the usage text, exit 2. */
+class UsageError extends Error {}
+
+export async function runClientCommand(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "topic":
+        return await topicCommand(rest);
+      case "produce":
+        return await produceCommand(rest);
+      case "consume":
+        return await consumeCommand(rest);
+      case "help":
+      case "--help":
+      case "-h":
+        await writeOut(utf8.encode(CLIENT_USAGE));
+        return 2;
+      default:
+        throw new UsageError(command === undefined ? "no command given" : `unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (e) {
+    if (e instanceof ClientError) {
+      console.error(`error: ${e.code}: ${e.message}`);
+      return 1;
+    }
+    if (e instanceof UsageError || isParseArgsError(e)) {
+      console.error(`error: ${(e as Error).message}\n\n${CLIENT_USAGE}`);
+      return 2;
+    }
+    if (isBrokenPipe(e)) return 0; // `tributary consume ... | head`: the reader has what it wanted
+    console.error(`error: INTERNAL: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+function isParseArgsError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS");
+}
+
+function isBrokenPipe(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === "EPIPE";
+}
+
+// ---- arguments ---------------------------------------------------------------------------------
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+function parse<O extends Options>(args: string[], options: O) {
+  return parseArgs({ args, options: { ...options, url: { type: "string" } } as O & { url: { type: "string" } }, allowPositionals: true, strict: true });
+}
+
+function baseUrl(values: { url?: string | boolean | (string | boolean)[] | undefined }): string {
+  const url = typeof values.url === "string" ? values.url : (process.env.TRIBUTARY_URL ?? DEFAULT_URL);
+  try {
+    new URL(url);
+  } catch {
+    throw new UsageError(`--url ${url} is not a URL`);
+  }
+  return url.replace(/\/+$/, "");
+}
+
+function intFlag(raw: string | undefined, name: string, min: number): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${name} must be an integer of at least ${min}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+function onePositional(positionals: string[], what: string): string {
+  if (positionals.length !== 1) throw new UsageError(`expected ${what}${positionals.length > 1 ? `, got also ${positionals.slice(1).join(" ")}` : ""}`);
+  return positionals[0]!;
+}
+
+// ---- HTTP --------------------------------------------------------------------------------------
+
+interface ApiRequest {
+  method?: string;
+  body?: Uint8Array<ArrayBuffer> | string;
+  contentType?: string;
+}
+
+/** One request to the API; a non-2xx reply becomes a ClientError with the broker's code. */
+async function api(url: string, path: string, req: ApiRequest = {}): Promise<Response> {
+  const headers: Record<string, string> = { accept: "application/json" };
+  if (req.contentType) headers["content-type"] = req.contentType;
+  let res: Response;
+  try {
+    res = await fetch(`${url}${path}`, { method: req.method ?? "GET", headers, body: req.body });
+  } catch (e) {
+    const cause = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
+    throw new ClientError("UNREACHABLE", `cannot reach the broker at ${url}: ${cause}`);
+  }
+  if (res.ok) return res;
+  const text = await res.text();
+  let code = `HTTP_${res.status}`;
+  let message = text.trim() || res.statusText;
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    if (typeof body.error?.code === "string") code = body.error.code;
+    if (typeof body.error?.message === "string") message = body.error.message;
+  } catch {
+    // Not our error body (a proxy, say): keep the status and text.
+  }
+  throw new ClientError(code, message);
+}
+
+async function apiJson<T>(url: string, path: string, req: ApiRequest = {}): Promise<T> {
+  const res = await api(url, path, req);
+  return (await res.json()) as T;
+}
+
+const topicPath = (topic: string) => `/v1/topics/${encodeURIComponent(topic)}`;
+
+// ---- output ------------------------------------------------------------------------------------
+
+/** Write to stdout and wait until it is handed to the OS, so process.exit cannot cut it short. */
+function writeOut(bytes: Uint8Array): Promise<void> {
+  if (bytes.length === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    process.stdout.write(bytes, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+function printLines(lines: string[]): Promise<void> {
+  return writeOut(utf8.encode(lines.map((l) => `${l}\n`).join("")));
+}
+
+// ---- topic -------------------------------------------------------------------------------------
+
+interface PartitionDescription {
+  partition: number;
+  logStartOffset: number;
+  highWatermark: number;
+  logEndOffset: number;
+  sizeBytes: number;
+}
+
+interface TopicDescription {
+  name: string;
+  partitions: PartitionDescription[];
+  config: Record<string, string>;
+  createdAtMs: number;
+}
+
+async function topicCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case "create": {
+      const { values, positionals } = parse(rest, { partitions: { type: "string" }, config: { type: "string", multiple: true } });
+      const name = onePositional(positionals, "a topic name: topic create NAME");
+      const partitions = intFlag(values.partitions, "--partitions", 1);
+      const config: Record<string, string> = {};
+      for (const kv of values.config ?? []) {
+        const eq = kv.indexOf("=");
+        if (eq <= 0) throw new UsageError(`--config takes key=value, got ${JSON.stringify(kv)}`);
+        config[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      const body = JSON.stringify({ name, ...(partitions === undefined ? {} : { partitions }), config });
+      const t = await apiJson<TopicDescription>(baseUrl(values), "/v1/topics", { method: "POST", body, contentType: "application/json" });
+      await printLines([`created topic ${t.name} with ${t.partitions.length} partition${t.partitions.length === 1 ? "" : "s"}`]);
+      return 0;
+    }
+    case "list": {
+      const { values, positionals } = parse(rest, {});
+      if (positionals.length > 0) throw new UsageError(`topic list takes no arguments`);
+      const { topics } = await apiJson<{ topics: TopicDescription[] }>(baseUrl(values), "/v1/topics");
+      await printLines(topics.map((t) => t.name));
+      return 0;
+    }
+    case "describe": {
+      const { values, positionals } = parse(rest, { json: { type: "boolean" } });
+      const name = onePositional(positionals, "a topic name: topic describe NAME");
+      const t = await apiJson<TopicDescription>(baseUrl(values), topicPath(name));
+      await printLines(values.json ? [JSON.stringify(t, null, 2)] : describeLines(t));
+      return 0;
+    }
+    case "delete": {
+      const { values, positionals } = parse(rest, {});
+      const name = onePositional(positionals, "a topic name: topic delete NAME");
+      await api(baseUrl(values), topicPath(name), { method: "DELETE" });
+      await printLines([`deleted topic ${name}`]);
+      return 0;
+    }
+    default:
+      throw new UsageError(sub === undefined ? "topic needs a subcommand: create, list, describe or delete" : `unknown topic subcommand ${JSON.stringify(sub)}`);
+  }
+}
+
+function describeLines(t: TopicDescription): string[] {
+  const cols = ["partition", "logStartOffset", "highWatermark", "logEndOffset", "sizeBytes"] as const;
+  const rows = [cols.map(String), ...t.partitions.map((p) => cols.map((c) => String(p[c])))];
+  const widths = cols.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return [
+    `topic: ${t.name}`,
+    `created: ${new Date(t.createdAtMs).toISOString()}`,
+    `partitions: ${t.partitions.length}`,
+    ...rows.map((r) => `  ${r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()}`),
+    `config:`,
+    ...Object.entries(t.config)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `  ${k}=${v}`),
+  ];
+}
+
+// ---- produce -----------------------------------------------------------------------------------
+
+interface OutRecord {
+  key: Uint8Array | string | null;
+  value: Uint8Array;
+  partition?: number;
+}
+
+/** Split stdin into lines of bytes (without the "\n", or a "\r\n" ending). */
+async function* stdinLines(): AsyncGenerator<Uint8Array> {
+  // The start of a line not yet ended, kept as its chunks so a long line is copied once.
+  let partial: Uint8Array[] = [];
+  for await (const chunk of process.stdin as AsyncIterable<Uint8Array | string>) {
+    const bytes = typeof chunk === "string" ? utf8.encode(chunk) : chunk;
+    let start = 0;
+    for (let nl = bytes.indexOf(0x0a); nl >= 0; nl = bytes.indexOf(0x0a, start)) {
+      partial.push(bytes.subarray(start, nl));
+      yield trimCr(concat(partial));
+      partial = [];
+      start = nl + 1;
+    }
+    if (start < bytes.length) partial.push(bytes.slice(start));
+  }
+  if (partial.length > 0) yield trimCr(concat(partial));
+}
+
+function trimCr(line: Uint8Array): Uint8Array {
+  return line.length > 0 && line[line.length - 1] === 0x0d ? line.subarray(0, line.length - 1) : line;
+}
+
+async function produceCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { key: { type: "string" }, partition: { type: "string" }, acks: { type: "string" } });
+  const topic = onePositional(positionals, "a topic: produce TOPIC");
+  const partition = intFlag(values.partition, "--partition", 0);
+  const acks = values.acks ?? "1";
+  if (!["0", "1", "all", "-1"].includes(acks)) throw new UsageError(`--acks must be 0, 1 or all, got ${JSON.stringify(acks)}`);
+  const url = baseUrl(values);
+  const path = `${topicPath(topic)}/records?acks=${encodeURIComponent(acks)}`;
+
+  let batch: OutRecord[] = [];
+  let batchBytes = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const body = new Uint8Array(cborEncoder.encode({ records: batch }));
+    batch = [];
+    batchBytes = 0;
+    await api(url, path, { method: "POST", body, contentType: "application/cbor" });
+  };
+  for await (const line of stdinLines()) {
+    const record: OutRecord = { key: values.key ?? null, value: line };
+    if (values.key === undefined) {
+      const tab = line.indexOf(0x09);
+      if (tab >= 0) {
+        record.key = line.subarray(0, tab);
+        record.value = line.subarray(tab + 1);
+      }
+    }
+    if (partition !== undefined) record.partition = partition;
+    const size = record.value.length + (record.key?.length ?? 0) + 16;
+    if (batch.length > 0 && (batch.length >= PRODUCE_BATCH_RECORDS || batchBytes + size > PRODUCE_BATCH_BYTES)) await flush();
+    batch.push(record);
+    batchBytes += size;
+  }
+  await flush();
+  return 0;
+}
+
+// ---- consume -----------------------------------------------------------------------------------
+
+interface FetchedRecord {
+  offset: number;
+  key?: null;
+  keyBase64?: string;
+  value?: null;
+  valueBase64?: string;
+}
+
+interface FetchReply {
+  records: FetchedRecord[];
+  nextOffset: number;
+  highWatermark: number;
+}
+
+function base64Bytes(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+const NULL_TEXT = utf8.encode("null");
+const TAB = utf8.encode("\t");
+const NEWLINE = utf8.encode("\n");
+
+async function consumeCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    partition: { type: "string" },
+    "from-beginning": { type: "boolean" },
+    offset: { type: "string" },
+    follow: { type: "boolean" },
+    "max-records": { type: "string" },
+    "print-key": { type: "boolean" },
+  });
+  const topic = onePositional(positionals, "a topic: consume TOPIC");
+  const partition = intFlag(values.partition, "--partition", 0) ?? 0;
+  const maxRecords = intFlag(values["max-records"], "--max-records", 1);
+  if (values["from-beginning"] && values.offset !== undefined) throw new UsageError("give --from-beginning or --offset, not both");
+  const url = baseUrl(values);
+  const follow = values.follow === true;
+
+  // undefined: let the broker start at the partition's log start offset.
+  let offset = intFlag(values.offset, "--offset", 0);
+  if (offset === undefined && !values["from-beginning"]) {
+    const t = await apiJson<TopicDescription>(url, topicPath(topic));
+    const p = t.partitions.find((x) => x.partition === partition);
+    if (!p) throw new ClientError("PARTITION_NOT_FOUND", `topic ${topic} has partitions 0 to ${t.partitions.length - 1}, not ${partition}`);
+    offset = p.highWatermark;
+  }
+
+  let printed = 0;
+  for (;;) {
+    const want = Math.min(CONSUME_BATCH_RECORDS, maxRecords === undefined ? CONSUME_BATCH_RECORDS : maxRecords - printed);
+    const q = new URLSearchParams({ maxRecords: String(want), encoding: "base64" });
+    if (offset !== undefined) q.set("offset", String(offset));
+    if (follow) q.set("waitMs", String(FOLLOW_WAIT_MS));
+    const reply = await apiJson<FetchReply>(url, `${topicPath(topic)}/partitions/${partition}/records?${q}`);
+    const out: Uint8Array[] = [];
+    for (const r of reply.records.slice(0, want)) {
+      if (values["print-key"]) out.push(r.keyBase64 === undefined ? NULL_TEXT : base64Bytes(r.keyBase64), TAB);
+      out.push(r.valueBase64 === undefined ? NULL_TEXT : base64Bytes(r.valueBase64), NEWLINE);
+      printed++;
+    }
+    await writeOut(concat(out));
+    offset = reply.nextOffset;
+    if (maxRecords !== undefined && printed >= maxRecords) return 0;
+    if (!follow && (reply.records.length === 0 || reply.nextOffset >= reply.highWatermark)) return 0;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
 }
