@@ -53,6 +53,9 @@ export function streamRoutes(app: Hono, { broker, streams, options }: GatewayDep
 
     const tail = async (stream: SSEStreamingApi): Promise<void> => {
       stream.onAbort(stop);
+      // Bun sends the response head only with the first body bytes: without this line a client
+      // would not see the stream open until the first record or keep-alive.
+      await stream.write(": open\n\n");
       let r = first;
       for (;;) {
         for (const record of r.records) {
