@@ -12,7 +12,8 @@
  *   tributary consume telemetry --from-beginning --print-key
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { Encoder } from "cbor-x";
+// The plain-JavaScript entry: the main one loads a native addon that crashes Bun and Deno.
+import { Encoder } from "cbor-x/encode";
 
 export const CLIENT_USAGE = `usage: tributary <command> [options]
 

@@ -109,6 +109,21 @@ describe.each(["bun", "deno"] as const)("HTTP API on %s", (runtime) => {
     expect(new Uint8Array(body.records[1]!.value as Uint8Array)).toEqual(NOT_UTF8);
   });
 
+  it("takes a CBOR body of thousands of text records (the runtime must not load cbor-x's native addon)", async () => {
+    const records = Array.from({ length: 1500 }, (_, i) => ({ key: `d${i % 50}`, value: { r: `${i}` } }));
+    const body = new Uint8Array(cborOut.encode({ records }));
+    expect(body.length).toBeLessThan(MAX_REQUEST_BYTES);
+    const res = await fetch(`${url}/v1/topics/cbor/records`, { method: "POST", headers: { "content-type": "application/cbor" }, body });
+    expect(res.status).toBe(200);
+    const { offsets } = cborIn.decode(new Uint8Array(await res.arrayBuffer())) as { offsets: { offset: number }[] };
+    expect(offsets.at(-1)!.offset).toBe(2 + 1499);
+    const got = await fetch(`${url}/v1/topics/cbor/partitions/0/records?offset=2&maxRecords=1500`, { headers: { accept: "application/cbor" } });
+    const fetched = cborIn.decode(new Uint8Array(await got.arrayBuffer())) as { records: { key: string; value: unknown }[] };
+    expect(fetched.records).toHaveLength(1500);
+    expect(fetched.records[1499]).toMatchObject({ key: "d49", value: { r: "1499" } });
+    expect((await json("GET", "/healthz")).status).toBe(200);
+  });
+
   it("answers a long poll when a record arrives, and times out empty otherwise", async () => {
     expect((await json("POST", "/v1/topics", { name: "poll", partitions: 1 })).status).toBe(201);
     const started = Date.now();

@@ -3,14 +3,18 @@
  * reply uses (Accept), reading a body under the size limit, and decoding/encoding JSON and CBOR.
  *
  * CBOR goes through cbor-x with its extensions off (no record structures, no typed-array tags), so
- * replies are plain RFC 8949 that any decoder reads.
+ * replies are plain RFC 8949 that any decoder reads. It is imported through the "cbor-x/decode" and
+ * "cbor-x/encode" entry points, which are plain JavaScript: the main entry loads the native
+ * cbor-extract addon, built for Node, which aborts Bun and fails symbol lookup on Deno as soon as
+ * a body holds enough strings for cbor-x to hand them to it (a few kilobytes).
  *
  * @example
  *   const format = requestFormat(req);            // "json" | "cbor", or 415
  *   const body = decodeBody(await readBody(req, limit), format);
  *   return reply(negotiate(req, format), 200, { ok: true });
  */
-import { Decoder, Encoder } from "cbor-x";
+import { Decoder } from "cbor-x/decode";
+import { Encoder } from "cbor-x/encode";
 import { TributaryError } from "../../src/errors.ts";
 import { decodeUtf8OrNull } from "./bytes.ts";
 
