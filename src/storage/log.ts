@@ -1,9 +1,42 @@
 /**
- * CONTRACT STUB — the storage helper replaces the bodies. The exported names and types are what
- * the broker (and later the Raft driver) build against.
+ * The partition log: an append-only sequence of RecordBatch v2 batches in segment files, the one
+ * store of a partition's records (and later its Raft log). How the parts work together:
+ *
+ *   append ──► offsets assigned at once, in call order ──► GroupCommit queue (flusher.ts)
+ *                                                          │ one writer: coalesced writes to the
+ *                                                          │ active Segment, rolling as needed,
+ *                                                          ▼ then one fdatasync for the round
+ *   high watermark advances, listeners run, appends resolve
+ *
+ *   read ──► segment by binary search ──► offset index ──► header scan ──► whole batches, CRC
+ *            checked, never past the high watermark (readers never wait for the writer)
+ *
+ *   maintenance (one at a time, behind a small mutex): retention deletes old closed segments,
+ *   compaction rewrites closed segments, truncateTo cuts the tail. Rolling happens in the writer
+ *   and only ever adds a segment, so it needs no lock; compaction and retention only touch
+ *   sealed segments. Readers hold a reference on the segment they read, so a swap or delete
+ *   never closes a file under them.
+ *
+ * On-disk format: segment.ts (files and naming), offset-index.ts, time-index.ts, and
+ * record-batch.ts (the batches). Crash recovery on open: recovery.ts.
+ *
+ * @example
+ *   const log = await PartitionLog.open("/data/t-0", config, { fs: nodeFileSystem, clock: systemClock });
+ *   const { baseOffset } = await log.append(encodeBatch([{ key: null, value }], { timestamp: Date.now() }));
+ *   const { batches } = await log.read(baseOffset, 1 << 20);
  */
+import { TributaryError } from "../errors.ts";
+import { createLogger, type Logger } from "../logger.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { FileSystem } from "../runtime/fs.ts";
+import { compactSegments, type CompactionStats } from "./compaction.ts";
+import { GroupCommit, type PendingAppend } from "./flusher.ts";
+import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, decodeRecords, readBatchHeader, setBatchBaseOffset, verifyBatchCrc } from "./record-batch.ts";
+import { recoverSegments } from "./recovery.ts";
+import { segmentsToDelete } from "./retention.ts";
+import { BatchCursor, Segment, SEGMENT_MAX_BYTES, SEGMENT_MAX_OFFSETS, segmentFileName } from "./segment.ts";
+
+export type { CompactionStats } from "./compaction.ts";
 
 export type CleanupPolicy = "delete" | "compact" | "compact,delete";
 
@@ -14,7 +47,8 @@ export type CleanupPolicy = "delete" | "compact" | "compact,delete";
  * - "interval": appends wait for the next sync, started every `intervalMs` or as soon as
  *   `bytes` unsynced bytes have accumulated, whichever comes first. Fewer syncs, higher latency.
  * - "none": never fdatasync; an append is acknowledged once written to the OS (survives kill -9,
- *   not a power cut). For benchmarks and throwaway data.
+ *   not a power cut). For benchmarks and throwaway data. (Rolling a segment and close() still
+ *   sync: they are rare and leave closed segments complete.)
  */
 export type FlushPolicy =
   | { mode: "batch" }
@@ -28,7 +62,7 @@ export interface LogConfig {
   retentionMs: number; // delete closed segments whose newest record is older; -1 keeps forever
   retentionBytes: number; // delete oldest closed segments while the log is larger; -1: no limit
   cleanupPolicy: CleanupPolicy;
-  deleteRetentionMs: number; // how long compaction keeps a tombstone once it is in a cleaned segment
+  deleteRetentionMs: number; // how long compaction keeps a tombstone (counted from its record timestamp)
   maxMessageBytes: number; // largest batch accepted by append
   flush: FlushPolicy;
   /** Appended bytes not yet durable beyond which append waits (backpressure); over 4x, it refuses with OVERLOADED. */
@@ -38,6 +72,8 @@ export interface LogConfig {
 export interface LogDeps {
   fs: FileSystem;
   clock: Clock;
+  /** Where recovery warnings and failures go; default: JSON lines on stderr at "info". */
+  logger?: Logger;
 }
 
 export interface AppendResult {
@@ -52,90 +88,519 @@ export interface ReadResult {
   logStartOffset: number;
 }
 
-export interface CompactionStats {
-  segmentsCleaned: number;
-  recordsRemoved: number;
-  bytesBefore: number;
-  bytesAfter: number;
-}
+type State = "open" | "truncating" | "closing" | "closed" | "failed";
+
+/** Writes up to this size are coalesced into one buffer and one write call; larger rounds are split. */
+const COALESCE_BYTES = 8 << 20;
+/** Appends are refused once pending bytes would pass this multiple of maxPendingBytes. */
+const OVERLOAD_FACTOR = 4;
+
+const EMPTY = new Uint8Array(0);
 
 export class PartitionLog {
+  private state: State = "open";
+  private failure: TributaryError | null = null;
+  private nextOffset: number;
+  private hw: number;
+  private readonly listeners = new Set<(highWatermark: number) => void>();
+  private readonly flusher: GroupCommit;
+  /** Segments written to since their last datasync. */
+  private readonly dirty = new Set<Segment>();
+  /** Where each queued append landed, in queue order: [segment, end position]. */
+  private readonly placements: { segment: Segment; end: number }[] = [];
+  private placementHead = 0;
+  private maintenance: Promise<unknown> = Promise.resolve();
+  private closed: Promise<void> | null = null;
+
+  private constructor(
+    private readonly dir: string,
+    private config: LogConfig,
+    private readonly fs: FileSystem,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private segments: Segment[],
+  ) {
+    this.nextOffset = this.active.nextOffset;
+    this.hw = this.nextOffset;
+    this.flusher = new GroupCommit(
+      {
+        write: (items) => this.writeRound(items),
+        sync: () => this.syncDirty(),
+        durable: (items) => this.advance(items),
+        failed: (e) => this.fail(e),
+      },
+      clock,
+      () => this.config,
+    );
+  }
+
   /** Open (creating if needed) and recover the log in `dir`: torn or corrupt tail truncated, indexes rebuilt. */
-  static async open(_dir: string, _config: LogConfig, _deps: LogDeps): Promise<PartitionLog> {
-    throw new Error("not implemented");
+  static async open(dir: string, config: LogConfig, deps: LogDeps): Promise<PartitionLog> {
+    checkConfig(config);
+    const logger = deps.logger ?? createLogger("info");
+    await deps.fs.mkdirp(dir);
+    const segments = await recoverSegments(dir, {
+      fs: deps.fs,
+      clock: deps.clock,
+      logger,
+      indexIntervalBytes: config.indexIntervalBytes,
+      maxMessageBytes: config.maxMessageBytes,
+    });
+    return new PartitionLog(dir, config, deps.fs, deps.clock, logger, segments);
+  }
+
+  private get active(): Segment {
+    return this.segments[this.segments.length - 1]!;
   }
 
   /** First offset still stored. */
   get logStartOffset(): number {
-    throw new Error("not implemented");
+    return this.segments[0]!.baseOffset;
   }
   /** Next offset to be assigned. */
   get logEndOffset(): number {
-    throw new Error("not implemented");
+    return this.nextOffset;
   }
   /** Offsets below this are durable under the flush policy; readers never see past it. */
   get highWatermark(): number {
-    throw new Error("not implemented");
+    return this.hw;
   }
   /** Bytes of all segments. */
   get sizeBytes(): number {
-    throw new Error("not implemented");
+    let n = 0;
+    for (const s of this.segments) n += s.size;
+    return n;
   }
+  /** Number of segment files, the active one included. */
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+  /** Base offsets of the segments, oldest first (for tests and metrics). */
+  get segmentBaseOffsets(): number[] {
+    return this.segments.map((s) => s.baseOffset);
+  }
+  /** True once a write or sync failed: the log refuses appends until reopened. */
+  get isFailed(): boolean {
+    return this.state === "failed";
+  }
+
+  // ---- append ---------------------------------------------------------------------------------
 
   /**
    * Append one RecordBatch v2 (the log takes ownership and rewrites its baseOffset in place).
    * Checks CRC (CORRUPT_RECORD) and size (RECORD_TOO_LARGE); resolves once durable per the flush policy.
+   * The offset is assigned before this returns, so appends made in a row get offsets in call order.
    */
-  append(_batch: Uint8Array): Promise<AppendResult> {
-    throw new Error("not implemented");
+  append(batch: Uint8Array): Promise<AppendResult> {
+    if (this.state !== "open") return Promise.reject(this.refusal());
+    if (batch.length > this.config.maxMessageBytes) {
+      return Promise.reject(new TributaryError("RECORD_TOO_LARGE", `batch of ${batch.length} bytes is over max.message.bytes ${this.config.maxMessageBytes}`));
+    }
+    let lastOffsetDelta: number;
+    let maxTimestamp: number;
+    try {
+      const h = readBatchHeader(batch);
+      if (batchSizeAt(batch) !== batch.length) throw new TributaryError("CORRUPT_RECORD", `batch length field says ${h.batchLength + BATCH_LENGTH_PREFIX_BYTES} bytes, got ${batch.length}`);
+      if (!verifyBatchCrc(batch)) throw new TributaryError("CORRUPT_RECORD", "batch CRC-32C does not match its bytes");
+      lastOffsetDelta = h.lastOffsetDelta;
+      maxTimestamp = h.maxTimestamp;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const limit = OVERLOAD_FACTOR * this.config.maxPendingBytes;
+    if (this.flusher.pendingBytes > 0 && this.flusher.pendingBytes + batch.length > limit) {
+      return Promise.reject(new TributaryError("OVERLOADED", `partition log has ${this.flusher.pendingBytes} bytes waiting for the disk; retry later`));
+    }
+    const baseOffset = this.nextOffset;
+    const lastOffset = baseOffset + lastOffsetDelta;
+    setBatchBaseOffset(batch, baseOffset);
+    this.nextOffset = lastOffset + 1;
+    return this.flusher.enqueue(batch, baseOffset, lastOffset, maxTimestamp).then(() => ({ baseOffset, lastOffset }));
   }
+
+  private refusal(): TributaryError {
+    if (this.state === "failed" && this.failure) return this.failure;
+    if (this.state === "truncating") return new TributaryError("NOT_READY", "the log is being truncated; retry");
+    return new TributaryError("NOT_READY", "the partition log is closed");
+  }
+
+  /** One writer round (called by the flusher only): lay the batches out, rolling when needed, and write them. */
+  private async writeRound(items: PendingAppend[]): Promise<void> {
+    let seg = this.active;
+    let start = seg.size;
+    let chunk: Uint8Array[] = [];
+    let chunkBytes = 0;
+    const flushChunk = async () => {
+      if (chunk.length === 0) return;
+      let buf: Uint8Array;
+      if (chunk.length === 1) {
+        buf = chunk[0]!;
+      } else {
+        buf = new Uint8Array(chunkBytes);
+        let at = 0;
+        for (const c of chunk) {
+          buf.set(c, at);
+          at += c.length;
+        }
+      }
+      this.dirty.add(seg);
+      await seg.handle.write(buf, start);
+      start += chunkBytes;
+      chunk = [];
+      chunkBytes = 0;
+    };
+    for (const item of items) {
+      const size = item.bytes.length;
+      if (this.shouldRoll(seg, size, item.lastOffset)) {
+        await flushChunk();
+        seg = await this.roll(item.baseOffset);
+        start = 0;
+      }
+      if (seg.size === 0) seg.createdAtMs = this.clock.now();
+      const position = seg.size;
+      seg.noteBatch(position, size, item.baseOffset, item.lastOffset, item.maxTimestamp, this.config.indexIntervalBytes);
+      this.placements.push({ segment: seg, end: position + size });
+      chunk.push(item.bytes);
+      chunkBytes += size;
+      if (chunkBytes >= COALESCE_BYTES) await flushChunk();
+    }
+    await flushChunk();
+  }
+
+  private shouldRoll(seg: Segment, size: number, lastOffset: number): boolean {
+    if (seg.size === 0) return false;
+    return (
+      seg.size + size > this.config.segmentBytes ||
+      seg.size + size > SEGMENT_MAX_BYTES ||
+      lastOffset - seg.baseOffset >= SEGMENT_MAX_OFFSETS ||
+      this.clock.now() - seg.createdAtMs >= this.config.segmentMs
+    );
+  }
+
+  /** Close the active segment (synced, indexes written) and open a new one at `baseOffset`. */
+  private async roll(baseOffset: number): Promise<Segment> {
+    const old = this.active;
+    if (this.dirty.delete(old)) await old.handle.datasync();
+    // Indexes first: once the next segment exists, recovery trusts this one's index files.
+    await old.writeIndexes(this.fs);
+    const name = `${this.dir}/${segmentFileName(baseOffset, ".log")}`;
+    const handle = await this.fs.open(name, "create");
+    await this.fs.syncDir(this.dir);
+    const seg = new Segment(this.dir, baseOffset, handle, { size: 0, createdAtMs: this.clock.now() });
+    seg.readableBytes = 0;
+    old.active = false;
+    seg.active = true;
+    this.segments.push(seg);
+    return seg;
+  }
+
+  private async syncDirty(): Promise<void> {
+    const segs = [...this.dirty];
+    this.dirty.clear();
+    for (const s of segs) s.acquire();
+    try {
+      await Promise.all(segs.map((s) => s.handle.datasync()));
+    } finally {
+      for (const s of segs) s.release();
+    }
+  }
+
+  /** The flusher made these durable: move each segment's readable limit and the high watermark. */
+  private advance(items: PendingAppend[]): void {
+    for (let i = 0; i < items.length; i++) {
+      const p = this.placements[this.placementHead++]!;
+      if (p.end > p.segment.readableBytes) p.segment.readableBytes = p.end;
+    }
+    if (this.placementHead > 1024 && this.placementHead * 2 > this.placements.length) {
+      this.placements.splice(0, this.placementHead);
+      this.placementHead = 0;
+    }
+    const last = items[items.length - 1];
+    if (!last || last.lastOffset + 1 <= this.hw) return;
+    this.hw = last.lastOffset + 1;
+    for (const listener of this.listeners) {
+      try {
+        listener(this.hw);
+      } catch (e) {
+        this.logger.error("high watermark listener threw", { dir: this.dir, error: e });
+      }
+    }
+  }
+
+  private fail(error: unknown): void {
+    this.state = "failed";
+    this.failure = error instanceof TributaryError ? error : new TributaryError("STORAGE_ERROR", String(error), { cause: error });
+    this.logger.error("partition log failed: the disk refused a write or sync; no more appends until it is reopened", {
+      dir: this.dir,
+      error: error instanceof Error ? (error.cause instanceof Error ? error.cause : error) : undefined,
+    });
+  }
+
+  // ---- read -----------------------------------------------------------------------------------
 
   /**
    * Whole batches from the one holding `offset`, up to `maxBytes` (but always at least one batch,
    * so a reader can make progress), never past the high watermark. Empty at the high watermark.
    * OFFSET_OUT_OF_RANGE below logStartOffset or above highWatermark.
    */
-  read(_offset: number, _maxBytes: number): Promise<ReadResult> {
-    throw new Error("not implemented");
+  async read(offset: number, maxBytes: number): Promise<ReadResult> {
+    const hw = this.hw;
+    const start = this.logStartOffset;
+    if (!Number.isSafeInteger(offset) || offset < start || offset > hw) {
+      throw new TributaryError("OFFSET_OUT_OF_RANGE", `offset ${offset} is outside the log [${start}, ${hw}]`);
+    }
+    let seg: Segment | undefined = this.segmentFor(offset);
+    while (seg && offset < hw) {
+      seg.acquire();
+      try {
+        const limit = seg.readableBytes;
+        const found = await seg.findBatch(offset, limit);
+        if (found) {
+          const batches = await seg.readBatches(found.position, found.size, limit, maxBytes);
+          return { batches, highWatermark: this.hw, logStartOffset: this.logStartOffset };
+        }
+      } finally {
+        seg.release();
+      }
+      // Nothing at or after `offset` in this segment (compaction left a gap at its end): go on.
+      seg = this.segmentAfter(seg.baseOffset);
+    }
+    return { batches: EMPTY, highWatermark: this.hw, logStartOffset: this.logStartOffset };
+  }
+
+  /** The segment whose range holds `offset` (the last with baseOffset <= offset), or the first. */
+  private segmentFor(offset: number): Segment | undefined {
+    let lo = 0;
+    let hi = this.segments.length - 1;
+    let found = 0;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.segments[mid]!.baseOffset <= offset) {
+        found = mid;
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return this.segments[found];
+  }
+
+  private segmentAfter(baseOffset: number): Segment | undefined {
+    return this.segments.find((s) => s.baseOffset > baseOffset);
   }
 
   /** The first offset whose record timestamp is >= `timestampMs`, or null if none. */
-  offsetForTimestamp(_timestampMs: number): Promise<number | null> {
-    throw new Error("not implemented");
+  async offsetForTimestamp(timestampMs: number): Promise<number | null> {
+    for (const seg of [...this.segments]) {
+      if (seg.maxTimestamp < timestampMs) continue;
+      seg.acquire();
+      try {
+        const found = await this.scanForTimestamp(seg, timestampMs);
+        if (found !== null) return found;
+      } finally {
+        seg.release();
+      }
+    }
+    return null;
   }
 
-  /** Remove every batch at or after the one holding `offset` (Raft truncates a conflicting suffix). */
-  truncateTo(_offset: number): Promise<void> {
-    throw new Error("not implemented");
+  private async scanForTimestamp(seg: Segment, timestampMs: number): Promise<number | null> {
+    const limit = seg.readableBytes;
+    const rel = seg.timeIndex.lastBefore(timestampMs);
+    const start = rel < 0 ? 0 : seg.offsetIndex.lookup(rel);
+    const cursor = new BatchCursor(seg.handle, start, limit, { bodies: false, verifyCrc: false, windowBytes: 16 * 1024 });
+    for (;;) {
+      const b = await cursor.next();
+      if (!b) {
+        if (cursor.problem) throw new TributaryError("CORRUPT_RECORD", `segment ${seg.logPath}: ${cursor.problem}`);
+        return null;
+      }
+      if (b.header.maxTimestamp < timestampMs) continue;
+      const bytes = await seg.readBatches(b.position, b.size, limit, b.size);
+      for (const r of decodeRecords(bytes.subarray(0, b.size))) {
+        if (r.timestamp >= timestampMs && r.offset >= this.logStartOffset && r.offset < this.hw) return r.offset;
+      }
+    }
+  }
+
+  /** Called with the new high watermark whenever it advances. Returns an unsubscribe function. */
+  onHighWatermark(listener: (highWatermark: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  // ---- maintenance ----------------------------------------------------------------------------
+
+  /** Run `fn` after every earlier maintenance task: roll aside, one structural change at a time. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.maintenance.then(fn, fn);
+    this.maintenance = run.catch(() => undefined);
+    return run;
+  }
+
+  private checkUsable(): void {
+    if (this.state === "failed" && this.failure) throw this.failure;
+    if (this.state === "closing" || this.state === "closed") throw new TributaryError("NOT_READY", "the partition log is closed");
+  }
+
+  /**
+   * Remove every batch at or after the one holding `offset` (Raft truncates a conflicting suffix).
+   * The log end offset becomes that batch's base offset (or `offset`, if no batch holds it);
+   * the high watermark drops to it if it was higher. Appends made meanwhile are refused with
+   * NOT_READY, since their offsets cannot be known until the cut is made.
+   */
+  truncateTo(offset: number): Promise<void> {
+    return this.exclusive(async () => {
+      this.checkUsable();
+      if (offset >= this.nextOffset) return;
+      this.state = "truncating";
+      try {
+        await this.flusher.syncAll();
+        await this.flusher.idle();
+        await this.cut(Math.max(offset, this.logStartOffset));
+      } finally {
+        if (this.state === "truncating") this.state = "open";
+      }
+    });
+  }
+
+  private async cut(target: number): Promise<void> {
+    let removed = false;
+    while (this.segments.length > 1 && this.active.baseOffset > target) {
+      const gone = this.segments.pop()!;
+      await this.deleteSegmentFiles(gone);
+      removed = true;
+    }
+    const seg = this.active;
+    const found = await seg.findBatch(target, seg.size);
+    const cutAt = found ? found.position : seg.size;
+    const newEnd = found ? Math.min(found.header.baseOffset, target) : target;
+    // The segment takes appends again: its index files would go stale, so they go first.
+    await this.fs.remove(seg.indexPath);
+    await this.fs.remove(seg.timeIndexPath);
+    if (removed) await this.fs.syncDir(this.dir);
+    await seg.handle.truncate(cutAt);
+    await seg.handle.datasync();
+    await seg.rebuild(this.config.indexIntervalBytes, false, cutAt);
+    seg.active = true;
+    seg.createdAtMs = this.clock.now();
+    seg.nextOffset = newEnd;
+    this.nextOffset = newEnd;
+    if (this.hw > newEnd) this.hw = newEnd;
+  }
+
+  private async deleteSegmentFiles(seg: Segment): Promise<void> {
+    this.dirty.delete(seg);
+    // POSIX keeps an unlinked file readable through open handles: readers finish, then retire() closes it.
+    await this.fs.remove(seg.logPath);
+    await this.fs.remove(seg.indexPath);
+    await this.fs.remove(seg.timeIndexPath);
+    await seg.retire();
   }
 
   /** Delete closed segments past retention.ms / retention.bytes; returns how many went. */
   enforceRetention(): Promise<number> {
-    throw new Error("not implemented");
+    return this.exclusive(async () => {
+      this.checkUsable();
+      if (!this.config.cleanupPolicy.includes("delete")) return 0;
+      const candidates = this.segments.map((s) => ({ sizeBytes: s.size, maxTimestampMs: s.maxTimestamp, deletable: s.sealed }));
+      const n = segmentsToDelete(candidates, this.clock.now(), this.config.retentionMs, this.config.retentionBytes);
+      if (n === 0) return 0;
+      const gone = this.segments.slice(0, n);
+      this.segments = this.segments.slice(n);
+      for (const seg of gone) await this.deleteSegmentFiles(seg);
+      await this.fs.syncDir(this.dir);
+      return n;
+    });
   }
 
   /** For cleanupPolicy compact: keep the latest record per key in closed segments; appends go on meanwhile. */
   compact(): Promise<CompactionStats> {
-    throw new Error("not implemented");
+    return this.exclusive(async () => {
+      this.checkUsable();
+      const none: CompactionStats = { segmentsCleaned: 0, recordsRemoved: 0, bytesBefore: 0, bytesAfter: 0 };
+      if (!this.config.cleanupPolicy.includes("compact")) return none;
+      const sealed: Segment[] = [];
+      for (const s of this.segments) {
+        if (!s.sealed) break;
+        sealed.push(s);
+      }
+      if (sealed.length === 0) return none;
+      return compactSegments(sealed, {
+        fs: this.fs,
+        nowMs: this.clock.now(),
+        deleteRetentionMs: this.config.deleteRetentionMs,
+        shouldStop: () => this.state !== "open" && this.state !== "truncating",
+        swap: (seg) => this.swapCleaned(seg),
+      });
+    });
   }
 
-  /** Called with the new high watermark whenever it advances. Returns an unsubscribe function. */
-  onHighWatermark(_listener: (highWatermark: number) => void): () => void {
-    throw new Error("not implemented");
+  /** Put a segment's `.cleaned` file in its place and take it into use; readers of the old one keep their handle. */
+  private async swapCleaned(old: Segment): Promise<void> {
+    // Stale index files must not outlive the swap: a crash in between then rebuilds them.
+    await this.fs.remove(old.indexPath);
+    await this.fs.remove(old.timeIndexPath);
+    await this.fs.rename(old.cleanedPath, old.logPath);
+    await this.fs.syncDir(this.dir);
+    const handle = await this.fs.open(old.logPath, "write");
+    const fresh = new Segment(this.dir, old.baseOffset, handle, { size: 0, createdAtMs: old.createdAtMs });
+    const { problem } = await fresh.rebuild(this.config.indexIntervalBytes, false);
+    if (problem !== null) throw new Error(`invariant broken: compaction wrote a bad segment ${old.logPath}: ${problem}`);
+    fresh.nextOffset = old.nextOffset;
+    await fresh.writeIndexes(this.fs);
+    const i = this.segments.indexOf(old);
+    if (i < 0) throw new Error(`invariant broken: segment ${old.logPath} vanished during compaction`);
+    this.segments[i] = fresh;
+    await old.retire();
   }
 
   /** Change retention, compaction and segment settings of an open log. */
-  updateConfig(_config: LogConfig): void {
-    throw new Error("not implemented");
+  updateConfig(config: LogConfig): void {
+    checkConfig(config);
+    this.config = config;
   }
 
   /** Make everything appended so far durable. */
-  flush(): Promise<void> {
-    throw new Error("not implemented");
+  async flush(): Promise<void> {
+    this.checkUsable();
+    await this.flusher.syncAll();
   }
 
-  /** Flush, write indexes, close files. */
+  /** Flush, write indexes, close files. Appends made from now on are refused with NOT_READY. */
   close(): Promise<void> {
-    throw new Error("not implemented");
+    if (this.closed) return this.closed;
+    const wasFailed = this.state === "failed";
+    this.state = "closing";
+    this.closed = this.exclusive(async () => {
+      try {
+        if (!wasFailed) {
+          await this.flusher.syncAll();
+          await this.active.writeIndexes(this.fs);
+        }
+      } finally {
+        await this.flusher.idle();
+        for (const seg of this.segments) await seg.retire();
+        this.state = "closed";
+      }
+    });
+    return this.closed;
+  }
+}
+
+function checkConfig(c: LogConfig): void {
+  const positive = (name: string, v: number) => {
+    if (!(Number.isFinite(v) && v > 0)) throw new TributaryError("INVALID_CONFIG", `${name} must be positive, got ${v}`);
+  };
+  positive("segmentBytes", c.segmentBytes);
+  positive("segmentMs", c.segmentMs);
+  positive("indexIntervalBytes", c.indexIntervalBytes);
+  positive("maxMessageBytes", c.maxMessageBytes);
+  positive("maxPendingBytes", c.maxPendingBytes);
+  if (c.flush.mode === "interval") {
+    positive("flush.intervalMs", c.flush.intervalMs);
+    positive("flush.bytes", c.flush.bytes);
   }
 }
