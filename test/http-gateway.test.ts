@@ -16,6 +16,7 @@ import { ERROR_CODES, TributaryError } from "../src/errors.ts";
 import { createLogger } from "../src/logger.ts";
 import { createHttpApp } from "../gateways/http/app.ts";
 import { HTTP_STATUS } from "../gateways/http/errors.ts";
+import { startHttpServer } from "../src/runtime/http-server.ts";
 
 const cborOut = new Encoder({ useRecords: false, tagUint8Array: false });
 const cborIn = new Decoder({ mapsAsObjects: true, useRecords: false });
@@ -670,5 +671,11 @@ describe("operations", () => {
     expect(logLines.some((l) => l.includes('"level":"error"') && l.includes("a bug"))).toBe(true);
     broker.describeTopic = original;
     expect((await call("GET", "/v1/topics/t")).status).toBe(200);
+  });
+});
+
+describe("runtime server adapter", () => {
+  it("refuses to serve on Node with a message naming the runtimes that do", async () => {
+    await expect(startHttpServer(app.fetch, { hostname: "127.0.0.1", port: 0, maxRequestBodyBytes: 1024 })).rejects.toThrow(/Bun .*Deno.*app\.request/s);
   });
 });
