@@ -86,8 +86,10 @@ export async function runServe(argv: string[]): Promise<number> {
     stopping = true;
     logger.info("shutting down", { signal });
     try {
-      await server.stop();
+      // Broker first: it wakes waiting long polls and streams (they answer 503 NOT_READY at once),
+      // and flushes appends in flight, whose replies then go out during the server's grace period.
       await broker.close();
+      await server.stop();
     } finally {
       process.exit(0);
     }

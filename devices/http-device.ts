@@ -8,7 +8,9 @@
  *        [--device-id dev-1] [--interval-ms 1000] [--count N] [--batch 10]
  */
 import { parseArgs } from "node:util";
-import { encode, decode } from "cbor-x";
+// The pure-JS entry points: plain "cbor-x" may load a native add-on that aborts Bun and Deno.
+import { encode } from "cbor-x/encode";
+import { decode } from "cbor-x/decode";
 
 export interface Reading {
   deviceId: string;
