@@ -11,7 +11,8 @@
  *    (bench/http-load.ts) with JSON requests.
  *
  * Prints a markdown table; copy it with the date into bench/RESULTS.md.
- * Options (env): BENCH_SECONDS (default 3) per scenario.
+ * Options (env): BENCH_SECONDS (default 3) per scenario; BENCH_ONLY=disk,inprocess,http to run
+ * some parts (the disk baseline always runs: the other parts are read against it).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, open } from "node:fs/promises";
@@ -24,6 +25,7 @@ import { nodeFileSystem, type FileSystem } from "../src/runtime/fs.ts";
 import { fmt, machine, percentile, table } from "./lib.ts";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+const only = new Set((process.env.BENCH_ONLY ?? "disk,inprocess,http").split(","));
 const root = resolve(import.meta.dirname, "..");
 const bin = (name: string) => join(root, "node_modules", ".bin", name);
 
@@ -165,10 +167,10 @@ async function inProcess(recordBytes: number, batch: number, inFlight: number): 
 
 async function startBroker(runtime: "bun" | "deno", dataDir: string): Promise<{ url: string; child: ChildProcess }> {
   const args = runtime === "bun" ? ["cli/main.ts", "serve"] : ["run", "-A", "cli/main.ts", "serve"];
-  const child = spawn(bin(runtime), [...args, "--data-dir", dataDir, "--http-port", "0", "--log-level", "warn"], {
+  const child = spawn(bin(runtime), [...args, "--data-dir", dataDir, "--http-port", "0"], {
     cwd: root,
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, TRIBUTARY_LOG_LEVEL: "info" },
+    env: { ...process.env, TRIBUTARY_LOG_LEVEL: "info" }, // the "listening" line is at info
   });
   return new Promise((resolveUrl, reject) => {
     let buffered = "";
@@ -239,12 +241,14 @@ console.log(
 console.log();
 
 const rows: (string | number)[][] = [];
-for (const [recordBytes, batch, inFlight] of [
+const inProcessScenarios = [
   [100, 1, 64],
   [100, 100, 16],
   [1024, 1, 64],
   [1024, 100, 16],
-] as const) {
+  [1024, 100, 32],
+] as const;
+for (const [recordBytes, batch, inFlight] of only.has("inprocess") ? inProcessScenarios : []) {
   const r = await inProcess(recordBytes, batch, inFlight);
   rows.push([
     `${recordBytes} B`,
@@ -260,8 +264,8 @@ for (const [recordBytes, batch, inFlight] of [
     fmt.mb(r.readMBs),
   ]);
 }
-console.log("In process, Broker.produce with acks=1, flush.mode=batch (group commit), one partition:\n");
-console.log(
+if (rows.length > 0) console.log("In process, Broker.produce with acks=1, flush.mode=batch (group commit), one partition:\n");
+if (rows.length > 0) console.log(
   table(
     ["record", "batch", "in flight", "append records/s", "append MB/s", "vs disk durable MB/s", "p50 ms", "p99 ms", "records per fdatasync", "read records/s", "read MB/s"],
     rows,
@@ -270,7 +274,7 @@ console.log(
 console.log();
 
 const httpRows: (string | number)[][] = [];
-for (const runtime of ["bun", "deno"] as const) {
+for (const runtime of only.has("http") ? (["bun", "deno"] as const) : []) {
   for (const [recordBytes, batch, concurrency] of [
     [100, 1, 32],
     [100, 100, 8],
@@ -282,5 +286,5 @@ for (const runtime of ["bun", "deno"] as const) {
     httpRows.push([runtime, `${recordBytes} B`, batch, concurrency, fmt.int(r.records / s), fmt.mb(r.bytes / s), fmt.ms(r.p50), fmt.ms(r.p99), r.errors]);
   }
 }
-console.log("Over HTTP (JSON, acks=1, flush.mode=batch), broker process vs a load generator process on Bun:\n");
-console.log(table(["broker on", "record", "batch", "requests in flight", "records/s", "MB/s", "p50 ms", "p99 ms", "errors"], httpRows));
+if (httpRows.length > 0) console.log("Over HTTP (JSON, acks=1, flush.mode=batch), broker process vs a load generator process on Bun:\n");
+if (httpRows.length > 0) console.log(table(["broker on", "record", "batch", "requests in flight", "records/s", "MB/s", "p50 ms", "p99 ms", "errors"], httpRows));

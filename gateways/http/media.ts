@@ -99,6 +99,15 @@ export async function readBody(req: Request, maxBytes: number): Promise<Uint8Arr
     }
   }
   if (req.body === null) return new Uint8Array(0);
+  if (declared !== null) {
+    // The server reads exactly Content-Length bytes, already checked against the limit: one
+    // read of the whole body is several times faster on Bun than pulling its chunks one by one.
+    return new Uint8Array(
+      await req.arrayBuffer().catch((e: unknown) => {
+        throw new TributaryError("INVALID_REQUEST", `the request body could not be read: ${(e as Error).message}`, { cause: e });
+      }),
+    );
+  }
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
