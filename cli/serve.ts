@@ -14,6 +14,8 @@ import { isTributaryError } from "../src/errors.ts";
 import { createLogger } from "../src/logger.ts";
 import { startHttpServer } from "../src/runtime/http-server.ts";
 import { createHttpApp } from "../gateways/http/app.ts";
+import { startGrpcGateway } from "../gateways/grpc/index.ts";
+import { startMqttBridge } from "../gateways/mqtt/index.ts";
 
 const USAGE = `usage: tributary serve [--config FILE] [--data-dir DIR] [--http-port N] [--<setting> VALUE ...]
 
@@ -79,6 +81,9 @@ export async function runServe(argv: string[]): Promise<number> {
     logger.warn("the HTTP gateway listens beyond loopback and has no authentication yet", { host: config.http.host });
   }
   logger.info("listening", { listener: "http", url, port: server.port });
+  const grpc = await startGrpcGateway(broker, { ...config.grpc, logger });
+  logger.info("listening", { listener: "grpc", url: `${config.grpc.host}:${grpc.port}`, port: grpc.port });
+  const mqtt = config.mqttConfigPath ? await startMqttBridge(broker, { configPath: config.mqttConfigPath, logger }) : null;
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -88,8 +93,11 @@ export async function runServe(argv: string[]): Promise<number> {
     try {
       // Broker first: it wakes waiting long polls and streams (they answer 503 NOT_READY at once),
       // and flushes appends in flight, whose replies then go out during the server's grace period.
+      // The bridge first: it stops taking MQTT messages, so none is acknowledged that the log
+      // will not hold; the broker then wakes readers and flushes; the servers drain last.
+      await mqtt?.stop();
       await broker.close();
-      await server.stop();
+      await Promise.all([server.stop(), grpc.stop()]);
     } finally {
       process.exit(0);
     }

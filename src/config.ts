@@ -36,6 +36,14 @@ export const SETTINGS = [
   { key: "http.max.wait.ms", kind: "int", default: 30_000, min: 0, doc: "Longest long poll a fetch may ask for (`waitMs` is capped to it)." },
   { key: "http.max.long.polls", kind: "int", default: 1000, min: 1, doc: "Concurrent long-poll fetches; more get 503." },
   { key: "http.max.streams", kind: "int", default: 100, min: 1, doc: "Concurrent Server-Sent Events streams; more get 503." },
+  { key: "grpc.host", kind: "string", default: "127.0.0.1", doc: "Address the gRPC gateway listens on." },
+  { key: "grpc.port", kind: "int", default: 8481, min: 0, doc: "gRPC gateway port (0 picks a free port)." },
+  { key: "grpc.max.message.bytes", kind: "int", default: 8 * 1024 * 1024, min: 1024, doc: "Largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED." },
+  { key: "grpc.stream.max.inflight", kind: "int", default: 32, min: 1, doc: "Batches a ProduceStream client may have unacknowledged; past it the server stops reading the stream." },
+  { key: "mqtt.config", kind: "string", default: "", doc: "JSON file of MQTT bridge connections and mapping rules; empty: no bridge." },
+  { key: "group.min.session.timeout.ms", kind: "int", default: 6000, min: 1, doc: "Shortest session timeout a consumer group member may ask for." },
+  { key: "group.max.session.timeout.ms", kind: "int", default: 1_800_000, min: 1, doc: "Longest session timeout a consumer group member may ask for." },
+  { key: "group.initial.rebalance.delay.ms", kind: "int", default: 3000, min: 0, doc: "How long a new group waits for more members before its first assignment." },
   { key: "log.level", kind: "enum", default: "info", values: ["debug", "info", "warn", "error"], doc: "Broker log level (JSON lines on stderr)." },
   { key: "flush.mode", kind: "enum", default: "batch", values: ["batch", "interval", "none"], doc: "When appends are fdatasync'ed, and so acknowledged: see Durability." },
   { key: "flush.interval.ms", kind: "int", default: 50, min: 1, doc: "With flush.mode=interval: longest time between two syncs." },
@@ -92,6 +100,19 @@ export interface BrokerConfig {
     maxLongPolls: number;
     maxStreams: number;
   };
+  grpc: {
+    host: string;
+    port: number;
+    maxMessageBytes: number;
+    streamMaxInflight: number;
+  };
+  /** Path of the MQTT bridge's JSON config; "" when there is no bridge. */
+  mqttConfigPath: string;
+  groups: {
+    minSessionTimeoutMs: number;
+    maxSessionTimeoutMs: number;
+    initialRebalanceDelayMs: number;
+  };
   logLevel: LogLevel;
   flush: FlushPolicy;
   maxPendingBytesPerPartition: number;
@@ -114,7 +135,7 @@ export function parseSetting(spec: SettingSpec, raw: unknown, source: string): s
   const bad = (why: string) => new TributaryError("INVALID_CONFIG", `${spec.key} from ${source}: ${why}`);
   switch (spec.kind) {
     case "string":
-      if (typeof raw !== "string" || raw.length === 0) throw bad("expected a non-empty string");
+      if (typeof raw !== "string" || (raw.length === 0 && spec.default !== "")) throw bad("expected a non-empty string");
       return raw;
     case "bool":
       if (raw === true || raw === "true" || raw === "1") return true;
@@ -185,6 +206,18 @@ function toBrokerConfig(v: Values): BrokerConfig {
       maxWaitMs: n("http.max.wait.ms"),
       maxLongPolls: n("http.max.long.polls"),
       maxStreams: n("http.max.streams"),
+    },
+    grpc: {
+      host: s("grpc.host"),
+      port: n("grpc.port"),
+      maxMessageBytes: n("grpc.max.message.bytes"),
+      streamMaxInflight: n("grpc.stream.max.inflight"),
+    },
+    mqttConfigPath: s("mqtt.config"),
+    groups: {
+      minSessionTimeoutMs: n("group.min.session.timeout.ms"),
+      maxSessionTimeoutMs: n("group.max.session.timeout.ms"),
+      initialRebalanceDelayMs: n("group.initial.rebalance.delay.ms"),
     },
     logLevel: s("log.level") as LogLevel,
     flush,
