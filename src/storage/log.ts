@@ -283,12 +283,16 @@ export class PartitionLog {
     if (this.dirty.delete(old)) await old.handle.datasync();
     // Indexes first: once the next segment exists, recovery trusts this one's index files.
     await old.writeIndexes(this.fs);
+    return this.startSegment(baseOffset);
+  }
+
+  /** Create an empty active segment at `baseOffset` after the current one; durable before anything lands in it. */
+  private async startSegment(baseOffset: number): Promise<Segment> {
     const name = `${this.dir}/${segmentFileName(baseOffset, ".log")}`;
     const handle = await this.fs.open(name, "create");
     await this.fs.syncDir(this.dir);
     const seg = new Segment(this.dir, baseOffset, handle, { size: 0, createdAtMs: this.clock.now() });
-    seg.readableBytes = 0;
-    old.active = false;
+    this.active.active = false;
     seg.active = true;
     this.segments.push(seg);
     return seg;
@@ -486,9 +490,15 @@ export class PartitionLog {
     await seg.rebuild(this.config.indexIntervalBytes, false, cutAt);
     seg.active = true;
     seg.createdAtMs = this.clock.now();
-    seg.nextOffset = newEnd;
     this.nextOffset = newEnd;
     if (this.hw > newEnd) this.hw = newEnd;
+    if (newEnd > seg.nextOffset) {
+      // No batch ends at newEnd (compaction left a gap there), so recovery could not find the end
+      // in this segment: close it and start an empty one at newEnd, whose name says where it is.
+      seg.nextOffset = newEnd;
+      await seg.writeIndexes(this.fs);
+      await this.startSegment(newEnd);
+    }
   }
 
   private async deleteSegmentFiles(seg: Segment): Promise<void> {
