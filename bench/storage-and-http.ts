@@ -167,7 +167,7 @@ async function inProcess(recordBytes: number, batch: number, inFlight: number): 
 
 async function startBroker(runtime: "bun" | "deno", dataDir: string): Promise<{ url: string; child: ChildProcess }> {
   const args = runtime === "bun" ? ["cli/main.ts", "serve"] : ["run", "-A", "cli/main.ts", "serve"];
-  const child = spawn(bin(runtime), [...args, "--data-dir", dataDir, "--http-port", "0"], {
+  const child = spawn(bin(runtime), [...args, "--data-dir", dataDir, "--http-port", "0", "--grpc-port", "0"], {
     cwd: root,
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, TRIBUTARY_LOG_LEVEL: "info" }, // the "listening" line is at info

@@ -73,6 +73,9 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     options.dataDir,
     "--http-port",
     "0",
+    // Every listener on a free port, so brokers of parallel tests never meet on a default one.
+    "--grpc-port",
+    "0",
     ...(options.args ?? []),
   ]);
   const child = spawn(cmd.command, cmd.args, {
