@@ -51,7 +51,7 @@ describe("group commit, backpressure and disk failures", () => {
     let release!: () => void;
     fs.syncGate = new Promise((r) => (release = r));
     const first = log.append(valuesBatch("first", 1));
-    await until(() => log.logEndOffset === 1, "first append queued");
+    await until(() => fs.syncsWaiting === 1, "the first append's sync to start");
     const base = fs.datasyncs;
     const rest = Array.from({ length: 50 }, (_, i) => log.append(valuesBatch(`r${i}`, 1)));
     expect(log.highWatermark).toBe(0);

@@ -21,6 +21,8 @@ import { TributaryError, isTributaryError } from "../errors.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { FlushPolicy } from "./log.ts";
 
+const YIELD_TURNS = 8;
+
 export interface PendingAppend {
   bytes: Uint8Array;
   baseOffset: number;
@@ -103,6 +105,9 @@ export class GroupCommit {
     let round: PendingAppend[] = [];
     try {
       for (;;) {
+        // Let appends made in reaction to the last acknowledgements (a few promise hops away) join
+        // this round, instead of the first one starting a round of its own.
+        for (let i = 0; i < YIELD_TURNS; i++) await null;
         const { flush, maxPendingBytes } = this.settings();
         const forced = this.syncWaiters.length > 0;
         if (this.queue.length === 0 && !forced && !(this.timerDue && this.unsynced.length > 0)) break;

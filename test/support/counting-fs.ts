@@ -11,6 +11,8 @@ export class CountingFileSystem implements FileSystem {
   failSyncs = false;
   /** While set, every datasync waits for this promise first. */
   syncGate: Promise<void> | null = null;
+  /** Syncs currently held at the gate. */
+  syncsWaiting = 0;
 
   constructor(private readonly inner: FileSystem) {}
 
@@ -25,7 +27,11 @@ export class CountingFileSystem implements FileSystem {
         return h.write(buf, position);
       },
       async datasync() {
-        if (outer.syncGate) await outer.syncGate;
+        if (outer.syncGate) {
+          outer.syncsWaiting++;
+          await outer.syncGate;
+          outer.syncsWaiting--;
+        }
         outer.datasyncs++;
         if (outer.failSyncs) throw Object.assign(new Error("EIO: simulated fdatasync failure"), { code: "EIO" });
         return h.datasync();
