@@ -8,7 +8,7 @@ import type { FileSystem } from "../src/runtime/fs.ts";
 import { PartitionLog, type LogConfig } from "../src/storage/log.ts";
 import { decodeRecords, readBatchHeader, splitBatches } from "../src/storage/record-batch.ts";
 import { segmentFileName } from "../src/storage/segment.ts";
-import { batchOf, capturingLogger, logConfig, memFs, readAll, realFs, str, valuesBatch, type FsKind } from "./support/log-fixtures.ts";
+import { batchOf, capturingLogger, logConfig, memFs, readAll, realFs, str, until, valuesBatch, type FsKind } from "./support/log-fixtures.ts";
 
 describe.each([realFs, memFs])("PartitionLog on $name", (kind: FsKind) => {
   let fs: FileSystem;
@@ -337,11 +337,3 @@ describe.each([realFs, memFs])("PartitionLog on $name", (kind: FsKind) => {
     expect((await readAll(log)).length).toBe(4);
   });
 });
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
