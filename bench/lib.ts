@@ -14,10 +14,8 @@ export function table(headers: string[], rows: (string | number)[][]): string {
 
 export function machine(): string {
   const cpu = cpus()[0]?.model ?? "unknown CPU";
-  const runtime =
-    typeof (globalThis as { Bun?: { version: string } }).Bun !== "undefined"
-      ? `Bun ${(globalThis as unknown as { Bun: { version: string } }).Bun.version}`
-      : `Node ${process.versions.node}`;
+  const g = globalThis as { Bun?: { version: string }; Deno?: { version: { deno: string } } };
+  const runtime = g.Bun ? `Bun ${g.Bun.version}` : g.Deno ? `Deno ${g.Deno.version.deno}` : `Node ${process.versions.node}`;
   return `${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, driver on ${runtime}`;
 }
 

@@ -10,7 +10,8 @@
  * 3. Over HTTP: a broker process on Bun, then on Deno; a load generator in its own Bun process
  *    (bench/http-load.ts) with JSON requests.
  *
- * Prints a markdown table; copy it with the date into bench/RESULTS.md.
+ * Prints a markdown table; copy it with the date into bench/RESULTS.md. `npm run bench` runs it
+ * on Bun, then its in-process part again on Deno (BENCH_ONLY=inprocess).
  * Options (env): BENCH_SECONDS (default 3) per scenario; BENCH_ONLY=disk,inprocess,http to run
  * some parts (the disk baseline always runs: the other parts are read against it).
  */
