@@ -12,6 +12,7 @@ import { appendFile, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBrokerProcess, type BrokerProcess } from "./support/broker-process.ts";
+import { rng } from "./support/random.ts";
 
 interface Acked {
   partition: number;
@@ -19,18 +20,6 @@ interface Acked {
   value: string; // base64
   producer: number;
   seq: number;
-}
-
-/** A small seeded PRNG (mulberry32) so kill moments replay from the printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Values that are never valid UTF-8 (leading 0xFF), so the gateway returns them as base64 bytes. */

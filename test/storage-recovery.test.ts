@@ -12,7 +12,8 @@ import { MemFileSystem } from "../src/runtime/mem-fs.ts";
 import { PartitionLog, type LogConfig } from "../src/storage/log.ts";
 import { readBatchHeader, splitBatches } from "../src/storage/record-batch.ts";
 import { segmentFileName } from "../src/storage/segment.ts";
-import { capturingLogger, logConfig, readAll, realFs, rng, str, valuesBatch } from "./support/log-fixtures.ts";
+import { capturingLogger, logConfig, readAll, realFs, str, valuesBatch } from "./support/log-fixtures.ts";
+import { rng } from "./support/random.ts";
 
 describe("recovery of hand-made damage on real files", () => {
   let cleanup: (() => Promise<void>) | null = null;

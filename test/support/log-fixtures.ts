@@ -93,18 +93,6 @@ export function capturingLogger(): { logger: Logger; lines: Record<string, unkno
   return { logger: createLogger("debug", (l) => lines.push(JSON.parse(l) as Record<string, unknown>)), lines };
 }
 
-/** A small seeded PRNG (mulberry32): failures print the seed, and the seed replays them. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Wait until `cond` holds, yielding to the event loop between checks; fails after `timeoutMs`. */
 export async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
