@@ -42,6 +42,8 @@ import {
   type RecordHeader,
   type RecordInput,
 } from "./storage/record-batch.ts";
+import { GroupCoordinator } from "./groups/coordinator.ts";
+import type { IdempotenceInput, ProducerIdentity } from "./idempotence/types.ts";
 import {
   MAX_PARTITIONS,
   TopicMetadataStore,
@@ -50,6 +52,10 @@ import {
   validateTopicName,
   type TopicRecord,
 } from "./topic-metadata.ts";
+
+export type { IdempotenceInput, ProducerIdentity } from "./idempotence/types.ts";
+export type { GroupCoordinator } from "./groups/coordinator.ts";
+export type * from "./groups/types.ts";
 
 /** Topic-level settings under Kafka's names; values as Kafka prints them (strings) or numbers. */
 export type TopicConfigInput = Record<string, string | number>;
@@ -136,6 +142,8 @@ interface BrokerMetrics {
 
 export class Broker {
   readonly metrics = new Metrics();
+  /** Consumer groups: membership, assignments, committed offsets (see src/groups/coordinator.ts). */
+  readonly groups: GroupCoordinator;
   private readonly topics = new Map<string, Topic>();
   private readonly m: BrokerMetrics;
   private readonly store: TopicMetadataStore;
@@ -152,6 +160,19 @@ export class Broker {
     readonly logger: Logger,
   ) {
     this.store = new TopicMetadataStore(fs, config.dataDir);
+    this.groups = new GroupCoordinator(
+      {
+        partitionCount: (topic) => this.topics.get(topic)?.partitions.length,
+        bounds: (topic, partition) => {
+          const log = this.topics.get(topic)?.partitions[partition]?.log;
+          return { logStartOffset: log?.logStartOffset ?? 0, highWatermark: log?.highWatermark ?? 0 };
+        },
+        offsetForTimestamp: (topic, partition, ts) => this.offsetForTimestamp(topic, partition, ts),
+      },
+      config.groups,
+      clock,
+      logger,
+    );
     const mt = this.metrics;
     this.m = {
       recordsProduced: mt.counter("tributary_records_produced_total", "Records appended", ["topic"]),
@@ -333,9 +354,27 @@ export class Broker {
 
   // ---- produce ------------------------------------------------------------------------------
 
-  async produce(topicName: string, records: ProduceRecord[], acks: Acks = 1): Promise<ProduceResult[]> {
+  /**
+   * A new idempotent producer identity, unique across restarts (InitProducerId without a
+   * transactional id: always a fresh id at epoch 0).
+   * @example const { producerId, producerEpoch } = await broker.initProducerId();
+   */
+  async initProducerId(): Promise<ProducerIdentity> {
+    this.checkOpen();
+    throw new TributaryError("NOT_READY", "initProducerId is not implemented yet");
+  }
+
+  /**
+   * Append records. With `idempotence`, every record must go to one partition and fit one batch;
+   * a retry of one of the producer's last 5 batches on that partition gets the original offsets
+   * without writing (OUT_OF_ORDER_SEQUENCE on a gap, PRODUCER_FENCED on an older epoch,
+   * UNKNOWN_PRODUCER_ID for an id this broker never issued).
+   * @example await broker.produce("t", [{ key, value, partition: 0 }], 1, { producerId, producerEpoch, baseSequence: 0 });
+   */
+  async produce(topicName: string, records: ProduceRecord[], acks: Acks = 1, idempotence?: IdempotenceInput): Promise<ProduceResult[]> {
     const started = performance.now();
     try {
+      if (idempotence) throw new TributaryError("NOT_READY", "idempotent produce is not implemented yet");
       const results = await this.produceInner(topicName, records, acks);
       this.m.produceLatency.observe({ acks: String(acks) }, (performance.now() - started) / 1000);
       return results;

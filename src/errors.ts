@@ -24,6 +24,18 @@ export const ERROR_CODES = [
   "OVERLOADED", // a bounded queue is full: retry later
   "NOT_READY", // starting up or shutting down
   "STORAGE_ERROR", // the disk refused a write or sync: nothing was acknowledged
+  // Idempotent producer (Kafka's names).
+  "OUT_OF_ORDER_SEQUENCE", // a batch's sequence leaves a gap after the last one written (or repeats an old one)
+  "PRODUCER_FENCED", // an older producer epoch than the partition has seen
+  "UNKNOWN_PRODUCER_ID", // never issued by initProducerId, or its state was evicted: init a new one
+  // Consumer groups (Kafka's names).
+  "INVALID_GROUP_ID",
+  "GROUP_NOT_FOUND",
+  "GROUP_NOT_EMPTY", // reset-offsets and delete need a group without active members
+  "UNKNOWN_MEMBER_ID", // the member left, expired, or never joined: join again
+  "ILLEGAL_GENERATION", // a commit from an older generation, or for a partition the member does not hold
+  "REBALANCE_IN_PROGRESS", // the partition is promised to the member but another still holds it
+  "INVALID_SESSION_TIMEOUT", // outside group.min/max.session.timeout.ms
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
