@@ -651,6 +651,16 @@ describe("operations", () => {
       OVERLOADED: 503,
       NOT_READY: 503,
       STORAGE_ERROR: 503,
+      OUT_OF_ORDER_SEQUENCE: 409,
+      PRODUCER_FENCED: 409,
+      UNKNOWN_PRODUCER_ID: 409,
+      INVALID_GROUP_ID: 400,
+      GROUP_NOT_FOUND: 404,
+      GROUP_NOT_EMPTY: 409,
+      UNKNOWN_MEMBER_ID: 404,
+      ILLEGAL_GENERATION: 409,
+      REBALANCE_IN_PROGRESS: 409,
+      INVALID_SESSION_TIMEOUT: 400,
     };
     expect(Object.keys(expected).sort()).toEqual([...ERROR_CODES].sort());
     const original = broker.describeTopic.bind(broker);
