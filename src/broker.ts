@@ -44,6 +44,7 @@ import {
 } from "./storage/record-batch.ts";
 import { GroupCoordinator } from "./groups/coordinator.ts";
 import type { IdempotenceInput, ProducerIdentity } from "./idempotence/types.ts";
+import { ProducerIdAllocator } from "./idempotence/producer-ids.ts";
 import {
   MAX_PARTITIONS,
   TopicMetadataStore,
@@ -151,6 +152,7 @@ export class Broker {
   private adminChain: Promise<unknown> = Promise.resolve();
   private state: "opening" | "open" | "closing" | "closed" = "opening";
   private cancelMaintenance: (() => void) | null = null;
+  private producerIds: ProducerIdAllocator | null = null;
   private maintenanceRunning: Promise<void> | null = null;
 
   private constructor(
@@ -208,6 +210,7 @@ export class Broker {
 
   private async load(): Promise<void> {
     const records = await this.store.load();
+    this.producerIds = await ProducerIdAllocator.open(this.fs, this.config.dataDir);
     const orphans = await this.store.removeOrphans(records);
     if (orphans.length > 0) this.logger.warn("removed topic directories without metadata", { directories: orphans });
     for (const record of records) {
@@ -361,7 +364,8 @@ export class Broker {
    */
   async initProducerId(): Promise<ProducerIdentity> {
     this.checkOpen();
-    throw new TributaryError("NOT_READY", "initProducerId is not implemented yet");
+    const producerId = await this.producerIds!.allocate();
+    return { producerId, producerEpoch: 0 };
   }
 
   /**
@@ -374,8 +378,9 @@ export class Broker {
   async produce(topicName: string, records: ProduceRecord[], acks: Acks = 1, idempotence?: IdempotenceInput): Promise<ProduceResult[]> {
     const started = performance.now();
     try {
-      if (idempotence) throw new TributaryError("NOT_READY", "idempotent produce is not implemented yet");
-      const results = await this.produceInner(topicName, records, acks);
+      const results = idempotence
+        ? await this.produceIdempotent(topicName, records, acks, idempotence)
+        : await this.produceInner(topicName, records, acks);
       this.m.produceLatency.observe({ acks: String(acks) }, (performance.now() - started) / 1000);
       return results;
     } catch (e) {
@@ -433,6 +438,66 @@ export class Broker {
     return results;
   }
 
+  private async produceIdempotent(topicName: string, records: ProduceRecord[], acks: Acks, id: IdempotenceInput): Promise<ProduceResult[]> {
+    if (acks !== 0 && acks !== 1 && acks !== -1) throw new TributaryError("INVALID_REQUEST", `acks must be 0, 1 or -1 (all), got ${String(acks)}`);
+    const { producerId, producerEpoch, baseSequence } = id;
+    if (!Number.isSafeInteger(producerId) || producerId < 0) throw new TributaryError("INVALID_REQUEST", `producerId must be a non-negative integer, got ${String(producerId)}`);
+    if (!Number.isInteger(producerEpoch) || producerEpoch < 0 || producerEpoch > INT16_MAX) throw new TributaryError("INVALID_REQUEST", `producerEpoch must be an integer from 0 to ${INT16_MAX}, got ${String(producerEpoch)}`);
+    if (records.length === 0) throw new TributaryError("INVALID_REQUEST", "an idempotent produce call needs at least one record");
+    if (!Number.isInteger(baseSequence) || baseSequence < 0 || baseSequence + records.length - 1 > INT32_MAX) {
+      throw new TributaryError("INVALID_REQUEST", `baseSequence must be an integer from 0 with baseSequence + records - 1 <= ${INT32_MAX}, got ${String(baseSequence)}`);
+    }
+    if (records.length > PRODUCE_MAX_RECORDS) {
+      throw new TributaryError("RECORD_TOO_LARGE", `at most ${PRODUCE_MAX_RECORDS} records per produce call, got ${records.length}`);
+    }
+    if (!this.producerIds!.issued(producerId)) {
+      throw new TributaryError("UNKNOWN_PRODUCER_ID", `producer id ${producerId} was not issued by this broker; call initProducerId first`);
+    }
+    const topic = await this.topicForProduce(topicName);
+    const groups = this.groupByPartition(topic, records);
+    if (groups.size !== 1) {
+      throw new TributaryError("INVALID_REQUEST", `an idempotent produce call must send all its records to one partition; these go to partitions ${[...groups.keys()].sort((a, b) => a - b).join(", ")} (set "partition" on each record)`);
+    }
+    const [index] = [...groups.keys()] as [number];
+    const partition = topic.partitions[index]!;
+    const batches = this.encodeForPartition(topic, records, this.clock.now(), { producerId, producerEpoch, baseSequence });
+    if (batches.length !== 1) {
+      throw new TributaryError("RECORD_TOO_LARGE", `an idempotent produce call must fit one batch of max.message.bytes (${topic.settings.maxMessageBytes}); send fewer records per call`);
+    }
+    const bytes = batches[0]!.bytes;
+    const table = await partition.producerState((pid) => this.producerIds!.observe(pid));
+    this.checkOpen();
+    // From here to table.record: no await, so concurrent calls are checked in log order.
+    const firstSeq = baseSequence;
+    const lastSeq = baseSequence + records.length - 1;
+    const verdict = table.check(producerId, producerEpoch, firstSeq, lastSeq);
+    let batch;
+    if (verdict.kind === "duplicate") {
+      batch = verdict.batch;
+    } else {
+      const before = partition.log.logEndOffset;
+      const appended = partition.log.append(bytes);
+      if (partition.log.logEndOffset === before) {
+        await appended; // refused before an offset was assigned: rethrows
+        throw new Error("invariant broken: an append that assigned no offset resolved");
+      }
+      batch = { firstSeq, lastSeq, baseOffset: before, lastOffset: before + records.length - 1, done: appended.then(() => {}) };
+      table.record(producerId, producerEpoch, batch);
+      const done = appended.then(() => {
+        this.m.recordsProduced.inc({ topic: topicName }, records.length);
+        this.m.bytesProduced.inc({ topic: topicName }, bytes.length);
+      });
+      if (acks === 0) {
+        done.catch((e: unknown) => this.logger.warn("acks=0 append failed", { topic: topicName, error: e }));
+      } else {
+        await done;
+      }
+    }
+    if (acks === 0) return records.map(() => ({ partition: index, offset: -1 }));
+    await batch.done;
+    return records.map((_, i) => ({ partition: index, offset: batch.baseOffset + i }));
+  }
+
   private async topicForProduce(name: string): Promise<Topic> {
     this.checkOpen();
     const existing = this.topics.get(name);
@@ -478,7 +543,7 @@ export class Broker {
    * Encode a partition's records into as few batches as fit under max.message.bytes. A single
    * record that cannot fit alone is refused with RECORD_TOO_LARGE.
    */
-  private encodeForPartition(topic: Topic, records: ProduceRecord[], now: number): { bytes: Uint8Array; count: number }[] {
+  private encodeForPartition(topic: Topic, records: ProduceRecord[], now: number, idempotence?: IdempotenceInput): { bytes: Uint8Array; count: number }[] {
     const limit = topic.settings.maxMessageBytes;
     const compacted = topic.settings.cleanupPolicy !== "delete";
     const inputs: RecordInput[] = records.map((r) => {
@@ -492,7 +557,7 @@ export class Broker {
     });
     const out: { bytes: Uint8Array; count: number }[] = [];
     const encodeRange = (from: number, to: number): void => {
-      const bytes = encodeBatch(inputs.slice(from, to), { timestamp: now });
+      const bytes = encodeBatch(inputs.slice(from, to), { timestamp: now, ...idempotence });
       if (bytes.length <= limit) {
         out.push({ bytes, count: to - from });
       } else if (to - from === 1) {
@@ -620,6 +685,9 @@ export class Broker {
     this.logger.info("broker closed");
   }
 }
+
+const INT16_MAX = 0x7fff;
+const INT32_MAX = 0x7fffffff;
 
 function clampInt(v: number | undefined, dflt: number, min: number, max: number, name: string): number {
   if (v === undefined) return dflt;

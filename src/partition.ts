@@ -8,6 +8,7 @@
 import { TributaryError } from "./errors.ts";
 import type { PartitionLog } from "./storage/log.ts";
 import type { Clock } from "./runtime/clock.ts";
+import { rebuildProducerState, type ProducerStateTable } from "./idempotence/producer-state.ts";
 
 export const MAX_WAITERS_PER_PARTITION = 10_000;
 
@@ -19,6 +20,7 @@ interface Waiter {
 export class Partition {
   private readonly waiters = new Set<Waiter>();
   private readonly unsubscribe: () => void;
+  private producers: Promise<ProducerStateTable> | null = null;
 
   constructor(
     readonly topic: string,
@@ -58,6 +60,20 @@ export class Partition {
       signal?.addEventListener("abort", done, { once: true });
       this.waiters.add(waiter);
     });
+  }
+
+  /**
+   * The idempotent-producer state, rebuilt from the log on first use (so opening a broker with
+   * large logs does not scan them unless an idempotent producer writes there).
+   */
+  producerState(seen: (producerId: number) => void): Promise<ProducerStateTable> {
+    if (!this.producers) {
+      this.producers = rebuildProducerState(this.log, seen);
+      this.producers.catch(() => {
+        this.producers = null;
+      });
+    }
+    return this.producers;
   }
 
   /** Wake every waiter (on close or delete) and stop listening to the log. */
