@@ -43,6 +43,7 @@ import {
   type RecordInput,
 } from "./storage/record-batch.ts";
 import { GroupCoordinator } from "./groups/coordinator.ts";
+import { OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG } from "./groups/offsets-store.ts";
 import type { IdempotenceInput, ProducerIdentity } from "./idempotence/types.ts";
 import { ProducerIdAllocator } from "./idempotence/producer-ids.ts";
 import {
@@ -170,6 +171,11 @@ export class Broker {
           return { logStartOffset: log?.logStartOffset ?? 0, highWatermark: log?.highWatermark ?? 0 };
         },
         offsetForTimestamp: (topic, partition, ts) => this.offsetForTimestamp(topic, partition, ts),
+        appendOffsets: async (records) => {
+          const results = await this.produceInner(OFFSETS_TOPIC, records.map((r) => ({ ...r, partition: 0 })), 1);
+          return results[0]!.offset;
+        },
+        readOffsets: () => this.readWholePartition(OFFSETS_TOPIC, 0),
       },
       config.groups,
       clock,
@@ -217,6 +223,8 @@ export class Broker {
       this.topics.set(record.name, await this.openTopic(record));
     }
     this.state = "open";
+    if (!this.topics.has(OFFSETS_TOPIC)) await this.createTopicWith(OFFSETS_TOPIC, 1, OFFSETS_TOPIC_CONFIG, true);
+    await this.groups.load();
     this.scheduleMaintenance();
     this.logger.info("broker open", { dataDir: this.config.dataDir, topics: records.length });
   }
@@ -261,8 +269,12 @@ export class Broker {
   // ---- topics -------------------------------------------------------------------------------
 
   createTopic(name: string, partitions?: number, config: TopicConfigInput = {}): Promise<TopicDescription> {
+    return this.createTopicWith(name, partitions, config, false);
+  }
+
+  private createTopicWith(name: string, partitions: number | undefined, config: TopicConfigInput, internal: boolean): Promise<TopicDescription> {
     return this.admin(async () => {
-      validateTopicName(name);
+      validateTopicName(name, { internal });
       const count = partitions ?? this.config.defaultPartitions;
       if (!Number.isSafeInteger(count) || count < 1 || count > MAX_PARTITIONS) {
         throw new TributaryError("INVALID_PARTITIONS", `partitions must be an integer from 1 to ${MAX_PARTITIONS}, got ${String(count)}`);
@@ -291,8 +303,9 @@ export class Broker {
     });
   }
 
-  listTopics(): TopicDescription[] {
-    return [...this.topics.values()].sort((a, b) => a.record.name.localeCompare(b.record.name)).map((t) => this.describe(t));
+  /** Topics sorted by name; the broker's own (`__consumer_offsets`) only when asked for. */
+  listTopics({ includeInternal = false } = {}): TopicDescription[] {
+    return [...this.topics.values()].filter((t) => includeInternal || !isInternalTopic(t.record.name)).sort((a, b) => a.record.name.localeCompare(b.record.name)).map((t) => this.describe(t));
   }
 
   describeTopic(name: string): TopicDescription {
@@ -302,6 +315,7 @@ export class Broker {
   deleteTopic(name: string): Promise<void> {
     return this.admin(async () => {
       const topic = this.topic(name);
+      if (isInternalTopic(name)) throw new TributaryError("INVALID_TOPIC_NAME", `topic ${name} is internal to the broker and cannot be deleted`);
       this.topics.delete(name);
       try {
         await this.store.save([...this.topics.values()].map((t) => t.record));
@@ -378,6 +392,7 @@ export class Broker {
   async produce(topicName: string, records: ProduceRecord[], acks: Acks = 1, idempotence?: IdempotenceInput): Promise<ProduceResult[]> {
     const started = performance.now();
     try {
+      if (isInternalTopic(topicName)) throw new TributaryError("INVALID_TOPIC_NAME", `topic ${topicName} is internal: only the broker writes to it`);
       const results = idempotence
         ? await this.produceIdempotent(topicName, records, acks, idempotence)
         : await this.produceInner(topicName, records, acks);
@@ -616,6 +631,19 @@ export class Broker {
     return { records, nextOffset, highWatermark: read.highWatermark, logStartOffset: read.logStartOffset };
   }
 
+  /** Every record of a partition up to its high watermark now, in offset order. */
+  private async *readWholePartition(topic: string, partition: number): AsyncIterable<DecodedRecord> {
+    const p = this.partition(topic, partition);
+    const end = p.log.highWatermark;
+    let offset = p.log.logStartOffset;
+    while (offset < end) {
+      const r = await this.fetch(topic, partition, offset, { maxRecords: FETCH_MAX_RECORDS_LIMIT });
+      for (const rec of r.records) if (rec.offset < end) yield rec;
+      if (r.nextOffset <= offset) break;
+      offset = r.nextOffset;
+    }
+  }
+
   private checkRange(p: Partition, offset: number): void {
     const start = p.log.logStartOffset;
     const hw = p.log.highWatermark;
@@ -674,6 +702,7 @@ export class Broker {
     if (this.state === "closing" || this.state === "closed") return;
     this.state = "closing";
     this.cancelMaintenance?.();
+    this.groups.close();
     await this.maintenanceRunning;
     await this.adminChain;
     const all = [...this.topics.values()].flatMap((t) => t.partitions);
@@ -687,6 +716,10 @@ export class Broker {
 }
 
 const INT16_MAX = 0x7fff;
+
+function isInternalTopic(name: string): boolean {
+  return name.startsWith("__");
+}
 const INT32_MAX = 0x7fffffff;
 
 function clampInt(v: number | undefined, dflt: number, min: number, max: number, name: string): number {
