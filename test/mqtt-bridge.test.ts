@@ -1,0 +1,136 @@
+/**
+ * The MQTT bridge end to end with a real Mosquitto and a real broker process (Bun; one case on
+ * Deno): device -> Mosquitto -> bridge -> log -> consumer, egress back to a device, dropped
+ * messages counted and not fatal, a bad config file refused at start-up.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import mqtt, { type MqttClient } from "mqtt";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startBrokerProcess, type BrokerProcess, type Runtime } from "./support/broker-process.ts";
+import { metricValue, readPartition, startMosquitto, waitFor, writeBridgeConfig, type Mosquitto } from "./support/mosquitto.ts";
+
+const brokers: BrokerProcess[] = [];
+const mosquittos: Mosquitto[] = [];
+const clients: MqttClient[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.endAsync(true).catch(() => {});
+  for (const b of brokers.splice(0)) await b.kill("SIGKILL");
+  for (const m of mosquittos.splice(0)) await m.stop();
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function createTopic(url: string, name: string, partitions = 1): Promise<void> {
+  const res = await fetch(`${url}/v1/topics`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name, partitions }) });
+  expect(res.status).toBe(201);
+}
+
+async function setup(runtime: Runtime, bridge: (mq: Mosquitto) => unknown) {
+  const mq = await startMosquitto({ maxQueuedMessages: 100_000 });
+  mosquittos.push(mq);
+  const dir = await mkdtemp(join(tmpdir(), "tributary-mqtt-"));
+  dirs.push(dir);
+  const configPath = await writeBridgeConfig(dir, bridge(mq));
+  const broker = await startBrokerProcess({ runtime, dataDir: join(dir, "data"), args: ["--mqtt-config", configPath] });
+  brokers.push(broker);
+  return { mq, dir, broker, configPath };
+}
+
+async function device(url: string, options: mqtt.IClientOptions = {}): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, ...options });
+  clients.push(c);
+  return c;
+}
+
+describe.each(["bun", "deno"] as const)("MQTT bridge on %s", (runtime) => {
+  it("carries device telemetry into the log with key and headers, counts what it drops, and publishes commands back", async () => {
+    const { mq, broker, dir } = await setup(runtime, (mq) => ({
+      connections: [{ name: "local", url: mq.url, clientId: `bridge-${runtime}`, subscribe: [{ filter: "devices/#", qos: 1 }] }],
+      ingress: [
+        { filter: "devices/+deviceId/telemetry", qos: 1, topic: "telemetry", key: "{deviceId}", validate: "json", headers: { gateway: "gw-1" } },
+        { filter: "devices/{deviceId}/events", qos: 2, topic: "events", key: "{deviceId}" },
+      ],
+      egress: [{ topic: "commands", mqttTopic: "devices/{key}/commands", qos: 1 }],
+    }));
+    await createTopic(broker.url, "telemetry", 2);
+    await createTopic(broker.url, "events");
+    await createTopic(broker.url, "commands");
+    await waitFor("the bridge's connection", async () => ((await metricValue(broker.url, "tributary_mqtt_connects_total")) > 0 ? true : undefined));
+
+    const v5 = await device(mq.url);
+    const v4 = await device(mq.url, { protocolVersion: 4 });
+    const sent: string[] = [];
+    await Promise.all(Array.from({ length: 200 }, (_, i) => {
+      const id = `d${i % 4}`;
+      const body = JSON.stringify({ deviceId: id, seq: i, temp: 20 + i / 10 });
+      sent.push(body);
+      return (i % 2 ? v4 : v5).publishAsync(`devices/${id}/telemetry`, body, { qos: 1, ...(i % 2 ? {} : { properties: { userProperties: { unit: "C" } } }) });
+    }));
+    await v5.publishAsync("devices/d9/events", "\u0001binary-ish", { qos: 2 });
+    // Not JSON, and a topic no rule maps: both acknowledged, counted, dropped.
+    await v5.publishAsync("devices/d1/telemetry", "{not json", { qos: 1 });
+    await v5.publishAsync("devices/d1/firmware", "v2", { qos: 1 });
+
+    const records = await waitFor("200 telemetry records", async () => {
+      const all = [...(await readPartition(broker.url, "telemetry", 0)), ...(await readPartition(broker.url, "telemetry", 1))];
+      return all.length >= 200 ? all : undefined;
+    });
+    expect(records.map((r) => r.value).sort()).toEqual([...sent].sort());
+    for (const r of records) {
+      const body = JSON.parse(r.value) as { deviceId: string; seq: number };
+      expect(r.key).toBe(body.deviceId);
+      expect(r.headers["mqtt.topic"]).toBe(`devices/${body.deviceId}/telemetry`);
+      expect(r.headers.gateway).toBe("gw-1");
+      if (body.seq % 2 === 0) expect(r.headers.unit).toBe("C");
+    }
+    const events = await waitFor("the QoS 2 event", async () => {
+      const e = await readPartition(broker.url, "events", 0);
+      return e.length > 0 ? e : undefined;
+    });
+    expect(events).toMatchObject([{ key: "d9", value: "\u0001binary-ish" }]);
+    await waitFor("the drops to be counted", async () =>
+      (await metricValue(broker.url, "tributary_mqtt_invalid_payload_total")) === 1 && (await metricValue(broker.url, "tributary_mqtt_unmapped_total")) === 1 ? true : undefined);
+    expect(broker.stderrLines().some((l) => l.includes("payload failed validation"))).toBe(true);
+    expect(broker.stderrLines().some((l) => l.includes("no ingress rule matches"))).toBe(true);
+
+    // Egress: a command produced to the log reaches the device's MQTT topic.
+    const got = new Promise<{ topic: string; payload: string }>((resolve) => v5.once("message", (topic, payload) => resolve({ topic, payload: payload.toString() })));
+    await v5.subscribeAsync("devices/d2/commands", { qos: 1 });
+    // startFrom "latest": a command produced before the egress loop took its start would be skipped.
+    await waitFor("the egress loop to store its start position", async () => {
+      const rules = await readdir(join(dir, "data", "mqtt-egress")).catch(() => []);
+      const files = rules.length ? await readdir(join(dir, "data", "mqtt-egress", rules[0]!)) : [];
+      return files.includes("0.json") ? true : undefined;
+    });
+    const res = await fetch(`${broker.url}/v1/topics/commands/records`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ records: [{ key: "d2", value: { reboot: true } }] }),
+    });
+    expect(res.status).toBe(200);
+    expect(await got).toEqual({ topic: "devices/d2/commands", payload: '{"reboot":true}' });
+    await waitFor("the egress metric", async () => ((await metricValue(broker.url, "tributary_mqtt_egress_published_total")) === 1 ? true : undefined));
+
+    // The broker still serves, and stops cleanly with the bridge.
+    expect((await fetch(`${broker.url}/healthz`)).status).toBe(200);
+    await broker.stop();
+    expect(broker.child.exitCode).toBe(0);
+    expect(broker.stderrLines().some((l) => l.includes("MQTT bridge stopped"))).toBe(true);
+  });
+});
+
+describe("MQTT bridge config", () => {
+  it("a bad config file stops start-up with an INVALID_CONFIG message", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tributary-mqtt-bad-"));
+    dirs.push(dir);
+    const configPath = await writeBridgeConfig(dir, { connections: [{ url: "mqtt://127.0.0.1:1", clientId: "b", recieveMaximum: 10 }] });
+    const broker = await startBrokerProcess({ runtime: "bun", dataDir: join(dir, "data"), args: ["--mqtt-config", configPath] });
+    brokers.push(broker);
+    await new Promise<void>((resolve) => (broker.child.exitCode !== null ? resolve() : broker.child.once("exit", () => resolve())));
+    expect(broker.child.exitCode).not.toBe(0);
+    const stderr = broker.stderrLines().join("\n");
+    expect(stderr).toContain('unknown field "recieveMaximum"');
+  });
+});
