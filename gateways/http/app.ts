@@ -1,6 +1,6 @@
 /**
  * The HTTP gateway: a Hono app over the broker's public surface. Routes live one concern per
- * file (routes-topics, routes-records, routes-stream, routes-ops); request and reply bodies in
+ * file (routes-topics, routes-records, routes-stream, routes-consumers, routes-ops); request and reply bodies in
  * media.ts; the record mapping in records.ts; the error-code -> status table in errors.ts.
  *
  * Every refusal is `{"error":{"code","message"}}` with the status from that table (in CBOR when
@@ -20,6 +20,7 @@ import { HTTP_STATUS, RETRY_AFTER_S, errorBody, type GatewayErrorCode } from "./
 import { ConcurrencyGate } from "./gate.ts";
 import { httpMetrics } from "./http-metrics.ts";
 import { negotiate, reply, requestFormat, type Format } from "./media.ts";
+import { consumerRoutes } from "./routes-consumers.ts";
 import { opsRoutes } from "./routes-ops.ts";
 import { recordRoutes } from "./routes-records.ts";
 import { streamRoutes } from "./routes-stream.ts";
@@ -64,6 +65,7 @@ export function createHttpApp(broker: Broker, options: HttpGatewayOptions): Hono
   topicRoutes(app, deps);
   recordRoutes(app, deps);
   streamRoutes(app, deps);
+  consumerRoutes(app, deps);
   opsRoutes(app, deps);
 
   app.notFound((c) => errorResponse(c, "NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`));

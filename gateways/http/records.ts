@@ -19,7 +19,7 @@
  * Fetch, CBOR reply: value = parsed JSON when valid JSON, otherwise a byte string; key and header
  * values text when valid UTF-8, otherwise byte strings.
  */
-import type { ProduceRecord } from "../../src/broker.ts";
+import type { IdempotenceInput, ProduceRecord } from "../../src/broker.ts";
 import { PRODUCE_MAX_RECORDS } from "../../src/broker.ts";
 import { TributaryError } from "../../src/errors.ts";
 import type { DecodedRecord, RecordHeader } from "../../src/storage/record-batch.ts";
@@ -140,6 +140,24 @@ export function parseProduceBody(body: unknown, format: Format): ProduceRecord[]
     return record;
   });
 }
+
+/**
+ * The optional idempotence fields of a produce body, `{"records": [...], "producerId": 7,
+ * "producerEpoch": 0, "baseSequence": 12}`: all three or none (producerEpoch defaults to 0).
+ */
+export function parseProduceIdempotence(body: unknown): IdempotenceInput | undefined {
+  if (!isPlainObject(body)) return undefined;
+  for (const field of Object.keys(body)) {
+    if (!PRODUCE_FIELDS.has(field)) throw bad(`the produce body has an unknown field ${JSON.stringify(field)} (known: ${[...PRODUCE_FIELDS].join(", ")})`);
+  }
+  if (body.producerId === undefined && body.baseSequence === undefined && body.producerEpoch === undefined) return undefined;
+  const producerId = optionalInt(body.producerId, "producerId");
+  const baseSequence = optionalInt(body.baseSequence, "baseSequence");
+  if (producerId === undefined || baseSequence === undefined) throw bad("an idempotent produce needs producerId and baseSequence (and producerEpoch, default 0)");
+  return { producerId, producerEpoch: optionalInt(body.producerEpoch, "producerEpoch") ?? 0, baseSequence };
+}
+
+const PRODUCE_FIELDS = new Set(["records", "producerId", "producerEpoch", "baseSequence"]);
 
 /** How stored bytes are shown: "auto" picks text/JSON when the bytes are that; "base64" never does. */
 export type BytesEncoding = "auto" | "base64";

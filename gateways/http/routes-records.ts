@@ -1,6 +1,7 @@
 /**
  * Produce and fetch:
- *   POST /v1/topics/:topic/records?acks=0|1|all          {"records": [...]} -> {"offsets": [...]}
+ *   POST /v1/topics/:topic/records?acks=0|1|all          {"records": [...], "producerId"?, "producerEpoch"?, "baseSequence"?} -> {"offsets": [...]}
+ *   POST /v1/producers                                    -> {"producerId", "producerEpoch"} (an idempotent producer id)
  *   GET  /v1/topics/:topic/partitions/:partition/records
  *        ?offset=&maxRecords=&maxBytes=&waitMs=&encoding=auto|base64
  *        -> {"records": [...], "nextOffset", "highWatermark", "logStartOffset"}
@@ -15,7 +16,7 @@ import { TributaryError } from "../../src/errors.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { decodeBody, negotiate, readBody, reply, requestFormat } from "./media.ts";
 import { parseAcks, parseIntParam, requireIntParam } from "./params.ts";
-import { parseProduceBody, recordFor, type BytesEncoding } from "./records.ts";
+import { parseProduceBody, parseProduceIdempotence, recordFor, type BytesEncoding } from "./records.ts";
 
 export function parseEncoding(raw: string | undefined): BytesEncoding {
   if (raw === undefined || raw === "" || raw === "auto") return "auto";
@@ -40,9 +41,15 @@ export function recordRoutes(app: Hono, { broker, options, longPolls }: GatewayD
     const format = requestFormat(c.req.raw);
     const out = negotiate(c.req.raw, format);
     const acks = parseAcks(query(c, "acks"));
-    const records = parseProduceBody(decodeBody(await readBody(c.req.raw, options.maxRequestBytes), format), format);
-    const results = await broker.produce(c.req.param("topic"), records, acks);
+    const body = decodeBody(await readBody(c.req.raw, options.maxRequestBytes), format);
+    const records = parseProduceBody(body, format);
+    const results = await broker.produce(c.req.param("topic"), records, acks, parseProduceIdempotence(body));
     return reply(out, 200, { offsets: results.map((r) => ({ partition: r.partition, offset: r.offset })) });
+  });
+
+  app.post("/v1/producers", async (c) => {
+    const out = negotiate(c.req.raw);
+    return reply(out, 200, await broker.initProducerId());
   });
 
   app.get("/v1/topics/:topic/partitions/:partition/records", async (c) => {
