@@ -7,7 +7,11 @@
  * `encoding=base64` and writes the stored bytes back unchanged, so any line round-trips exactly,
  * JSON or not.
  *
+ * Group commands read and change consumer groups through /v1/groups (see
+ * gateways/http/routes-consumers.ts).
+ *
  * @example
+ *   tributary group reset-offsets ingest --topic telemetry --to-datetime 2026-11-22T08:00:00Z
  *   printf 'dev-1\t{"temp":21.5}\n' | tributary produce telemetry
  *   tributary consume telemetry --from-beginning --print-key
  */
@@ -31,6 +35,13 @@ commands:
       one value per line on stdout, as stored (JSON as its text, bytes as they are);
       starts at the end of the partition unless --from-beginning or --offset;
       without --follow, stops once it has caught up
+  group list
+  group describe GROUP [--json]
+      members, assignment, committed offsets and lag per partition
+  group reset-offsets GROUP --topic T (--to-earliest | --to-latest | --to-offset N
+                      | --to-datetime ISO) [--partition P ...]
+      only for a group without active members
+  group delete GROUP
   help                               this text
 
 every client command takes --url URL (default $TRIBUTARY_URL or http://127.0.0.1:8480)
@@ -70,6 +81,8 @@ export async function runClientCommand(argv: string[]): Promise<number> {
         return await produceCommand(rest);
       case "consume":
         return await consumeCommand(rest);
+      case "group":
+        return await groupCommand(rest);
       case "help":
       case "--help":
       case "-h":
@@ -410,4 +423,95 @@ function concat(parts: Uint8Array[]): Uint8Array {
     pos += p.length;
   }
   return out;
+}
+
+// ---- group -------------------------------------------------------------------------------------
+
+interface GroupListing {
+  groupId: string;
+  state: string;
+  members: number;
+  assignor: string | null;
+}
+
+interface GroupDescription {
+  groupId: string;
+  state: string;
+  generationId: number;
+  assignor: string | null;
+  members: { memberId: string; clientId: string; topics: string[]; assignment: { topic: string; partition: number }[] }[];
+  partitions: { topic: string; partition: number; committedOffset: number | null; highWatermark: number; lag: number | null; memberId: string | null }[];
+  totalLag: number;
+}
+
+const groupPath = (group: string) => `/v1/groups/${encodeURIComponent(group)}`;
+
+async function groupCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case "list": {
+      const { values, positionals } = parse(rest, {});
+      if (positionals.length > 0) throw new UsageError("group list takes no arguments");
+      const { groups } = await apiJson<{ groups: GroupListing[] }>(baseUrl(values), "/v1/groups");
+      await printLines(groups.map((g) => `${g.groupId}\t${g.state}\t${g.members} member${g.members === 1 ? "" : "s"}`));
+      return 0;
+    }
+    case "describe": {
+      const { values, positionals } = parse(rest, { json: { type: "boolean" } });
+      const group = onePositional(positionals, "a group id: group describe GROUP");
+      const d = await apiJson<GroupDescription>(baseUrl(values), groupPath(group));
+      await printLines(values.json ? [JSON.stringify(d, null, 2)] : groupLines(d));
+      return 0;
+    }
+    case "reset-offsets": {
+      const { values, positionals } = parse(rest, {
+        topic: { type: "string" },
+        "to-earliest": { type: "boolean" },
+        "to-latest": { type: "boolean" },
+        "to-offset": { type: "string" },
+        "to-datetime": { type: "string" },
+        partition: { type: "string", multiple: true },
+      });
+      const group = onePositional(positionals, "a group id: group reset-offsets GROUP --topic T --to-...");
+      if (!values.topic) throw new UsageError("group reset-offsets needs --topic T");
+      const targets: Record<string, unknown>[] = [];
+      if (values["to-earliest"]) targets.push({ to: "earliest" });
+      if (values["to-latest"]) targets.push({ to: "latest" });
+      if (values["to-offset"] !== undefined) targets.push({ to: "offset", offset: intFlag(values["to-offset"], "--to-offset", 0) });
+      if (values["to-datetime"] !== undefined) {
+        const ms = Date.parse(values["to-datetime"]);
+        if (Number.isNaN(ms)) throw new UsageError(`--to-datetime takes an ISO-8601 date and time, got ${JSON.stringify(values["to-datetime"])}`);
+        targets.push({ to: "timestamp", timestamp: ms });
+      }
+      if (targets.length !== 1) throw new UsageError("give exactly one of --to-earliest, --to-latest, --to-offset N, --to-datetime ISO");
+      const partitions = values.partition?.map((p) => intFlag(p, "--partition", 0)!);
+      const body = JSON.stringify({ topic: values.topic, ...targets[0], ...(partitions ? { partitions } : {}) });
+      const { offsets } = await apiJson<{ offsets: { topic: string; partition: number; offset: number }[] }>(baseUrl(values), `${groupPath(group)}/offsets/reset`, {
+        method: "POST",
+        body,
+        contentType: "application/json",
+      });
+      await printLines(offsets.map((o) => `${o.topic}\t${o.partition}\t${o.offset}`));
+      return 0;
+    }
+    case "delete": {
+      const { values, positionals } = parse(rest, {});
+      const group = onePositional(positionals, "a group id: group delete GROUP");
+      await api(baseUrl(values), groupPath(group), { method: "DELETE" });
+      await printLines([`deleted group ${group}`]);
+      return 0;
+    }
+    default:
+      throw new UsageError(sub === undefined ? "group needs a subcommand: list, describe, reset-offsets or delete" : `unknown group subcommand ${JSON.stringify(sub)}`);
+  }
+}
+
+function groupLines(d: GroupDescription): string[] {
+  const lines = [`group ${d.groupId}: ${d.state}, generation ${d.generationId}, ${d.members.length} member${d.members.length === 1 ? "" : "s"}${d.assignor ? `, ${d.assignor}` : ""}, total lag ${d.totalLag}`];
+  for (const m of d.members) lines.push(`  member ${m.memberId}${m.clientId ? ` (${m.clientId})` : ""}: ${m.assignment.map((a) => `${a.topic}/${a.partition}`).join(" ") || "-"}`);
+  lines.push("  TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER");
+  for (const p of d.partitions) {
+    lines.push(`  ${p.topic}\t${p.partition}\t${p.committedOffset ?? "-"}\t${p.highWatermark}\t${p.lag ?? "-"}\t${p.memberId ?? "-"}`);
+  }
+  return lines;
 }
