@@ -77,6 +77,9 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   const conf = [
     `listener ${port} 127.0.0.1`,
     "allow_anonymous true",
+    // Started as root, Mosquitto drops to the user "mosquitto", which cannot write its
+    // persistence file in our temp dir: stay who we are.
+    ...(process.getuid?.() === 0 ? ["user root"] : []),
     `persistence ${options.persistence === false ? "false" : "true"}`,
     `persistence_location ${dir}/`,
     // Mosquitto's own defaults, written out so tests can see what they rely on.
