@@ -1,6 +1,34 @@
-/** CONTRACT STUB — the gRPC helper implements it: start the gRPC gateway over the broker. */
+/**
+ * The gRPC gateway: the services of proto/tributary/v1 over the broker, on @grpc/grpc-js (which
+ * runs on Bun's and Deno's node:http2). One server, four services:
+ *
+ *   ProducerService  Produce, ProduceStream (bidirectional, flow-controlled), InitProducerId   producer.ts
+ *   ConsumerService  Fetch (long poll), Subscribe (live tail)                                   consumer.ts
+ *   AdminService     topics, DescribeCluster                                                     admin.ts
+ *   GroupsService    KIP-848-style consumer groups                                              groups.ts
+ *
+ * bridge.ts turns the generated protobuf-es descriptors into grpc-js service definitions;
+ * errors.ts holds the one table from Tributary error codes to gRPC status codes. Messages over
+ * grpc.max.message.bytes are refused by grpc-js with RESOURCE_EXHAUSTED, both ways.
+ *
+ * @example
+ *   const grpc = await startGrpcGateway(broker, { ...config.grpc, logger });
+ *   // ... later
+ *   await grpc.stop();
+ */
+import * as grpc from "@grpc/grpc-js";
 import type { Broker } from "../../src/broker.ts";
 import type { Logger } from "../../src/logger.ts";
+import { adminHandlers } from "./admin.ts";
+import { serverImplementation, type ErrorReporter } from "./bridge.ts";
+import { consumerHandlers } from "./consumer.ts";
+import { Gate, type GrpcDeps, type GrpcLimits, type GrpcMetrics } from "./deps.ts";
+import { AdminService } from "./gen/tributary/v1/admin_pb.ts";
+import { ConsumerService } from "./gen/tributary/v1/consumer_pb.ts";
+import { GroupsService } from "./gen/tributary/v1/groups_pb.ts";
+import { ProducerService } from "./gen/tributary/v1/producer_pb.ts";
+import { groupsHandlers } from "./groups.ts";
+import { producerHandlers } from "./producer.ts";
 
 export interface GrpcGatewayOptions {
   host: string;
@@ -8,6 +36,12 @@ export interface GrpcGatewayOptions {
   maxMessageBytes: number;
   streamMaxInflight: number;
   logger: Logger;
+  /** Concurrent Fetch long polls; more get UNAVAILABLE (OVERLOADED). Default 1000. */
+  maxLongPolls?: number;
+  /** Concurrent Subscribe streams; more get UNAVAILABLE (OVERLOADED). Default 100. */
+  maxSubscriptions?: number;
+  /** Longest Fetch long poll (wait_ms is capped to it, and to the deadline). Default 30 s. */
+  maxWaitMs?: number;
 }
 
 export interface RunningGateway {
@@ -16,6 +50,70 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-export async function startGrpcGateway(_broker: Broker, _options: GrpcGatewayOptions): Promise<RunningGateway> {
-  return { port: 0, stop: async () => {} };
+/** Calls still running this long after stop() are cut off (a Subscribe never ends by itself). */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+export async function startGrpcGateway(broker: Broker, options: GrpcGatewayOptions): Promise<RunningGateway> {
+  const limits: GrpcLimits = {
+    host: options.host,
+    port: options.port,
+    maxMessageBytes: options.maxMessageBytes,
+    streamMaxInflight: options.streamMaxInflight,
+    maxLongPolls: options.maxLongPolls ?? 1000,
+    maxSubscriptions: options.maxSubscriptions ?? 100,
+    maxWaitMs: options.maxWaitMs ?? 30_000,
+  };
+  const m = broker.metrics;
+  const metrics: GrpcMetrics = {
+    calls: m.counter("tributary_grpc_refusals_total", "gRPC calls and ProduceStream batches refused, by method and error code", ["method", "code"]),
+    produceStreams: m.gauge("tributary_grpc_produce_streams_active", "Open ProduceStream calls"),
+    streamPauses: m.counter("tributary_grpc_produce_stream_pauses_total", "Times a ProduceStream stopped being read at grpc.stream.max.inflight"),
+    subscriptions: m.gauge("tributary_grpc_subscriptions_active", "Open Subscribe streams"),
+  };
+  const longPolls = m.gauge("tributary_grpc_long_polls_active", "Fetch calls waiting for records");
+  const deps: GrpcDeps = {
+    broker,
+    limits,
+    metrics,
+    logger: options.logger,
+    longPolls: new Gate(limits.maxLongPolls, "long polls", (n) => longPolls.set(undefined, n)),
+    subscriptions: new Gate(limits.maxSubscriptions, "subscriptions", (n) => metrics.subscriptions.set(undefined, n)),
+  };
+  const report: ErrorReporter = (method, error, cause) => {
+    metrics.calls.inc({ method, code: error.code });
+    if (error.code === "INTERNAL") options.logger.error("gRPC call failed", { method, error: cause });
+  };
+
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": limits.maxMessageBytes,
+    "grpc.max_send_message_length": limits.maxMessageBytes,
+  });
+  let port = 0;
+  server.addService(...serverImplementation(ProducerService, producerHandlers(deps), report));
+  server.addService(...serverImplementation(ConsumerService, consumerHandlers(deps), report));
+  server.addService(...serverImplementation(AdminService, adminHandlers(deps, () => port), report));
+  server.addService(...serverImplementation(GroupsService, groupsHandlers(deps), report));
+
+  const host = limits.host.includes(":") ? `[${limits.host}]` : limits.host;
+  port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host}:${limits.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+  });
+
+  let stopped: Promise<void> | null = null;
+  return {
+    port,
+    stop() {
+      stopped ??= new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, SHUTDOWN_GRACE_MS);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      return stopped;
+    },
+  };
 }

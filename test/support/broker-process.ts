@@ -1,12 +1,14 @@
 /**
- * A real broker process for process-level tests: `tributary serve` under Bun or Deno on a free
- * loopback port, started from the repository root. Readiness is the JSON line the serve command
- * logs once its HTTP listener is up ({"msg":"listening","listener":"http","port":N,...}); there
- * are no fixed sleeps. A start that fails or hangs reports the process's stderr.
+ * A real broker process for process-level tests: `tributary serve` under Bun or Deno on free
+ * loopback ports, started from the repository root. Readiness is the JSON lines the serve command
+ * logs once each listener is up ({"msg":"listening","listener":"http"|"grpc","port":N,...}): the
+ * start resolves when both the HTTP and the gRPC gateway listen; there are no fixed sleeps. A
+ * start that fails or hangs reports the process's stderr.
  *
  * @example
  *   const broker = await startBrokerProcess({ runtime: "bun", dataDir });
  *   await fetch(`${broker.url}/healthz`);
+ *   new Client(broker.grpcAddress, credentials.createInsecure()); // the gRPC gateway
  *   await broker.stop();
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -28,6 +30,9 @@ export interface BrokerProcessOptions {
 export interface BrokerProcess {
   url: string;
   port: number;
+  /** The gRPC gateway's port, and host:port to dial. */
+  grpcPort: number;
+  grpcAddress: string;
   pid: number;
   child: ChildProcess;
   /** Every stderr line so far (the broker's JSON log lines, and anything else it printed). */
@@ -60,7 +65,7 @@ function parseListening(line: string): ListeningLine | null {
   if (!line.startsWith("{")) return null;
   try {
     const v = JSON.parse(line) as ListeningLine;
-    return v.msg === "listening" && v.listener === "http" && typeof v.port === "number" ? v : null;
+    return v.msg === "listening" && (v.listener === "http" || v.listener === "grpc") && typeof v.port === "number" ? v : null;
   } catch {
     return null;
   }
@@ -95,7 +100,9 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
   // stdout is drained so a chatty child can never block on a full pipe.
   child.stdout?.resume();
 
-  const listening = await new Promise<{ port: number; url: string }>((resolve, reject) => {
+  const listening = await new Promise<{ port: number; url: string; grpcPort: number }>((resolve, reject) => {
+    let http: { port: number; url: string } | null = null;
+    let grpcPort: number | null = null;
     const timeoutMs = options.startTimeoutMs ?? 30_000;
     let settled = false;
     const fail = (why: string) => {
@@ -117,10 +124,13 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
         lines.push(line);
         if (lines.length > STDERR_LINES_MAX) lines.splice(0, lines.length - STDERR_LINES_MAX);
         const found = settled ? null : parseListening(line);
-        if (found?.port !== undefined) {
+        if (found?.port === undefined) continue;
+        if (found.listener === "http") http = { port: found.port, url: found.url ?? `http://127.0.0.1:${found.port}` };
+        else grpcPort = found.port;
+        if (http && grpcPort !== null) {
           settled = true;
           clearTimeout(timer);
-          resolve({ port: found.port, url: found.url ?? `http://127.0.0.1:${found.port}` });
+          resolve({ ...http, grpcPort });
         }
       }
     });
@@ -133,6 +143,8 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
   return {
     url: listening.url,
     port: listening.port,
+    grpcPort: listening.grpcPort,
+    grpcAddress: `127.0.0.1:${listening.grpcPort}`,
     pid: child.pid ?? -1,
     child,
     stderrLines: () => [...lines],

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tributary/v1/producer.proto.
  */
 export const file_tributary_v1_producer: GenFile = /*@__PURE__*/
-  fileDesc("Cht0cmlidXRhcnkvdjEvcHJvZHVjZXIucHJvdG8SDHRyaWJ1dGFyeS52MSKtAQoOUHJvZHVjZVJlcXVlc3QSDQoFdG9waWMYASABKAkSJQoHcmVjb3JkcxgCIAMoCzIULnRyaWJ1dGFyeS52MS5SZWNvcmQSIAoEYWNrcxgDIAEoDjISLnRyaWJ1dGFyeS52MS5BY2tzEjMKC2lkZW1wb3RlbmNlGAQgASgLMhkudHJpYnV0YXJ5LnYxLklkZW1wb3RlbmNlSACIAQFCDgoMX2lkZW1wb3RlbmNlIjgKD1Byb2R1Y2VSZXNwb25zZRIlCgRydW5zGAEgAygLMhcudHJpYnV0YXJ5LnYxLk9mZnNldFJ1biLFAQoUUHJvZHVjZVN0cmVhbVJlcXVlc3QSEAoIc2VxdWVuY2UYASABKAQSDQoFdG9waWMYAiABKAkSJQoHcmVjb3JkcxgDIAMoCzIULnRyaWJ1dGFyeS52MS5SZWNvcmQSIAoEYWNrcxgEIAEoDjISLnRyaWJ1dGFyeS52MS5BY2tzEjMKC2lkZW1wb3RlbmNlGAUgASgLMhkudHJpYnV0YXJ5LnYxLklkZW1wb3RlbmNlSACIAQFCDgoMX2lkZW1wb3RlbmNlIogBChVQcm9kdWNlU3RyZWFtUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAQSJQoEcnVucxgCIAMoCzIXLnRyaWJ1dGFyeS52MS5PZmZzZXRSdW4SLAoFZXJyb3IYAyABKAsyGC50cmlidXRhcnkudjEuQmF0Y2hFcnJvckgAiAEBQggKBl9lcnJvciJxChVJbml0UHJvZHVjZXJJZFJlcXVlc3QSGAoLcHJvZHVjZXJfaWQYASABKANIAIgBARIbCg5wcm9kdWNlcl9lcG9jaBgCIAEoBUgBiAEBQg4KDF9wcm9kdWNlcl9pZEIRCg9fcHJvZHVjZXJfZXBvY2giRQoWSW5pdFByb2R1Y2VySWRSZXNwb25zZRITCgtwcm9kdWNlcl9pZBgBIAEoAxIWCg5wcm9kdWNlcl9lcG9jaBgCIAEoBTKUAgoPUHJvZHVjZXJTZXJ2aWNlEkYKB1Byb2R1Y2USHC50cmlidXRhcnkudjEuUHJvZHVjZVJlcXVlc3QaHS50cmlidXRhcnkudjEuUHJvZHVjZVJlc3BvbnNlElwKDVByb2R1Y2VTdHJlYW0SIi50cmlidXRhcnkudjEuUHJvZHVjZVN0cmVhbVJlcXVlc3QaIy50cmlidXRhcnkudjEuUHJvZHVjZVN0cmVhbVJlc3BvbnNlKAEwARJbCg5Jbml0UHJvZHVjZXJJZBIjLnRyaWJ1dGFyeS52MS5Jbml0UHJvZHVjZXJJZFJlcXVlc3QaJC50cmlidXRhcnkudjEuSW5pdFByb2R1Y2VySWRSZXNwb25zZWIGcHJvdG8z", [file_tributary_v1_records]);
+  fileDesc("Cht0cmlidXRhcnkvdjEvcHJvZHVjZXIucHJvdG8SDHRyaWJ1dGFyeS52MSKtAQoOUHJvZHVjZVJlcXVlc3QSDQoFdG9waWMYASABKAkSJQoHcmVjb3JkcxgCIAMoCzIULnRyaWJ1dGFyeS52MS5SZWNvcmQSIAoEYWNrcxgDIAEoDjISLnRyaWJ1dGFyeS52MS5BY2tzEjMKC2lkZW1wb3RlbmNlGAQgASgLMhkudHJpYnV0YXJ5LnYxLklkZW1wb3RlbmNlSACIAQFCDgoMX2lkZW1wb3RlbmNlIjgKD1Byb2R1Y2VSZXNwb25zZRIlCgRydW5zGAEgAygLMhcudHJpYnV0YXJ5LnYxLk9mZnNldFJ1biLFAQoUUHJvZHVjZVN0cmVhbVJlcXVlc3QSEAoIc2VxdWVuY2UYASABKAQSDQoFdG9waWMYAiABKAkSJQoHcmVjb3JkcxgDIAMoCzIULnRyaWJ1dGFyeS52MS5SZWNvcmQSIAoEYWNrcxgEIAEoDjISLnRyaWJ1dGFyeS52MS5BY2tzEjMKC2lkZW1wb3RlbmNlGAUgASgLMhkudHJpYnV0YXJ5LnYxLklkZW1wb3RlbmNlSACIAQFCDgoMX2lkZW1wb3RlbmNlIogBChVQcm9kdWNlU3RyZWFtUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAQSJQoEcnVucxgCIAMoCzIXLnRyaWJ1dGFyeS52MS5PZmZzZXRSdW4SLAoFZXJyb3IYAyABKAsyGC50cmlidXRhcnkudjEuQmF0Y2hFcnJvckgAiAEBQggKBl9lcnJvciIXChVJbml0UHJvZHVjZXJJZFJlcXVlc3QiRQoWSW5pdFByb2R1Y2VySWRSZXNwb25zZRITCgtwcm9kdWNlcl9pZBgBIAEoAxIWCg5wcm9kdWNlcl9lcG9jaBgCIAEoBTKUAgoPUHJvZHVjZXJTZXJ2aWNlEkYKB1Byb2R1Y2USHC50cmlidXRhcnkudjEuUHJvZHVjZVJlcXVlc3QaHS50cmlidXRhcnkudjEuUHJvZHVjZVJlc3BvbnNlElwKDVByb2R1Y2VTdHJlYW0SIi50cmlidXRhcnkudjEuUHJvZHVjZVN0cmVhbVJlcXVlc3QaIy50cmlidXRhcnkudjEuUHJvZHVjZVN0cmVhbVJlc3BvbnNlKAEwARJbCg5Jbml0UHJvZHVjZXJJZBIjLnRyaWJ1dGFyeS52MS5Jbml0UHJvZHVjZXJJZFJlcXVlc3QaJC50cmlidXRhcnkudjEuSW5pdFByb2R1Y2VySWRSZXNwb25zZWIGcHJvdG8z", [file_tributary_v1_records]);
 
 /**
  * @generated from message tributary.v1.ProduceRequest
@@ -138,17 +138,6 @@ export const ProduceStreamResponseSchema: GenMessage<ProduceStreamResponse> = /*
  * @generated from message tributary.v1.InitProducerIdRequest
  */
 export type InitProducerIdRequest = Message<"tributary.v1.InitProducerIdRequest"> & {
-  /**
-   * Both set: bump this producer's epoch; both absent: a new producer id.
-   *
-   * @generated from field: optional int64 producer_id = 1;
-   */
-  producerId?: bigint | undefined;
-
-  /**
-   * @generated from field: optional int32 producer_epoch = 2;
-   */
-  producerEpoch?: number | undefined;
 };
 
 /**
@@ -211,8 +200,7 @@ export const ProducerService: GenService<{
     output: typeof ProduceStreamResponseSchema;
   },
   /**
-   * A producer id and epoch for idempotent produce. Pass a previous id and epoch to bump the
-   * epoch (fencing older instances of the same producer).
+   * A new producer id (at epoch 0) for idempotent produce, unique across broker restarts.
    *
    * @generated from rpc tributary.v1.ProducerService.InitProducerId
    */

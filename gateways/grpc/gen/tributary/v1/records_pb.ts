@@ -129,8 +129,10 @@ export const StoredRecordSchema: GenMessage<StoredRecord> = /*@__PURE__*/
   messageDesc(file_tributary_v1_records, 2);
 
 /**
- * The idempotent producer's triple: the broker drops a batch whose sequence it has already
- * appended for this producer id and epoch, and refuses one that skips ahead.
+ * The idempotent producer's triple. With it, every record of the request must go to one
+ * partition and fit one batch; a retry of one of the producer's last 5 batches on that partition
+ * gets the original offsets without writing again; a gap in sequences is refused
+ * (OUT_OF_ORDER_SEQUENCE), as is an older epoch (PRODUCER_FENCED).
  *
  * @generated from message tributary.v1.Idempotence
  */

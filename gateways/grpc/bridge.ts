@@ -1,0 +1,244 @@
+/**
+ * The bridge from protobuf-es descriptors (the generated `*Service` constants) to @grpc/grpc-js.
+ *
+ * For clients, `grpcServiceDefinition(ProducerService)` is a plain grpc-js ServiceDefinition whose
+ * (de)serializers are protobuf-es's toBinary/fromBinary; `makeGenericClientConstructor` turns it
+ * into a client, and client.ts wraps that in typed calls.
+ *
+ * For the server, `serverImplementation` takes typed handlers and registers each method with an
+ * identity request deserializer: the bytes are decoded here, inside the handler, so that bytes
+ * that are not the request message end the call with INVALID_ARGUMENT and a Tributary error code
+ * (grpc-js would answer a throwing deserializer with INTERNAL). Responses are encoded by grpc-js
+ * through toBinary. Every handler gets a CallContext whose signal aborts when the client cancels,
+ * the deadline passes, or the call ends, so long polls and live tails stop waiting at once.
+ *
+ * @example
+ *   server.addService(...serverImplementation(AdminService, { listTopics: async () => ({ topics: [] }), ... }, onError));
+ */
+import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { Metadata } from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
+import { TributaryError } from "../../src/errors.ts";
+import { gatewayError, toServiceError, type GatewayError } from "./errors.ts";
+
+/** The gRPC path of a method: /tributary.v1.ProducerService/Produce. */
+export function methodPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+const READ_OPTIONS = { readUnknownFields: false } as const;
+
+export function encoder<D extends DescMessage>(schema: D): (message: MessageShape<D>) => Buffer {
+  return (message) => {
+    const bytes = toBinary(schema, message);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+export function decoder<D extends DescMessage>(schema: D): (bytes: Uint8Array) => MessageShape<D> {
+  return (bytes) => fromBinary(schema, bytes, READ_OPTIONS);
+}
+
+/** A grpc-js service definition for clients (keys are the methods' lowerCamel local names). */
+export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinition {
+  const def: { [name: string]: grpc.MethodDefinition<MessageShape<DescMessage>, MessageShape<DescMessage>> } = {};
+  for (const method of service.methods) {
+    def[method.localName] = {
+      path: methodPath(method),
+      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: encoder(method.input),
+      requestDeserialize: decoder(method.input),
+      responseSerialize: encoder(method.output),
+      responseDeserialize: decoder(method.output),
+      originalName: method.name,
+    };
+  }
+  return def;
+}
+
+export interface CallContext {
+  /** Aborts when the client cancels, the deadline passes, or the call ends. */
+  signal: AbortSignal;
+  /** Epoch milliseconds of the client's deadline; Infinity without one. */
+  deadlineMs: number;
+  metadata: grpc.Metadata;
+  /** Send the response headers now (streams: the client then knows the call was accepted). */
+  sendHeaders(): void;
+}
+
+/** A bidirectional stream as its handler sees it: raw grpc-js call, typed codecs. */
+export interface BidiCall<I extends DescMessage, O extends DescMessage> {
+  /** Requests arrive as undecoded Buffers ("data" events); pause()/resume() stop and restart reading. */
+  call: grpc.ServerDuplexStream<Buffer, MessageShape<O>>;
+  /** The request message, or INVALID_REQUEST for bytes that are not one. */
+  decode(bytes: Uint8Array): MessageShape<I>;
+  create(init: MessageInitShape<O>): MessageShape<O>;
+}
+
+type In<M> = M extends { input: infer I extends DescMessage } ? I : never;
+type Out<M> = M extends { output: infer O extends DescMessage } ? O : never;
+
+/** A typed handler for each kind of method. */
+export type Handler<M> = M extends { methodKind: "unary" }
+  ? (request: MessageShape<In<M>>, ctx: CallContext) => Promise<MessageInitShape<Out<M>>>
+  : M extends { methodKind: "server_streaming" }
+    ? (request: MessageShape<In<M>>, send: (message: MessageInitShape<Out<M>>) => Promise<void>, ctx: CallContext) => Promise<void>
+    : M extends { methodKind: "bidi_streaming" }
+      ? (stream: BidiCall<In<M>, Out<M>>, ctx: CallContext) => Promise<void>
+      : never;
+
+export type ServiceHandlers<S extends GenServiceMethods> = { [K in keyof S]: Handler<S[K]> };
+
+/** Called with every refusal; INTERNAL ones carry the original exception to log. */
+export type ErrorReporter = (method: string, error: GatewayError, cause: unknown) => void;
+
+function decodeRequest<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
+  try {
+    return fromBinary(schema, bytes, READ_OPTIONS);
+  } catch (e) {
+    throw new TributaryError("INVALID_REQUEST", `the request is not a valid ${schema.typeName}: ${(e as Error).message}`);
+  }
+}
+
+interface AnyServerCall {
+  metadata: grpc.Metadata;
+  getDeadline(): grpc.Deadline;
+  sendMetadata(metadata: grpc.Metadata): void;
+  on(event: "cancelled", listener: () => void): unknown;
+}
+
+function contextOf(call: AnyServerCall): { ctx: CallContext; done: () => void } {
+  const abort = new AbortController();
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  call.on("cancelled", () => abort.abort());
+  // grpc-js ends the call itself when the deadline passes; the timer only wakes our waits sooner.
+  const timer = Number.isFinite(deadlineMs) ? setTimeout(() => abort.abort(), Math.max(0, deadlineMs - Date.now())) : undefined;
+  return {
+    ctx: {
+      signal: abort.signal,
+      deadlineMs,
+      metadata: call.metadata,
+      sendHeaders: () => call.sendMetadata(new Metadata()),
+    },
+    done: () => {
+      clearTimeout(timer);
+      abort.abort();
+    },
+  };
+}
+
+function refuse(reporter: ErrorReporter, name: string, e: unknown): ReturnType<typeof toServiceError> {
+  const err = gatewayError(e);
+  reporter(name, err, e);
+  return toServiceError(err);
+}
+
+/**
+ * The grpc-js [definition, implementation] pair for server.addService, from typed handlers.
+ */
+export function serverImplementation<S extends GenServiceMethods>(
+  service: GenService<S>,
+  handlers: ServiceHandlers<S>,
+  reporter: ErrorReporter,
+): [grpc.ServiceDefinition, grpc.UntypedServiceImplementation] {
+  const def: { [name: string]: grpc.MethodDefinition<Buffer, MessageShape<DescMessage>> } = {};
+  const impl: grpc.UntypedServiceImplementation = {};
+  const identity = (b: Buffer): Buffer => b;
+  for (const key of Object.keys(service.method) as (keyof S & string)[]) {
+    const method: DescMethod = service.method[key];
+    const handler = handlers[key] as unknown;
+    const name = methodPath(method);
+    def[key] = {
+      path: name,
+      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: encoder(method.output),
+      responseDeserialize: decoder(method.output),
+      originalName: method.name,
+    };
+    switch (method.methodKind) {
+      case "unary": {
+        const h = handler as (req: MessageShape<DescMessage>, ctx: CallContext) => Promise<MessageInitShape<DescMessage>>;
+        impl[key] = (call: grpc.ServerUnaryCall<Buffer, MessageShape<DescMessage>>, callback: grpc.sendUnaryData<MessageShape<DescMessage>>) => {
+          const { ctx, done } = contextOf(call);
+          void (async () => {
+            try {
+              const reply = await h(decodeRequest(method.input, call.request), ctx);
+              callback(null, create(method.output, reply));
+            } catch (e) {
+              callback(refuse(reporter, name, e));
+            } finally {
+              done();
+            }
+          })();
+        };
+        break;
+      }
+      case "server_streaming": {
+        type Send = (m: MessageInitShape<DescMessage>) => Promise<void>;
+        const h = handler as (req: MessageShape<DescMessage>, send: Send, ctx: CallContext) => Promise<void>;
+        impl[key] = (call: grpc.ServerWritableStream<Buffer, MessageShape<DescMessage>>) => {
+          const { ctx, done } = contextOf(call);
+          // Waits for the transport to take the message when its buffer is full: a slow reader
+          // slows the producer of messages instead of growing memory.
+          const send: Send = (m) =>
+            new Promise<void>((resolve, reject) => {
+              if (ctx.signal.aborted) return reject(new TributaryError("NOT_READY", "the call has ended"));
+              if (call.write(create(method.output, m))) return resolve();
+              const onDrain = () => {
+                ctx.signal.removeEventListener("abort", onAbort);
+                resolve();
+              };
+              const onAbort = () => {
+                call.off("drain", onDrain);
+                reject(new TributaryError("NOT_READY", "the call has ended"));
+              };
+              call.once("drain", onDrain);
+              ctx.signal.addEventListener("abort", onAbort, { once: true });
+            });
+          void (async () => {
+            try {
+              await h(decodeRequest(method.input, call.request), send, ctx);
+              call.end();
+            } catch (e) {
+              if (!call.cancelled) call.emit("error", refuse(reporter, name, e));
+            } finally {
+              done();
+            }
+          })();
+        };
+        break;
+      }
+      case "bidi_streaming": {
+        const h = handler as (stream: BidiCall<DescMessage, DescMessage>, ctx: CallContext) => Promise<void>;
+        impl[key] = (call: grpc.ServerDuplexStream<Buffer, MessageShape<DescMessage>>) => {
+          const { ctx, done } = contextOf(call);
+          const stream: BidiCall<DescMessage, DescMessage> = {
+            call,
+            decode: (bytes) => decodeRequest(method.input, bytes),
+            create: (init) => create(method.output, init),
+          };
+          void (async () => {
+            try {
+              await h(stream, ctx);
+              call.end();
+            } catch (e) {
+              if (!call.cancelled) call.emit("error", refuse(reporter, name, e));
+            } finally {
+              done();
+            }
+          })();
+        };
+        break;
+      }
+      case "client_streaming":
+        throw new Error(`invariant broken: ${name} is client streaming, which the bridge does not serve yet`);
+    }
+  }
+  return [def, impl];
+}

@@ -1,0 +1,119 @@
+/**
+ * ConsumerService: Fetch (unary, optionally a long poll) and Subscribe (a live tail).
+ *
+ * A long poll never outlives the call: its wait is capped by the call's deadline (less a margin
+ * so the empty answer arrives before the client gives up) and by maxWaitMs, and the call's
+ * signal wakes it when the client cancels. Subscribe loops on broker.fetch with a long wait and
+ * writes each non-empty result as one message, waiting for the transport to take it before
+ * fetching more, so a slow reader slows the tail instead of growing memory.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { FETCH_DEFAULT_MAX_BYTES, type Broker } from "../../src/broker.ts";
+import { TributaryError } from "../../src/errors.ts";
+import type { AutoOffsetReset } from "../../src/groups/types.ts";
+import type { CallContext, ServiceHandlers } from "./bridge.ts";
+import type { GrpcDeps } from "./deps.ts";
+import { ConsumerService, StartPosition, type SubscribeRequest, type SubscribeResponseSchema } from "./gen/tributary/v1/consumer_pb.ts";
+import { safeNumber, toStoredRecord } from "./records.ts";
+
+type Methods = typeof ConsumerService extends { method: infer M } ? M : never;
+
+/** Longest wait of one fetch inside a subscription; the loop then simply fetches again. */
+export const SUBSCRIBE_WAIT_MS = 15_000;
+/** Answer a long poll this long before the deadline, so the reply is not lost to it. */
+const DEADLINE_MARGIN_MS = 50;
+
+function partitionBounds(broker: Broker, topic: string, partition: number): { logStartOffset: number; highWatermark: number } {
+  const d = broker.describeTopic(topic);
+  const p = Number.isSafeInteger(partition) ? d.partitions[partition] : undefined;
+  if (!p) throw new TributaryError("PARTITION_NOT_FOUND", `topic ${topic} has partitions 0 to ${d.partitions.length - 1}, not ${partition}`);
+  return p;
+}
+
+function waitBudgetMs(asked: number | undefined, ctx: CallContext, maxWaitMs: number): number {
+  if (asked === undefined || asked <= 0) return 0;
+  const untilDeadline = Number.isFinite(ctx.deadlineMs) ? ctx.deadlineMs - Date.now() - DEADLINE_MARGIN_MS : Infinity;
+  return Math.max(0, Math.min(asked, maxWaitMs, untilDeadline));
+}
+
+export function consumerHandlers(deps: GrpcDeps): ServiceHandlers<Methods> {
+  const { broker, limits } = deps;
+  // Leave room in a reply for the framing around the records.
+  const replyBytesMax = Math.max(1, Math.floor(limits.maxMessageBytes / 2));
+  return {
+    async fetch(req, ctx) {
+      const offset = req.offset !== undefined ? safeNumber(req.offset, "offset") : partitionBounds(broker, req.topic, req.partition).logStartOffset;
+      const waitMs = waitBudgetMs(req.waitMs, ctx, limits.maxWaitMs);
+      const release = waitMs > 0 ? deps.longPolls.acquire() : () => {};
+      try {
+        const r = await broker.fetch(req.topic, req.partition, offset, {
+          maxRecords: req.maxRecords,
+          maxBytes: Math.min(req.maxBytes ?? FETCH_DEFAULT_MAX_BYTES, replyBytesMax),
+          waitMs,
+          signal: ctx.signal,
+        });
+        return {
+          records: r.records.map(toStoredRecord),
+          nextOffset: BigInt(r.nextOffset),
+          highWatermark: BigInt(r.highWatermark),
+          logStartOffset: BigInt(r.logStartOffset),
+        };
+      } finally {
+        release();
+      }
+    },
+
+    async subscribe(req, send, ctx) {
+      const release = deps.subscriptions.acquire();
+      try {
+        let offset = await startOffset(broker, req);
+        const options = { maxRecords: req.maxRecords, maxBytes: replyBytesMax, signal: ctx.signal };
+        // Not waiting: proves topic, partition and offset before the stream is accepted.
+        let r = await broker.fetch(req.topic, req.partition, offset, options);
+        ctx.sendHeaders();
+        for (;;) {
+          if (r.records.length > 0) {
+            const message: MessageInitShape<typeof SubscribeResponseSchema> = {
+              records: r.records.map(toStoredRecord),
+              nextOffset: BigInt(r.nextOffset),
+              highWatermark: BigInt(r.highWatermark),
+            };
+            await send(message);
+          }
+          offset = r.nextOffset;
+          if (ctx.signal.aborted) return;
+          r = await broker.fetch(req.topic, req.partition, offset, { ...options, waitMs: SUBSCRIBE_WAIT_MS });
+          if (ctx.signal.aborted) return;
+        }
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+function reset(p: StartPosition): AutoOffsetReset {
+  return p === StartPosition.EARLIEST ? "earliest" : "latest";
+}
+
+async function startOffset(broker: Broker, req: SubscribeRequest): Promise<number> {
+  const at = (p: StartPosition) => {
+    const b = partitionBounds(broker, req.topic, req.partition);
+    return p === StartPosition.EARLIEST ? b.logStartOffset : b.highWatermark;
+  };
+  switch (req.start.case) {
+    case "offset":
+      return safeNumber(req.start.value, "offset");
+    case "timestampMs": {
+      const found = await broker.offsetForTimestamp(req.topic, req.partition, safeNumber(req.start.value, "timestamp_ms"));
+      return found ?? at(req.fallback);
+    }
+    case "groupId":
+      partitionBounds(broker, req.topic, req.partition);
+      return broker.groups.startOffset(req.start.value, req.topic, req.partition, reset(req.fallback));
+    case "position":
+      return at(req.start.value);
+    case undefined:
+      return at(StartPosition.LATEST);
+  }
+}
