@@ -83,7 +83,21 @@ export async function runServe(argv: string[]): Promise<number> {
   logger.info("listening", { listener: "http", url, port: server.port });
   const grpc = await startGrpcGateway(broker, { ...config.grpc, logger });
   logger.info("listening", { listener: "grpc", url: `${config.grpc.host}:${grpc.port}`, port: grpc.port });
-  const mqtt = config.mqttConfigPath ? await startMqttBridge(broker, { configPath: config.mqttConfigPath, logger }) : null;
+  let mqtt: Awaited<ReturnType<typeof startMqttBridge>> | null = null;
+  if (config.mqttConfigPath) {
+    try {
+      mqtt = await startMqttBridge(broker, { configPath: config.mqttConfigPath, logger });
+    } catch (e) {
+      // A bridge that cannot start (a bad config file, unreadable TLS files) stops the broker:
+      // running without it would leave devices' messages piling up in the MQTT broker unseen.
+      const code = isTributaryError(e) ? `${e.code}: ` : "";
+      logger.error("the MQTT bridge could not start", { error: e });
+      console.error(`error: ${code}${(e as Error).message}`);
+      await broker.close();
+      await Promise.all([server.stop(), grpc.stop()]);
+      return 2;
+    }
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -129,8 +129,9 @@ describe("MQTT bridge config", () => {
     const broker = await startBrokerProcess({ runtime: "bun", dataDir: join(dir, "data"), args: ["--mqtt-config", configPath] });
     brokers.push(broker);
     await new Promise<void>((resolve) => (broker.child.exitCode !== null ? resolve() : broker.child.once("exit", () => resolve())));
-    expect(broker.child.exitCode).not.toBe(0);
+    expect(broker.child.exitCode).toBe(2);
     const stderr = broker.stderrLines().join("\n");
+    expect(stderr).toContain("error: INVALID_CONFIG:");
     expect(stderr).toContain('unknown field "recieveMaximum"');
   });
 });
