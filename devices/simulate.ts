@@ -1,15 +1,13 @@
 /**
  * A fleet simulator: N devices publishing telemetry at a rate, over MQTT (each device its own
- * connection to the MQTT broker, QoS 0/1/2) or HTTP (each device its own POSTs to Tributary),
- * with JSON or CBOR payloads. Prints the achieved rate and the errors every second and a summary
- * line of JSON at the end. Uses only the public protocols, never src/.
+ * connection to the MQTT broker, QoS 0/1/2), HTTP (each device its own POSTs to Tributary) or
+ * gRPC (each device its own channel to the gRPC gateway, one unary Produce per batch, through
+ * grpc-device.ts), with JSON or CBOR payloads. Prints the achieved rate and the errors every
+ * second and a summary line of JSON at the end. Uses only the public protocols, never src/.
  *
- * gRPC mode: not yet — the gRPC gateway (gateways/grpc, proto/) had not landed on main when this
- * was written; add `--protocol grpc` on top of its generated client once it has.
- *
- * usage: bun devices/simulate.ts [--protocol mqtt|http] [--devices 100] [--rate 10] [--duration-s 10]
+ * usage: bun devices/simulate.ts [--protocol mqtt|http|grpc] [--devices 100] [--rate 10] [--duration-s 10]
  *        [--count N] [--format json|cbor] [--qos 1] [--max-inflight 100] [--batch 10]
- *        [--url mqtt://127.0.0.1:1883 | http://127.0.0.1:8480] [--topic telemetry]
+ *        [--url mqtt://127.0.0.1:1883 | http://127.0.0.1:8480 | 127.0.0.1:8481] [--topic telemetry]
  * `--rate` is readings per second per device; 0 sends as fast as acknowledgements allow.
  * `--count` stops each device after that many readings (instead of after `--duration-s`).
  */
@@ -17,9 +15,10 @@ import { parseArgs } from "node:util";
 import mqtt, { type MqttClient } from "mqtt";
 import { encode as encodeCbor } from "cbor-x/encode";
 import { encodeReading, reading } from "./mqtt-device.ts";
+import { openChannel, produceReadings } from "./grpc-device.ts";
 
 export interface SimulationOptions {
-  protocol: "mqtt" | "http";
+  protocol: "mqtt" | "http" | "grpc";
   url: string;
   devices: number;
   /** Readings per second per device; 0: as fast as the in-flight bound allows. */
@@ -31,9 +30,9 @@ export interface SimulationOptions {
   qos: 0 | 1 | 2;
   /** Unacknowledged readings per device at most; more are skipped and counted as "behind". */
   maxInflight: number;
-  /** HTTP: readings per request. */
+  /** HTTP and gRPC: readings per request. */
   batch: number;
-  /** HTTP: the log topic. */
+  /** HTTP and gRPC: the log topic. */
   topic: string;
   /** Device ids are `${idPrefix}${i}`. */
   idPrefix: string;
@@ -98,14 +97,33 @@ function httpDevice(o: SimulationOptions, id: string): Device {
   };
 }
 
+function grpcDevice(o: SimulationOptions, id: string): Device {
+  const client = openChannel(o.url);
+  return {
+    send(payloads) {
+      const done = produceReadings(client, o.topic, id, payloads, o.format).then(() => {});
+      // One call carries the whole batch: every reading shares its outcome.
+      return payloads.map(() => done);
+    },
+    close: async () => client.close(),
+  };
+}
+
+const DEFAULT_URLS: Record<SimulationOptions["protocol"], string> = {
+  mqtt: "mqtt://127.0.0.1:1883",
+  http: "http://127.0.0.1:8480",
+  grpc: "127.0.0.1:8481",
+};
+
 export async function runSimulation(partial: Partial<SimulationOptions>): Promise<SimulationStats> {
   const o: SimulationOptions = { ...DEFAULTS, ...partial };
-  if (!o.url) o.url = o.protocol === "mqtt" ? "mqtt://127.0.0.1:1883" : "http://127.0.0.1:8480";
+  if (!o.url) o.url = DEFAULT_URLS[o.protocol];
   const stats: SimulationStats = { sent: 0, acked: 0, errors: 0, behind: 0, seconds: 0, ratePerS: 0, lastError: null };
   const started = performance.now();
   const devices = await Promise.all(Array.from({ length: o.devices }, (_, i) => {
     const id = `${o.idPrefix}${i}`;
-    return o.protocol === "mqtt" ? mqttDevice(o, id) : Promise.resolve(httpDevice(o, id));
+    if (o.protocol === "mqtt") return mqttDevice(o, id);
+    return Promise.resolve(o.protocol === "http" ? httpDevice(o, id) : grpcDevice(o, id));
   }));
   const deadline = started + o.durationS * 1000;
   let lastTick = performance.now();
@@ -127,7 +145,7 @@ export async function runSimulation(partial: Partial<SimulationOptions>): Promis
     const pending = new Set<Promise<void>>();
     const deviceStart = performance.now();
     const done = () => (o.count > 0 ? seq >= o.count : performance.now() >= deadline);
-    const perSend = o.protocol === "http" ? o.batch : 1;
+    const perSend = o.protocol === "mqtt" ? 1 : Math.max(1, o.batch);
     while (!done()) {
       if (o.rate > 0) {
         // Readings due by now at the asked rate; late ones are sent at once (catch-up), not dropped.
@@ -137,7 +155,8 @@ export async function runSimulation(partial: Partial<SimulationOptions>): Promis
           continue;
         }
       }
-      if (inflight + perSend > o.maxInflight) {
+      // With nothing in flight a send goes out even when a batch is larger than the bound.
+      if (inflight > 0 && inflight + perSend > o.maxInflight) {
         if (o.rate > 0) stats.behind++;
         await Promise.race(pending);
         continue;
@@ -192,8 +211,8 @@ async function main(): Promise<void> {
       topic: { type: "string", default: DEFAULTS.topic },
     },
   });
-  if (values.protocol !== "mqtt" && values.protocol !== "http") {
-    console.error(`--protocol must be mqtt or http${values.protocol === "grpc" ? " (gRPC mode waits for the gRPC gateway to land)" : ""}`);
+  if (values.protocol !== "mqtt" && values.protocol !== "http" && values.protocol !== "grpc") {
+    console.error("--protocol must be mqtt, http or grpc");
     process.exit(2);
   }
   const qos = Number(values.qos);
