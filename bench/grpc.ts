@@ -8,11 +8,12 @@
  * Options (env): BENCH_SECONDS (default 3) per scenario; BENCH_RUNTIMES=bun,deno;
  * BENCH_TRANSPORTS=stream,unary,http.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fmt, machine, table } from "./lib.ts";
+import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.ts";
 
 type Runtime = "bun" | "deno";
 type Transport = "stream" | "unary" | "http";
@@ -26,35 +27,6 @@ const bin = (name: string) => join(root, "node_modules", ".bin", name);
 const IN_FLIGHT: Record<Transport, number> = { stream: 16, unary: 8, http: 8 };
 const BATCH = 100;
 
-interface Broker {
-  child: ChildProcess;
-  httpUrl: string;
-  grpcAddress: string;
-}
-
-async function startBroker(runtime: Runtime, dataDir: string): Promise<Broker> {
-  const args = runtime === "bun" ? ["cli/main.ts", "serve"] : ["run", "-A", "cli/main.ts", "serve"];
-  const child = spawn(bin(runtime), [...args, "--data-dir", dataDir, "--http-port", "0", "--grpc-port", "0"], {
-    cwd: root,
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, TRIBUTARY_LOG_LEVEL: "info", DENO_NO_UPDATE_CHECK: "1" },
-  });
-  return new Promise((resolveBroker, reject) => {
-    let buffered = "";
-    const timer = setTimeout(() => reject(new Error(`broker on ${runtime} did not start: ${buffered}`)), 30_000);
-    child.stderr!.on("data", (d: Buffer) => {
-      buffered += d.toString();
-      const http = /"listener":"http","url":"([^"]+)"/.exec(buffered);
-      const grpc = /"listener":"grpc","url":"[^"]*","port":(\d+)/.exec(buffered);
-      if (http && grpc) {
-        clearTimeout(timer);
-        resolveBroker({ child, httpUrl: http[1]!, grpcAddress: `127.0.0.1:${grpc[1]}` });
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`broker on ${runtime} exited with ${code}: ${buffered}`)));
-  });
-}
-
 interface LoadResult {
   records: number;
   bytes: number;
@@ -64,12 +36,12 @@ interface LoadResult {
   errors: number;
 }
 
-function runLoad(transport: Transport, broker: Broker, recordBytes: number): Promise<LoadResult> {
+function runLoad(transport: Transport, broker: BrokerProcess, recordBytes: number): Promise<LoadResult> {
   const n = String(IN_FLIGHT[transport]);
   const ms = String(seconds * 1000);
   const args =
     transport === "http"
-      ? ["bench/http-load.ts", broker.httpUrl, "bench", String(recordBytes), String(BATCH), n, ms]
+      ? ["bench/http-load.ts", broker.url, "bench", String(recordBytes), String(BATCH), n, ms]
       : ["bench/grpc-load.ts", transport, broker.grpcAddress, "bench", String(recordBytes), String(BATCH), n, ms];
   return new Promise((resolveLoad, reject) => {
     const child = spawn(bin("bun"), args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
@@ -82,9 +54,9 @@ function runLoad(transport: Transport, broker: Broker, recordBytes: number): Pro
 async function scenario(runtime: Runtime, transport: Transport, recordBytes: number): Promise<LoadResult> {
   const dir = await mkdtemp(join(tmpdir(), "tributary-bench-grpc-"));
   try {
-    const broker = await startBroker(runtime, dir);
+    const broker = await startBrokerProcess({ runtime, dataDir: dir });
     try {
-      const res = await fetch(`${broker.httpUrl}/v1/topics`, {
+      const res = await fetch(`${broker.url}/v1/topics`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ name: "bench", partitions: 1 }),
@@ -92,8 +64,7 @@ async function scenario(runtime: Runtime, transport: Transport, recordBytes: num
       if (res.status !== 201) throw new Error(`create topic: ${res.status} ${await res.text()}`);
       return await runLoad(transport, broker, recordBytes);
     } finally {
-      broker.child.kill("SIGTERM");
-      await new Promise((r) => broker.child.once("exit", r));
+      await broker.stop();
     }
   } finally {
     await rm(dir, { recursive: true, force: true });

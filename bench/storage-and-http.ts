@@ -15,7 +15,7 @@
  * Options (env): BENCH_SECONDS (default 3) per scenario; BENCH_ONLY=disk,inprocess,http to run
  * some parts (the disk baseline always runs: the other parts are read against it).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtemp, rm, open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -24,6 +24,7 @@ import { defaultConfig } from "../src/config.ts";
 import { silentLogger } from "../src/logger.ts";
 import { nodeFileSystem, type FileSystem } from "../src/runtime/fs.ts";
 import { fmt, machine, percentile, table } from "./lib.ts";
+import { startBrokerProcess } from "../test/support/broker-process.ts";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 const only = new Set((process.env.BENCH_ONLY ?? "disk,inprocess,http").split(","));
@@ -166,28 +167,6 @@ async function inProcess(recordBytes: number, batch: number, inFlight: number): 
 
 // ---- 3. over HTTP --------------------------------------------------------------------------
 
-async function startBroker(runtime: "bun" | "deno", dataDir: string): Promise<{ url: string; child: ChildProcess }> {
-  const args = runtime === "bun" ? ["cli/main.ts", "serve"] : ["run", "-A", "cli/main.ts", "serve"];
-  const child = spawn(bin(runtime), [...args, "--data-dir", dataDir, "--http-port", "0", "--grpc-port", "0"], {
-    cwd: root,
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, TRIBUTARY_LOG_LEVEL: "info" }, // the "listening" line is at info
-  });
-  return new Promise((resolveUrl, reject) => {
-    let buffered = "";
-    const timer = setTimeout(() => reject(new Error(`broker on ${runtime} did not start: ${buffered}`)), 30_000);
-    child.stderr!.on("data", (d: Buffer) => {
-      buffered += d.toString();
-      const m = /"msg":"listening".*?"url":"([^"]+)"/.exec(buffered);
-      if (m) {
-        clearTimeout(timer);
-        resolveUrl({ url: m[1]!, child });
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`broker on ${runtime} exited with ${code}: ${buffered}`)));
-  });
-}
-
 interface LoadResult {
   records: number;
   bytes: number;
@@ -211,14 +190,14 @@ function runLoad(url: string, recordBytes: number, batch: number, concurrency: n
 
 async function overHttp(runtime: "bun" | "deno", recordBytes: number, batch: number, concurrency: number): Promise<LoadResult> {
   return withTempDir(async (dir) => {
-    const { url, child } = await startBroker(runtime, dir);
+    const broker = await startBrokerProcess({ runtime, dataDir: dir });
+    const url = broker.url;
     try {
       const res = await fetch(`${url}/v1/topics`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "bench", partitions: 1 }) });
       if (res.status !== 201) throw new Error(`create topic: ${res.status} ${await res.text()}`);
       return await runLoad(url, recordBytes, batch, concurrency);
     } finally {
-      child.kill("SIGTERM");
-      await new Promise((r) => child.once("exit", r));
+      await broker.stop();
     }
   });
 }
