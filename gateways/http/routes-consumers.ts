@@ -86,6 +86,8 @@ class ConsumerInstances {
     if (reset !== "earliest" && reset !== "latest") throw bad(`auto.offset.reset must be earliest or latest, got ${JSON.stringify(reset)}`);
     const timeout = body["session.timeout.ms"];
     if (timeout !== undefined && (typeof timeout !== "number" || !Number.isSafeInteger(timeout))) throw bad("session.timeout.ms must be an integer");
+    // Refuse an out-of-range timeout now: the instance's idle expiry runs on it from the start.
+    this.broker.groups.sessionTimeout(timeout);
     const assignor = body.assignor;
     if (assignor !== undefined && !ASSIGNOR_NAMES.includes(assignor as AssignorName)) throw bad(`assignor must be one of ${ASSIGNOR_NAMES.join(", ")}`);
     if (this.instances.size >= MAX_CONSUMER_INSTANCES) throw new TributaryError("OVERLOADED", `the gateway holds ${MAX_CONSUMER_INSTANCES} consumer instances, its limit`);

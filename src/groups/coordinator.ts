@@ -530,7 +530,15 @@ export class GroupCoordinator {
     return "stable";
   }
 
-  private sessionTimeout(ms: number | undefined): number {
+  /**
+   * The session timeout a member asking for `ms` gets (the default when undefined), or
+   * INVALID_SESSION_TIMEOUT outside the configured range. Gateways call it before they create
+   * anything that lives as long as a session.
+   *
+   * @example
+   *   coordinator.sessionTimeout(10_000) // 10000 with the default settings
+   */
+  sessionTimeout(ms: number | undefined): number {
     const { minSessionTimeoutMs: min, maxSessionTimeoutMs: max } = this.settings;
     if (ms === undefined) return Math.min(Math.max(DEFAULT_SESSION_TIMEOUT_MS, min), max);
     if (!Number.isSafeInteger(ms) || ms < min || ms > max) {
