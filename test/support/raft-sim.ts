@@ -1,0 +1,503 @@
+/**
+ * Test drivers for the pure Raft core (src/raft): a `SimNode` is a driver that keeps the contract
+ * (persist, send, apply, advance) over a `MemoryStorage` that survives crashes while everything
+ * else is lost; `Checker` holds Raft's safety properties and is run after every step; `Cluster`
+ * runs a script of commands for the data-driven tables; `simulate(seed)` runs a whole cluster
+ * over a faulty simulated network from one seed.
+ */
+import {
+  EntryType,
+  MemoryStorage,
+  RaftNode,
+  decodeConfChange,
+  type Entry,
+  type Message,
+  type NodeId,
+  type RaftConfig,
+  type Ready,
+  type Snapshot,
+} from "../../src/raft/index.ts";
+import { rng } from "./random.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export function entryValue(e: Entry): string {
+  if (e.type === EntryType.ConfChange) {
+    const cc = decodeConfChange(e.data);
+    return `conf:${cc.type}:${cc.nodeId}`;
+  }
+  return dec.decode(e.data);
+}
+
+/** Where a crash can hit while a Ready is handled. */
+export type CrashPoint = "before-persist" | "after-persist" | "after-send";
+
+export interface NodeOptions {
+  preVote: boolean;
+  checkQuorum: boolean;
+  electionTicks: number;
+  heartbeatTicks: number;
+  maxInflightMsgs: number;
+  maxSizePerMsg: number;
+  /** Snapshot and compact once this many applied entries sit in storage (0: never). */
+  snapshotEvery: number;
+  maxUncommittedBytes?: number;
+}
+
+export const DEFAULT_OPTIONS: NodeOptions = {
+  preVote: true,
+  checkQuorum: true,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  maxInflightMsgs: 4,
+  maxSizePerMsg: 200,
+  snapshotEvery: 0,
+};
+
+/** A driver for one node. The application state is the list of applied values, by index. */
+export class SimNode {
+  readonly storage = new MemoryStorage();
+  node: RaftNode | undefined;
+  /** values[i - 1] is what entry i applied ("" for no-ops). Lost in a crash. */
+  values: string[] = [];
+  private readonly random: () => number;
+
+  constructor(
+    readonly id: NodeId,
+    private readonly peers: readonly NodeId[],
+    private readonly options: NodeOptions,
+    seed: number,
+    private readonly checker: Checker,
+  ) {
+    this.random = rng(seed * 7919 + id);
+    this.start();
+  }
+
+  get alive(): boolean {
+    return this.node !== undefined;
+  }
+
+  raft(): RaftNode {
+    if (!this.node) throw new Error(`node ${this.id} is down`);
+    return this.node;
+  }
+
+  start(): void {
+    const o = this.options;
+    const config: RaftConfig = {
+      id: this.id,
+      peers: this.peers,
+      electionTicks: o.electionTicks,
+      heartbeatTicks: o.heartbeatTicks,
+      preVote: o.preVote,
+      checkQuorum: o.checkQuorum,
+      maxInflightMsgs: o.maxInflightMsgs,
+      maxSizePerMsg: o.maxSizePerMsg,
+      random: this.random,
+      ...(o.maxUncommittedBytes !== undefined ? { maxUncommittedBytes: o.maxUncommittedBytes } : {}),
+    };
+    this.node = new RaftNode(config, this.storage);
+    this.values = this.restoreValues(this.storage.snapshot());
+    this.checker.nodeStarted(this);
+  }
+
+  crash(): void {
+    this.node = undefined;
+    this.values = [];
+  }
+
+  /** Replace the persisted log (before a restart), to set up conflicting logs in tables. */
+  setLog(terms: readonly number[], term: number): void {
+    const entries = terms.map((t, i) => ({ term: t, index: i + 1, type: EntryType.Normal, data: enc.encode(`t${t}i${i + 1}`) }));
+    this.storage.append(entries);
+    this.storage.setHardState({ term, vote: 0, commit: 0 });
+  }
+
+  /**
+   * Handle one Ready in the contract's order. `crashAt` stops midway and crashes the node.
+   * Returns whether there was a Ready.
+   */
+  handleReady(send: (m: Message) => void, crashAt?: CrashPoint): boolean {
+    const node = this.node;
+    if (!node || !node.hasReady()) return false;
+    const rd = node.ready();
+    this.checker.readyProduced(this, rd);
+    if (crashAt === "before-persist") return this.crashed();
+    if (rd.snapshot) this.storage.applySnapshot(rd.snapshot);
+    this.storage.append(rd.entries);
+    if (rd.hardState) this.storage.setHardState(rd.hardState);
+    this.checker.persisted(this);
+    if (crashAt === "after-persist") return this.crashed();
+    for (const m of rd.messages) send(m);
+    if (crashAt === "after-send") return this.crashed();
+    if (rd.snapshot) {
+      this.values = this.restoreValues(rd.snapshot);
+    }
+    for (const e of rd.committedEntries) {
+      if (e.index <= this.values.length) continue;
+      if (e.index !== this.values.length + 1) throw new Error(`node ${this.id} applies ${e.index} after ${this.values.length}`);
+      this.values.push(entryValue(e));
+      this.checker.applied(this, e);
+    }
+    node.advance(rd);
+    this.maybeCompact();
+    return true;
+  }
+
+  private crashed(): true {
+    this.crash();
+    return true;
+  }
+
+  private restoreValues(s: Snapshot): string[] {
+    if (s.meta.index === 0) return [];
+    const values = JSON.parse(dec.decode(s.data)) as string[];
+    this.checker.snapshotRestored(this, s, values);
+    return values;
+  }
+
+  private maybeCompact(): void {
+    const node = this.node;
+    const every = this.options.snapshotEvery;
+    if (!node || every === 0) return;
+    const applied = node.log.applied;
+    if (applied - this.storage.snapshot().meta.index < every) return;
+    this.snapshotAt(applied, Math.max(0, Math.floor(every / 4)));
+  }
+
+  /** Snapshot the application at `applied` and drop stored entries, keeping `keep` before it. */
+  snapshotAt(applied: number, keep: number): void {
+    const node = this.raft();
+    if (applied <= this.storage.snapshot().meta.index) return;
+    this.storage.createSnapshot(applied, node.confState(), enc.encode(JSON.stringify(this.values.slice(0, applied))));
+    this.storage.compact(applied - keep);
+  }
+}
+
+/**
+ * Raft's safety properties (Raft paper, figure 3), checked against every node after every step:
+ * election safety, log matching, leader completeness, state machine safety, and monotonic commit.
+ */
+export class Checker {
+  private readonly leaders = new Map<number, NodeId>();
+  /** The one entry each (term, index) may ever hold. */
+  private readonly entryIds = new Map<string, string>();
+  /** What each applied index holds everywhere, and the lowest term at which a node applied it. */
+  readonly appliedValues: string[] = [];
+  private readonly appliedTerms: number[] = [];
+  private readonly appliedSeenAtTerm: number[] = [];
+  private readonly commits = new Map<NodeId, number>();
+  private readonly persistedCommits = new Map<NodeId, number>();
+  /** Called with (index, term, value) for every entry a node applies. */
+  onApply: ((e: Entry) => void) | undefined;
+
+  constructor(private readonly context: () => string) {}
+
+  fail(message: string): never {
+    throw new Error(`${message} (${this.context()})`);
+  }
+
+  nodeStarted(n: SimNode): void {
+    this.commits.set(n.id, n.raft().log.committed);
+  }
+
+  readyProduced(n: SimNode, rd: Ready): void {
+    for (const e of [...rd.entries, ...rd.committedEntries]) this.entryIdentity(e);
+    for (const m of rd.messages) for (const e of m.entries) this.entryIdentity(e);
+    if (rd.hardState && n.alive) {
+      // The hard state is persisted before messages leave; a vote must never be forgotten.
+      const prev = n.storage.hardState();
+      if (rd.hardState.term < prev.term) this.fail(`node ${n.id} term went back from ${prev.term} to ${rd.hardState.term}`);
+    }
+  }
+
+  persisted(n: SimNode): void {
+    const c = n.storage.hardState().commit;
+    if (c < (this.persistedCommits.get(n.id) ?? 0)) this.fail(`node ${n.id} persisted commit went back to ${c}`);
+    this.persistedCommits.set(n.id, c);
+  }
+
+  private entryIdentity(e: Entry): void {
+    const key = `${e.term}:${e.index}`;
+    const value = `${e.type}:${entryValue(e)}`;
+    const prior = this.entryIds.get(key);
+    if (prior === undefined) this.entryIds.set(key, value);
+    else if (prior !== value) this.fail(`two different entries at term ${e.term} index ${e.index}: ${prior} and ${value}`);
+  }
+
+  applied(n: SimNode, e: Entry): void {
+    const i = e.index - 1;
+    const value = entryValue(e);
+    const prior = this.appliedValues[i];
+    if (prior === undefined) {
+      this.appliedValues[i] = value;
+      this.appliedTerms[i] = e.term;
+      this.appliedSeenAtTerm[i] = n.raft().term;
+    } else if (prior !== value || this.appliedTerms[i] !== e.term) {
+      this.fail(`state machine safety: node ${n.id} applied ${JSON.stringify(value)}@${e.term} at ${e.index}, others ${JSON.stringify(prior)}@${this.appliedTerms[i]}`);
+    } else {
+      this.appliedSeenAtTerm[i] = Math.min(this.appliedSeenAtTerm[i]!, n.raft().term);
+    }
+    this.onApply?.(e);
+  }
+
+  snapshotRestored(n: SimNode, s: Snapshot, values: readonly string[]): void {
+    if (values.length !== s.meta.index) this.fail(`node ${n.id} snapshot at ${s.meta.index} holds ${values.length} values`);
+    for (let i = 0; i < values.length; i++) {
+      const prior = this.appliedValues[i];
+      if (prior !== undefined && prior !== values[i]) this.fail(`node ${n.id} snapshot differs at ${i + 1}: ${values[i]} vs ${prior}`);
+    }
+  }
+
+  /** Everything checked after a step. */
+  check(nodes: readonly SimNode[]): void {
+    const live = nodes.filter((n) => n.alive);
+    for (const n of live) {
+      const r = n.raft();
+      if (r.role === "leader") {
+        const prior = this.leaders.get(r.term);
+        if (prior !== undefined && prior !== n.id) this.fail(`election safety: ${prior} and ${n.id} both lead term ${r.term}`);
+        this.leaders.set(r.term, n.id);
+        this.leaderComplete(n);
+      }
+      const c = r.log.committed;
+      if (c < (this.commits.get(n.id) ?? 0)) this.fail(`node ${n.id} commit went back from ${this.commits.get(n.id)} to ${c}`);
+      this.commits.set(n.id, c);
+      if (r.log.applied > c) this.fail(`node ${n.id} applied ${r.log.applied} beyond commit ${c}`);
+    }
+    for (let a = 0; a < live.length; a++) for (let b = a + 1; b < live.length; b++) this.logMatching(live[a]!, live[b]!);
+  }
+
+  /** Log matching: if two logs hold an entry of the same term at an index, they agree up to it. */
+  private logMatching(a: SimNode, b: SimNode): void {
+    const la = a.raft().log;
+    const lb = b.raft().log;
+    const lo = Math.max(la.firstIndex(), lb.firstIndex());
+    let i = Math.min(la.lastIndex(), lb.lastIndex());
+    while (i >= lo && la.term(i) !== lb.term(i)) i--;
+    for (; i >= lo; i--) {
+      if (la.term(i) !== lb.term(i)) this.fail(`log matching: nodes ${a.id} and ${b.id} differ at ${i} below a common entry`);
+    }
+  }
+
+  /** Leader completeness: a leader holds every entry applied (so committed) at an earlier term. */
+  private leaderComplete(n: SimNode): void {
+    const r = n.raft();
+    const first = r.log.firstIndex();
+    for (let i = this.appliedValues.length - 1; i >= first - 1; i--) {
+      const seenAt = this.appliedSeenAtTerm[i];
+      if (seenAt === undefined || seenAt >= r.term) continue;
+      const t = r.log.term(i + 1);
+      if (t !== this.appliedTerms[i]) this.fail(`leader completeness: leader ${n.id} of term ${r.term} lacks committed entry ${i + 1}@${this.appliedTerms[i]}`);
+    }
+  }
+}
+
+// ---- the scripted cluster behind the data-driven tables ----
+
+/**
+ * A cluster whose network is perfect except for the cuts a script makes. Commands, one a line
+ * (`#` starts a comment):
+ *
+ *   nodes 3 [no-prevote] [no-checkquorum] [inflight=N] [size=N] [snapshot-every=N]
+ *   log <id> <t,t,...> term=<n>    replace a node's persisted log, then restart it
+ *   tick <id|all> <n>              campaign <id>        stabilize
+ *   propose <id> <value> [=> <ok|not-leader|transferring|overloaded|...>]
+ *   add <leader> <id> [=> result]  remove <leader> <id> [=> result]
+ *   transfer <leader> <id>         compact <id> <keep>
+ *   isolate <id>   cut <a>><b>     heal                 crash <id>     restart <id>
+ *   expect role|term|lead|commit|vote <id> <value>
+ *   expect terms <id> <t,t,...>    (the terms of the log from its first index)
+ *   expect values <id> <v,v,...>   (the non-empty applied values)
+ *   expect voters <id> <a,b,...>   expect progress <leader> <id> <probe|replicate|snapshot>
+ *   expect first <id> <index>      expect alive <id> <true|false>
+ */
+export class Cluster {
+  readonly nodes = new Map<NodeId, SimNode>();
+  queue: Message[] = [];
+  private readonly cuts = new Set<string>();
+  private line = "";
+  private options: NodeOptions = DEFAULT_OPTIONS;
+  readonly checker = new Checker(() => `at: ${this.line}`);
+
+  node(id: NodeId): SimNode {
+    const n = this.nodes.get(id);
+    if (!n) throw new Error(`no node ${id} (at: ${this.line})`);
+    return n;
+  }
+
+  private readonly send = (m: Message): void => {
+    if (!this.cuts.has(`${m.from}>${m.to}`)) this.queue.push(m);
+  };
+
+  /** Handle every Ready and deliver every message until nothing moves. */
+  stabilize(): void {
+    for (let round = 0; round < 10_000; round++) {
+      let moved = false;
+      for (const n of this.nodes.values()) while (n.handleReady(this.send)) moved = true;
+      this.checker.check([...this.nodes.values()]);
+      const batch = this.queue;
+      this.queue = [];
+      for (const m of batch) {
+        moved = true;
+        const to = this.nodes.get(m.to);
+        if (to?.alive && !this.cuts.has(`${m.from}>${m.to}`)) to.raft().step(m);
+      }
+      if (!moved) return;
+    }
+    throw new Error(`no quiet after 10000 rounds (at: ${this.line})`);
+  }
+
+  run(script: string): void {
+    for (const raw of script.split("\n")) {
+      const text = raw.replace(/#.*/, "").trim();
+      if (text === "") continue;
+      this.line = text;
+      this.command(text.split(/\s+/));
+      this.checker.check([...this.nodes.values()]);
+    }
+  }
+
+  private command(words: string[]): void {
+    const [cmd, a = "", b = "", c = "", ...rest] = words;
+    const arrow = words.indexOf("=>");
+    const want = arrow >= 0 ? words[arrow + 1] : undefined;
+    switch (cmd) {
+      case "nodes":
+        return this.create(Number(a), words.slice(2));
+      case "log": {
+        const n = this.node(Number(a));
+        n.crash();
+        n.setLog(b.split(",").map(Number), Number(c.replace("term=", "")));
+        return n.start();
+      }
+      case "tick":
+        for (const n of a === "all" ? [...this.nodes.values()] : [this.node(Number(a))]) {
+          for (let i = 0; i < Number(b); i++) n.node?.tick();
+        }
+        return;
+      case "campaign":
+        return this.node(Number(a)).raft().campaign();
+      case "stabilize":
+        return this.stabilize();
+      case "propose":
+        return this.result(this.node(Number(a)).raft().propose(enc.encode(b)), want);
+      case "add":
+      case "remove": {
+        const id = Number(b);
+        if (cmd === "add" && !this.nodes.has(id)) this.nodes.set(id, new SimNode(id, [], this.options, 1, this.checker));
+        const type = cmd === "add" ? "add-voter" : "remove-voter";
+        return this.result(this.node(Number(a)).raft().proposeConfChange({ type, nodeId: id }), want);
+      }
+      case "transfer":
+        this.node(Number(a)).raft().transferLeadership(Number(b));
+        return;
+      case "compact": {
+        const n = this.node(Number(a));
+        return n.snapshotAt(n.raft().log.applied, Number(b));
+      }
+      case "isolate":
+        for (const other of this.nodes.keys()) {
+          if (other === Number(a)) continue;
+          this.cuts.add(`${a}>${other}`);
+          this.cuts.add(`${other}>${a}`);
+        }
+        return;
+      case "cut":
+        this.cuts.add(a);
+        return;
+      case "heal":
+        this.cuts.clear();
+        return;
+      case "crash":
+        return this.node(Number(a)).crash();
+      case "restart":
+        return this.node(Number(a)).start();
+      case "expect":
+        return this.expect(a, Number(b), [c, ...rest].join(" "));
+      default:
+        throw new Error(`unknown command ${cmd}`);
+    }
+  }
+
+  private create(count: number, flags: string[]): void {
+    const opts: NodeOptions = { ...DEFAULT_OPTIONS };
+    for (const f of flags) {
+      const [k, v] = f.split("=");
+      if (k === "no-prevote") opts.preVote = false;
+      else if (k === "no-checkquorum") opts.checkQuorum = false;
+      else if (k === "inflight") opts.maxInflightMsgs = Number(v);
+      else if (k === "size") opts.maxSizePerMsg = Number(v);
+      else if (k === "snapshot-every") opts.snapshotEvery = Number(v);
+      else if (k === "uncommitted") opts.maxUncommittedBytes = Number(v);
+      else throw new Error(`unknown flag ${f}`);
+    }
+    this.options = opts;
+    const peers = Array.from({ length: count }, (_, i) => i + 1);
+    for (const id of peers) this.nodes.set(id, new SimNode(id, peers, opts, 1, this.checker));
+  }
+
+  private result(r: { ok: boolean; reason?: string }, want: string | undefined): void {
+    const got = r.ok ? "ok" : (r.reason ?? "?");
+    if (want !== undefined && got !== want) throw new Error(`expected ${want}, got ${got} (at: ${this.line})`);
+  }
+
+  private expect(what: string, id: number, value: string): void {
+    const fail = (got: unknown): never => {
+      throw new Error(`expected ${what} of ${id} to be ${value}, got ${String(got)} (at: ${this.line})`);
+    };
+    const r = this.node(id).node;
+    if (what === "alive") return String(r !== undefined) === value ? undefined : fail(r !== undefined);
+    if (!r) return fail("down");
+    let got: string;
+    switch (what) {
+      case "role":
+        got = r.role;
+        break;
+      case "term":
+        got = String(r.term);
+        break;
+      case "lead":
+        got = String(r.lead);
+        break;
+      case "vote":
+        got = String(r.vote);
+        break;
+      case "commit":
+        got = String(r.log.committed);
+        break;
+      case "terms": {
+        const terms: number[] = [];
+        for (let i = r.log.firstIndex(); i <= r.log.lastIndex(); i++) terms.push(r.log.term(i) ?? -1);
+        got = terms.join(",");
+        break;
+      }
+      case "first":
+        got = String(r.log.firstIndex());
+        break;
+      case "values":
+        got = this.node(id).values.filter((v) => v !== "").join(",");
+        break;
+      case "voters":
+        got = r.confState().voters.join(",");
+        break;
+      case "progress": {
+        const [peer, state] = value.split(" ");
+        const pr = r.progress(Number(peer));
+        if (pr?.state !== state) fail(pr?.state);
+        return;
+      }
+      default:
+        throw new Error(`unknown expectation ${what}`);
+    }
+    if (got !== value) fail(got);
+  }
+}
+
+/** Run one script on a fresh cluster. */
+export function runScript(script: string): Cluster {
+  const c = new Cluster();
+  c.run(script);
+  return c;
+}
