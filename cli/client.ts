@@ -18,6 +18,8 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 // The plain-JavaScript entry: the main one loads a native addon that crashes Bun and Deno.
 import { Encoder } from "cbor-x/encode";
+import { newToken, revoke } from "../src/security/tokens.ts";
+import { readTokenFile, writeTokenFile } from "../src/security/token-file.ts";
 
 export const CLIENT_USAGE = `usage: tributary <command> [options]
 
@@ -42,9 +44,15 @@ commands:
                       | --to-datetime ISO) [--partition P ...]
       only for a group without active members
   group delete GROUP
+  token create NAME [--file F]       add a token for principal NAME to the token file; prints it once
+  token revoke NAME|ID [--file F]    revoke every live token of NAME (or the one token ID)
+  token list [--file F]              ids, names, dates; never secrets
+      token commands work on the token file itself (--file, default $TRIBUTARY_AUTH_TOKENS_FILE),
+      not over HTTP, so an operator can bootstrap a broker with authentication on
   help                               this text
 
 every client command takes --url URL (default $TRIBUTARY_URL or http://127.0.0.1:8480)
+and --token TOKEN (default $TRIBUTARY_TOKEN), sent as Authorization: Bearer TOKEN
 `;
 
 const DEFAULT_URL = "http://127.0.0.1:8480";
@@ -83,6 +91,8 @@ export async function runClientCommand(argv: string[]): Promise<number> {
         return await consumeCommand(rest);
       case "group":
         return await groupCommand(rest);
+      case "token":
+        return await tokenCommand(rest);
       case "help":
       case "--help":
       case "-h":
@@ -120,17 +130,31 @@ function isBrokenPipe(e: unknown): boolean {
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
 function parse<O extends Options>(args: string[], options: O) {
-  return parseArgs({ args, options: { ...options, url: { type: "string" } } as O & { url: { type: "string" } }, allowPositionals: true, strict: true });
+  return parseArgs({
+    args,
+    options: { ...options, url: { type: "string" }, token: { type: "string" } } as O & { url: { type: "string" }; token: { type: "string" } },
+    allowPositionals: true,
+    strict: true,
+  });
 }
 
-function baseUrl(values: { url?: string | boolean | (string | boolean)[] | undefined }): string {
+/** Where requests go, and the bearer token they carry (--token, else $TRIBUTARY_TOKEN; none: no header). */
+interface Target {
+  url: string;
+  token: string | undefined;
+}
+
+type Flag = string | boolean | (string | boolean)[] | undefined;
+
+function baseUrl(values: { url?: Flag; token?: Flag }): Target {
   const url = typeof values.url === "string" ? values.url : (process.env.TRIBUTARY_URL ?? DEFAULT_URL);
   try {
     new URL(url);
   } catch {
     throw new UsageError(`--url ${url} is not a URL`);
   }
-  return url.replace(/\/+$/, "");
+  const token = typeof values.token === "string" ? values.token : process.env.TRIBUTARY_TOKEN || undefined;
+  return { url: url.replace(/\/+$/, ""), token };
 }
 
 function intFlag(raw: string | undefined, name: string, min: number): number | undefined {
@@ -154,8 +178,9 @@ interface ApiRequest {
 }
 
 /** One request to the API; a non-2xx reply becomes a ClientError with the broker's code. */
-async function api(url: string, path: string, req: ApiRequest = {}): Promise<Response> {
+async function api({ url, token }: Target, path: string, req: ApiRequest = {}): Promise<Response> {
   const headers: Record<string, string> = { accept: "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
   if (req.contentType) headers["content-type"] = req.contentType;
   let res: Response;
   try {
@@ -178,7 +203,7 @@ async function api(url: string, path: string, req: ApiRequest = {}): Promise<Res
   throw new ClientError(code, message);
 }
 
-async function apiJson<T>(url: string, path: string, req: ApiRequest = {}): Promise<T> {
+async function apiJson<T>(url: Target, path: string, req: ApiRequest = {}): Promise<T> {
   const res = await api(url, path, req);
   return (await res.json()) as T;
 }
@@ -514,4 +539,46 @@ function groupLines(d: GroupDescription): string[] {
     lines.push(`  ${p.topic}\t${p.partition}\t${p.committedOffset ?? "-"}\t${p.highWatermark}\t${p.lag ?? "-"}\t${p.memberId ?? "-"}`);
   }
   return lines;
+}
+
+// ---- token -------------------------------------------------------------------------------------
+
+/** The token file itself, not the broker: works before any token exists (bootstrap). */
+async function tokenCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({ args: rest, options: { file: { type: "string" } }, allowPositionals: true, strict: true });
+  const path = values.file ?? process.env.TRIBUTARY_AUTH_TOKENS_FILE;
+  if (!path) throw new UsageError("token commands need the token file: --file F or $TRIBUTARY_AUTH_TOKENS_FILE");
+  switch (sub) {
+    case "create": {
+      const name = onePositional(positionals, "a principal name: token create NAME");
+      const file = await readTokenFile(path);
+      const { token, entry } = await newToken(name, Date.now()).catch((e: unknown) => {
+        throw new UsageError((e as Error).message);
+      });
+      await writeTokenFile(path, { version: 1, tokens: [...file.tokens, entry] });
+      // The only time the token is shown: stdout, so it can be captured; the note goes to stderr.
+      console.error(`created token ${entry.id} for ${name}; it is shown once, store it now`);
+      await printLines([token]);
+      return 0;
+    }
+    case "revoke": {
+      const which = onePositional(positionals, "a principal name or token id: token revoke NAME|ID");
+      const { file, revoked } = revoke(await readTokenFile(path), which, Date.now());
+      if (revoked === 0) throw new ClientError("TOKEN_NOT_FOUND", `no live token named or with id ${which} in ${path}`);
+      await writeTokenFile(path, file);
+      await printLines([`revoked ${revoked} token${revoked === 1 ? "" : "s"} of ${which}`]);
+      return 0;
+    }
+    case "list": {
+      if (positionals.length > 0) throw new UsageError("token list takes no arguments");
+      const file = await readTokenFile(path);
+      await printLines(
+        file.tokens.map((t) => `${t.id}\t${t.name}\tcreated ${new Date(t.createdAtMs).toISOString()}\t${t.revokedAtMs === null ? "live" : `revoked ${new Date(t.revokedAtMs).toISOString()}`}`),
+      );
+      return 0;
+    }
+    default:
+      throw new UsageError(sub === undefined ? "token needs a subcommand: create, revoke or list" : `unknown token subcommand ${JSON.stringify(sub)}`);
+  }
 }

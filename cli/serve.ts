@@ -10,7 +10,9 @@ import { parseArgs } from "node:util";
 import { readFile } from "node:fs/promises";
 import { Broker } from "../src/broker.ts";
 import { SETTINGS, flagName, resolveConfig, type BrokerConfig } from "../src/config.ts";
-import { isTributaryError } from "../src/errors.ts";
+import { TributaryError, isTributaryError } from "../src/errors.ts";
+import { exposureVerdict } from "../src/security/exposure.ts";
+import { SecurityGuard } from "../src/security/guard.ts";
 import { createLogger } from "../src/logger.ts";
 import { startHttpServer } from "../src/runtime/http-server.ts";
 import { createHttpApp } from "../gateways/http/app.ts";
@@ -28,7 +30,7 @@ ${SETTINGS.map((s) => `  ${flagName(s.key).padEnd(30)} ${s.doc} (default ${Strin
 export async function loadServeConfig(argv: string[], env: Record<string, string | undefined>): Promise<BrokerConfig | "help"> {
   const options: Record<string, { type: "string" | "boolean" }> = { config: { type: "string" }, help: { type: "boolean" } };
   for (const s of SETTINGS) options[flagName(s.key).slice(2)] = { type: "string" };
-  const { values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true });
+  const { values } = parseArgs({ args: withBareBooleans(argv), options, allowPositionals: false, strict: true });
   if (values.help) return "help";
   const flags: Record<string, string> = {};
   for (const s of SETTINGS) {
@@ -45,7 +47,33 @@ export async function loadServeConfig(argv: string[], env: Record<string, string
       throw new Error(`config file ${configPath} is not valid JSON: ${(e as Error).message}`);
     }
   }
-  return resolveConfig({ flags, env, file });
+  const config = resolveConfig({ flags, env, file });
+  checkSecuritySettings(config);
+  return config;
+}
+
+/** `--insecure` alone means `--insecure true`, for every bool setting. */
+function withBareBooleans(argv: string[]): string[] {
+  const bools = new Set(SETTINGS.filter((s) => s.kind === "bool").map((s) => flagName(s.key)));
+  const out: string[] = [];
+  argv.forEach((a, i) => {
+    out.push(a);
+    const next = argv[i + 1];
+    if (bools.has(a) && (next === undefined || next.startsWith("--"))) out.push("true");
+  });
+  return out;
+}
+
+/** Secure by default (src/security/exposure.ts), and settings that only make sense together. */
+function checkSecuritySettings(config: BrokerConfig): void {
+  const sec = config.security;
+  const authOn = sec.tokensFile !== "";
+  if (!authOn && sec.aclFile !== "") throw new TributaryError("INVALID_CONFIG", "auth.acl.file is set but auth.tokens.file is not: ACLs need authentication");
+  if (authOn && config.mqttConfigPath !== "" && sec.mqttPrincipal === "") {
+    throw new TributaryError("INVALID_CONFIG", "with authentication on, the MQTT bridge needs mqtt.principal: the principal whose ACL rules its mapping rules follow");
+  }
+  const verdict = exposureVerdict({ httpHost: config.http.host, grpcHost: config.grpc.host, authOn, insecure: sec.insecure });
+  if (verdict.error) throw new TributaryError("INVALID_CONFIG", verdict.error);
 }
 
 export async function runServe(argv: string[]): Promise<number> {
@@ -62,8 +90,24 @@ export async function runServe(argv: string[]): Promise<number> {
     return 0;
   }
   const logger = createLogger(config.logLevel);
+  const sec = config.security;
+  const verdict = exposureVerdict({ httpHost: config.http.host, grpcHost: config.grpc.host, authOn: sec.tokensFile !== "", insecure: sec.insecure });
+  if (verdict.warning) logger.warn(verdict.warning, { httpHost: config.http.host, grpcHost: config.grpc.host });
+  if (verdict.note) logger.info(verdict.note, { httpHost: config.http.host, grpcHost: config.grpc.host });
   const broker = await Broker.open(config, { logger });
+  let guard: SecurityGuard | undefined;
+  if (sec.tokensFile) {
+    try {
+      guard = await SecurityGuard.open({ tokensFile: sec.tokensFile, aclFile: sec.aclFile, metrics: broker.metrics, logger });
+    } catch (e) {
+      const code = isTributaryError(e) ? `${e.code}: ` : "";
+      console.error(`error: ${code}${(e as Error).message}`);
+      await broker.close();
+      return 2;
+    }
+  }
   const app = createHttpApp(broker, {
+    guard,
     maxRequestBytes: config.http.maxRequestBytes,
     maxWaitMs: config.http.maxWaitMs,
     maxLongPolls: config.http.maxLongPolls,
@@ -77,16 +121,17 @@ export async function runServe(argv: string[]): Promise<number> {
   });
   const host = config.http.host.includes(":") ? `[${config.http.host}]` : config.http.host;
   const url = `http://${host}:${server.port}`;
-  if (!isLoopback(config.http.host)) {
-    logger.warn("the HTTP gateway listens beyond loopback and has no authentication yet", { host: config.http.host });
-  }
   logger.info("listening", { listener: "http", url, port: server.port });
-  const grpc = await startGrpcGateway(broker, { ...config.grpc, logger });
+  const grpc = await startGrpcGateway(broker, { ...config.grpc, logger, guard });
   logger.info("listening", { listener: "grpc", url: `${config.grpc.host}:${grpc.port}`, port: grpc.port });
   let mqtt: Awaited<ReturnType<typeof startMqttBridge>> | null = null;
   if (config.mqttConfigPath) {
     try {
-      mqtt = await startMqttBridge(broker, { configPath: config.mqttConfigPath, logger });
+      mqtt = await startMqttBridge(broker, {
+        configPath: config.mqttConfigPath,
+        logger,
+        ...(guard ? { security: { guard, principal: sec.mqttPrincipal } } : {}),
+      });
     } catch (e) {
       // A bridge that cannot start (a bad config file, unreadable TLS files) stops the broker:
       // running without it would leave devices' messages piling up in the MQTT broker unseen.
@@ -119,8 +164,4 @@ export async function runServe(argv: string[]): Promise<number> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   return 0;
-}
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
 }

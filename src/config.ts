@@ -41,6 +41,10 @@ export const SETTINGS = [
   { key: "grpc.max.message.bytes", kind: "int", default: 8 * 1024 * 1024, min: 1024, doc: "Largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED." },
   { key: "grpc.stream.max.inflight", kind: "int", default: 32, min: 1, doc: "Batches a ProduceStream client may have unacknowledged; past it the server stops reading the stream." },
   { key: "mqtt.config", kind: "string", default: "", doc: "JSON file of MQTT bridge connections and mapping rules; empty: no bridge." },
+  { key: "mqtt.principal", kind: "string", default: "", doc: "With authentication on: the principal the MQTT bridge runs as (its ACL rules apply to every mapping rule)." },
+  { key: "auth.tokens.file", kind: "string", default: "", doc: "Token file (salted hashes, see Security); set: every request needs a bearer token. Empty: no authentication, loopback only." },
+  { key: "auth.acl.file", kind: "string", default: "", doc: "ACL file (JSON, see Security); with authentication on and no ACL file, everything is denied." },
+  { key: "insecure", kind: "bool", default: false, doc: "Allow listening beyond loopback without authentication (logged loudly at start)." },
   { key: "group.min.session.timeout.ms", kind: "int", default: 6000, min: 1, doc: "Shortest session timeout a consumer group member may ask for." },
   { key: "group.max.session.timeout.ms", kind: "int", default: 1_800_000, min: 1, doc: "Longest session timeout a consumer group member may ask for." },
   { key: "group.initial.rebalance.delay.ms", kind: "int", default: 3000, min: 0, doc: "How long a new group waits for more members before its first assignment." },
@@ -108,6 +112,14 @@ export interface BrokerConfig {
   };
   /** Path of the MQTT bridge's JSON config; "" when there is no bridge. */
   mqttConfigPath: string;
+  security: {
+    /** "" when authentication is off. */
+    tokensFile: string;
+    aclFile: string;
+    insecure: boolean;
+    /** The principal the MQTT bridge runs as ("" when authentication is off). */
+    mqttPrincipal: string;
+  };
   groups: {
     minSessionTimeoutMs: number;
     maxSessionTimeoutMs: number;
@@ -214,6 +226,12 @@ function toBrokerConfig(v: Values): BrokerConfig {
       streamMaxInflight: n("grpc.stream.max.inflight"),
     },
     mqttConfigPath: s("mqtt.config"),
+    security: {
+      tokensFile: s("auth.tokens.file"),
+      aclFile: s("auth.acl.file"),
+      insecure: v["insecure"] as boolean,
+      mqttPrincipal: s("mqtt.principal"),
+    },
     groups: {
       minSessionTimeoutMs: n("group.min.session.timeout.ms"),
       maxSessionTimeoutMs: n("group.max.session.timeout.ms"),

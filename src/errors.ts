@@ -38,7 +38,17 @@ export const ERROR_CODES = [
   "INVALID_SESSION_TIMEOUT", // outside group.min/max.session.timeout.ms
 ] as const;
 
-export type ErrorCode = (typeof ERROR_CODES)[number];
+/**
+ * Security refusals (src/security/). A list of their own because the broker never raises them:
+ * the gateways' guard does, at each gateway's edge, and the broker stays auth-agnostic. Every
+ * gateway table still needs a row for each (ErrorCode includes them).
+ */
+export const SECURITY_ERROR_CODES = [
+  "UNAUTHENTICATED", // no token, or a malformed, unknown or revoked one
+  "PERMISSION_DENIED", // an authenticated principal no ACL rule allows this operation on this resource
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number] | (typeof SECURITY_ERROR_CODES)[number];
 
 /** Codes where the same request may succeed if retried later, unchanged. */
 const RETRIABLE: ReadonlySet<ErrorCode> = new Set(["OVERLOADED", "NOT_READY", "STORAGE_ERROR"]);

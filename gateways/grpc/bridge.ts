@@ -20,6 +20,7 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import { Metadata } from "@grpc/grpc-js";
 import type * as grpc from "@grpc/grpc-js";
 import { TributaryError } from "../../src/errors.ts";
+import type { CallGuard } from "./auth.ts";
 import { gatewayError, toServiceError, type GatewayError } from "./errors.ts";
 
 /** The gRPC path of a method: /tributary.v1.ProducerService/Produce. */
@@ -143,6 +144,7 @@ export function serverImplementation<S extends GenServiceMethods>(
   service: GenService<S>,
   handlers: ServiceHandlers<S>,
   reporter: ErrorReporter,
+  guard?: CallGuard,
 ): [grpc.ServiceDefinition, grpc.UntypedServiceImplementation] {
   const def: { [name: string]: grpc.MethodDefinition<Buffer, MessageShape<DescMessage>> } = {};
   const impl: grpc.UntypedServiceImplementation = {};
@@ -151,6 +153,18 @@ export function serverImplementation<S extends GenServiceMethods>(
     const method: DescMethod = service.method[key];
     const handler = handlers[key] as unknown;
     const name = methodPath(method);
+    // Security's one place in the gRPC gateway (see auth.ts): authenticate the call, then admit
+    // every request message. Without a guard (authentication off) requests pass as they are.
+    const admitted = async (metadata: grpc.Metadata): Promise<(bytes: Uint8Array) => MessageShape<DescMessage>> => {
+      if (!guard) return (bytes) => decodeRequest(method.input, bytes);
+      const auth = metadata.get("authorization")[0];
+      const admit = await guard.authenticate(name, typeof auth === "string" ? auth : undefined);
+      return (bytes) => {
+        const req = decodeRequest(method.input, bytes);
+        admit(req);
+        return req;
+      };
+    };
     def[key] = {
       path: name,
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
@@ -168,7 +182,8 @@ export function serverImplementation<S extends GenServiceMethods>(
           const { ctx, done } = contextOf(call);
           void (async () => {
             try {
-              const reply = await h(decodeRequest(method.input, call.request), ctx);
+              const decode = await admitted(call.metadata);
+              const reply = await h(decode(call.request), ctx);
               callback(null, create(method.output, reply));
             } catch (e) {
               callback(refuse(reporter, name, e));
@@ -203,7 +218,8 @@ export function serverImplementation<S extends GenServiceMethods>(
             });
           void (async () => {
             try {
-              await h(decodeRequest(method.input, call.request), send, ctx);
+              const decode = await admitted(call.metadata);
+              await h(decode(call.request), send, ctx);
               call.end();
             } catch (e) {
               if (!call.cancelled) call.emit("error", refuse(reporter, name, e));
@@ -218,13 +234,15 @@ export function serverImplementation<S extends GenServiceMethods>(
         const h = handler as (stream: BidiCall<DescMessage, DescMessage>, ctx: CallContext) => Promise<void>;
         impl[key] = (call: grpc.ServerDuplexStream<Buffer, MessageShape<DescMessage>>) => {
           const { ctx, done } = contextOf(call);
-          const stream: BidiCall<DescMessage, DescMessage> = {
-            call,
-            decode: (bytes) => decodeRequest(method.input, bytes),
-            create: (init) => create(method.output, init),
-          };
           void (async () => {
             try {
+              // Each message is admitted as it is decoded: a batch the principal may not
+              // produce ends the stream with PERMISSION_DENIED.
+              const stream: BidiCall<DescMessage, DescMessage> = {
+                call,
+                decode: await admitted(call.metadata),
+                create: (init) => create(method.output, init),
+              };
               await h(stream, ctx);
               call.end();
             } catch (e) {

@@ -56,6 +56,9 @@ export const GRPC_STATUS: Readonly<Record<GatewayErrorCode, Status>> = {
   ILLEGAL_GENERATION: Status.FAILED_PRECONDITION,
   // The partition is promised but its previous owner has not let go: heartbeat, then try again.
   REBALANCE_IN_PROGRESS: Status.ABORTED,
+  // Security: no, bad or revoked token; a principal no ACL rule allows.
+  UNAUTHENTICATED: Status.UNAUTHENTICATED,
+  PERMISSION_DENIED: Status.PERMISSION_DENIED,
   INTERNAL: Status.INTERNAL,
 };
 

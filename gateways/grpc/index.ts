@@ -19,7 +19,9 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Broker } from "../../src/broker.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { SecurityGuard } from "../../src/security/guard.ts";
 import { adminHandlers } from "./admin.ts";
+import { callGuard } from "./auth.ts";
 import { serverImplementation, type ErrorReporter } from "./bridge.ts";
 import { consumerHandlers } from "./consumer.ts";
 import { Gate, type GrpcDeps, type GrpcLimits, type GrpcMetrics } from "./deps.ts";
@@ -42,6 +44,8 @@ export interface GrpcGatewayOptions {
   maxSubscriptions?: number;
   /** Longest Fetch long poll (wait_ms is capped to it, and to the deadline). Default 30 s. */
   maxWaitMs?: number;
+  /** Authentication and ACLs (auth.ts); absent: authentication is off. */
+  guard?: SecurityGuard;
 }
 
 export interface RunningGateway {
@@ -89,10 +93,11 @@ export async function startGrpcGateway(broker: Broker, options: GrpcGatewayOptio
     "grpc.max_send_message_length": limits.maxMessageBytes,
   });
   let port = 0;
-  server.addService(...serverImplementation(ProducerService, producerHandlers(deps), report));
-  server.addService(...serverImplementation(ConsumerService, consumerHandlers(deps), report));
-  server.addService(...serverImplementation(AdminService, adminHandlers(deps, () => port), report));
-  server.addService(...serverImplementation(GroupsService, groupsHandlers(deps), report));
+  const guard = options.guard ? callGuard(options.guard) : undefined;
+  server.addService(...serverImplementation(ProducerService, producerHandlers(deps), report, guard));
+  server.addService(...serverImplementation(ConsumerService, consumerHandlers(deps), report, guard));
+  server.addService(...serverImplementation(AdminService, adminHandlers(deps, () => port), report, guard));
+  server.addService(...serverImplementation(GroupsService, groupsHandlers(deps), report, guard));
 
   const host = limits.host.includes(":") ? `[${limits.host}]` : limits.host;
   port = await new Promise<number>((resolve, reject) => {

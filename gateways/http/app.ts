@@ -15,6 +15,7 @@
 import { Hono, type Context } from "hono";
 import type { Broker } from "../../src/broker.ts";
 import { isTributaryError } from "../../src/errors.ts";
+import { authMiddleware } from "./auth.ts";
 import type { GatewayDeps, HttpGatewayOptions } from "./deps.ts";
 import { HTTP_STATUS, RETRY_AFTER_S, errorBody, type GatewayErrorCode } from "./errors.ts";
 import { ConcurrencyGate } from "./gate.ts";
@@ -45,7 +46,7 @@ function errorFormat(req: Request): Format {
 
 export function errorResponse(c: Context, code: GatewayErrorCode, message: string): Response {
   const status = HTTP_STATUS[code];
-  const headers: Record<string, string> = status === 503 ? { "retry-after": String(RETRY_AFTER_S) } : {};
+  const headers: Record<string, string> = status === 503 ? { "retry-after": String(RETRY_AFTER_S) } : status === 401 ? { "www-authenticate": 'Bearer realm="tributary"' } : {};
   return reply(errorFormat(c.req.raw), status, errorBody(code, message), headers);
 }
 
@@ -62,6 +63,8 @@ export function createHttpApp(broker: Broker, options: HttpGatewayOptions): Hono
 
   const app = new Hono();
   app.use("*", httpMetrics(metrics));
+  // Authentication and ACLs, before any route (see auth.ts); absent when authentication is off.
+  if (options.guard) app.use("*", authMiddleware(options.guard, options.maxRequestBytes));
   topicRoutes(app, deps);
   recordRoutes(app, deps);
   streamRoutes(app, deps);

@@ -1,6 +1,7 @@
 /** What every route file is given: the broker, the gateway's limits, and its logger. */
 import type { Broker } from "../../src/broker.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { SecurityGuard } from "../../src/security/guard.ts";
 import type { ConcurrencyGate } from "./gate.ts";
 
 export interface HttpGatewayOptions {
@@ -13,6 +14,8 @@ export interface HttpGatewayOptions {
   /** Concurrent SSE streams; more get 503 OVERLOADED. */
   maxStreams: number;
   logger: Logger;
+  /** Authentication and ACLs (gateways/http/auth.ts); absent: authentication is off. */
+  guard?: SecurityGuard;
 }
 
 export interface GatewayDeps {

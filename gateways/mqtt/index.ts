@@ -17,6 +17,8 @@ import { readFile } from "node:fs/promises";
 import type { Broker } from "../../src/broker.ts";
 import { TributaryError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { SecurityGuard } from "../../src/security/guard.ts";
+import { bridgeAdmitter, checkBridgeRules } from "./auth.ts";
 import { Batcher } from "./batcher.ts";
 import { parseBridgeConfig, type BridgeConfig } from "./config.ts";
 import { EgressRule } from "./egress.ts";
@@ -26,6 +28,8 @@ import { bridgeMetrics } from "./metrics.ts";
 export interface MqttBridgeOptions {
   configPath: string;
   logger: Logger;
+  /** With authentication on: the guard and the principal the bridge runs as (see auth.ts). */
+  security?: { guard: SecurityGuard; principal: string };
 }
 
 export interface RunningBridge {
@@ -64,9 +68,12 @@ export async function loadBridgeConfig(path: string): Promise<BridgeConfig> {
 export async function startMqttBridge(broker: Broker, options: MqttBridgeOptions): Promise<RunningBridge> {
   const { logger } = options;
   const config = await loadBridgeConfig(options.configPath);
+  const security = options.security;
+  if (security) checkBridgeRules(config, security.guard, security.principal);
+  const admit = security ? bridgeAdmitter(security.guard, security.principal) : undefined;
   const metrics = bridgeMetrics(broker);
   const batcher = new Batcher(broker, config.batch, metrics, logger);
-  const connections = config.connections.map((c) => new IngressConnection(c, config.ingress.get(c.name) ?? [], batcher, metrics, logger));
+  const connections = config.connections.map((c) => new IngressConnection(c, config.ingress.get(c.name) ?? [], batcher, metrics, logger, admit));
   const clients = new Map(connections.map((conn, i) => [config.connections[i]!.name, conn.start()]));
   const egress = config.egress.map((rule) => new EgressRule(rule, broker, clients.get(rule.connection)!, metrics, logger));
   for (const e of egress) e.start();

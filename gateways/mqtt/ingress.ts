@@ -23,6 +23,7 @@
  * them (DUP flag, same packet id, same topic and payload, session resumed). After a crash of the
  * bridge, both are at-least-once.
  */
+import type { TopicAdmitter } from "./auth.ts";
 import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient, type Packet } from "mqtt";
 import { readFileSync } from "node:fs";
 import type { ProduceRecord } from "../../src/broker.ts";
@@ -72,6 +73,8 @@ export class IngressConnection {
     private readonly batcher: Batcher,
     private readonly metrics: BridgeMetrics,
     private readonly logger: Logger,
+    /** With authentication on: may the bridge's principal produce to this log topic (auth.ts)? */
+    private readonly admit?: TopicAdmitter,
   ) {}
 
   get mqttClient(): MqttClient | null {
@@ -222,6 +225,13 @@ export class IngressConnection {
     if (mapped.kind === "invalid") {
       this.metrics.invalid.inc({ rule: String(mapped.rule) });
       this.logger.warn("MQTT bridge: payload failed validation; message dropped", { connection: this.conn.name, mqttTopic: packet.topic, rule: mapped.rule, reason: mapped.reason });
+      return true;
+    }
+    const denied = this.admit?.(mapped.topic) ?? null;
+    if (denied !== null) {
+      // Refused for good, like a record the broker refuses: acknowledged, counted and dropped.
+      this.metrics.rejected.inc({ code: "PERMISSION_DENIED" });
+      this.logger.warn("MQTT bridge: the bridge's principal may not produce to the topic; message dropped", { connection: this.conn.name, mqttTopic: packet.topic, topic: mapped.topic, reason: denied });
       return true;
     }
     const record: ProduceRecord = { key: mapped.record.key, value: mapped.record.value, headers: mapped.record.headers };

@@ -1,0 +1,81 @@
+/**
+ * The gRPC gateway's security table: what each method needs, given its decoded request. The
+ * bridge (bridge.ts) applies it in one place for every call: it authenticates the metadata
+ * `authorization: Bearer <token>` before the handler runs, then checks each request message
+ * (for ProduceStream, each batch) against the ACL. Resources: topic:<name>, group:<id>, cluster.
+ *
+ *   Produce, ProduceStream (each batch)          produce topic
+ *   InitProducerId                               any authenticated principal
+ *   Fetch, Subscribe                             consume topic (Subscribe from a group: also group)
+ *   CreateTopic / DescribeTopic / DeleteTopic    create / describe / delete topic
+ *   ListTopics, DescribeCluster, ListGroups      describe cluster
+ *   JoinGroup                                    group group, consume each topic
+ *   Heartbeat, LeaveGroup, FetchOffsets          group group
+ *   CommitOffsets, ResetOffsets                  group group, consume each topic committed or reset
+ *   DescribeGroup / DeleteGroup                  describe / delete group
+ *
+ * A method missing from the table is refused for everyone (PERMISSION_DENIED names it), so a new
+ * RPC cannot ship open by accident.
+ */
+import { TributaryError } from "../../src/errors.ts";
+import { CLUSTER, group, topic, type Check, type SecurityGuard } from "../../src/security/guard.ts";
+
+type Fields = Record<string, unknown>;
+type Rule = (req: Fields) => Check[];
+
+const str = (v: unknown): string => (typeof v === "string" ? v : "");
+const list = (v: unknown): Fields[] => (Array.isArray(v) ? (v as Fields[]) : []);
+
+const produce: Rule = (r) => [{ operation: "produce", resource: topic(str(r.topic)) }];
+const consume: Rule = (r) => [{ operation: "consume", resource: topic(str(r.topic)) }];
+const inGroup = (r: Fields): Check => ({ operation: "group", resource: group(str(r.groupId)) });
+const clusterDescribe: Rule = () => [{ operation: "describe", resource: CLUSTER }];
+
+export const GRPC_RULES: Readonly<Record<string, Rule>> = {
+  "/tributary.v1.ProducerService/Produce": produce,
+  "/tributary.v1.ProducerService/ProduceStream": produce,
+  "/tributary.v1.ProducerService/InitProducerId": () => [],
+  "/tributary.v1.ConsumerService/Fetch": consume,
+  "/tributary.v1.ConsumerService/Subscribe": (r) => {
+    const start = r.start as { case?: string; value?: unknown } | undefined;
+    return start?.case === "groupId" ? [...consume(r), { operation: "group", resource: group(str(start.value)) }] : consume(r);
+  },
+  "/tributary.v1.AdminService/CreateTopic": (r) => [{ operation: "create", resource: topic(str(r.name)) }],
+  "/tributary.v1.AdminService/ListTopics": clusterDescribe,
+  "/tributary.v1.AdminService/DescribeTopic": (r) => [{ operation: "describe", resource: topic(str(r.name)) }],
+  "/tributary.v1.AdminService/DeleteTopic": (r) => [{ operation: "delete", resource: topic(str(r.name)) }],
+  "/tributary.v1.AdminService/DescribeCluster": clusterDescribe,
+  "/tributary.v1.GroupsService/JoinGroup": (r) => [
+    inGroup(r),
+    ...(Array.isArray(r.topics) ? r.topics : []).map((t): Check => ({ operation: "consume", resource: topic(str(t)) })),
+  ],
+  "/tributary.v1.GroupsService/Heartbeat": (r) => [inGroup(r)],
+  "/tributary.v1.GroupsService/LeaveGroup": (r) => [inGroup(r)],
+  "/tributary.v1.GroupsService/CommitOffsets": (r) => [inGroup(r), ...list(r.offsets).map((o): Check => ({ operation: "consume", resource: topic(str(o.topic)) }))],
+  "/tributary.v1.GroupsService/FetchOffsets": (r) => [inGroup(r)],
+  "/tributary.v1.GroupsService/ListGroups": clusterDescribe,
+  "/tributary.v1.GroupsService/DescribeGroup": (r) => [{ operation: "describe", resource: group(str(r.groupId)) }],
+  "/tributary.v1.GroupsService/ResetOffsets": (r) => [inGroup(r), ...consume(r)],
+  "/tributary.v1.GroupsService/DeleteGroup": (r) => [{ operation: "delete", resource: group(str(r.groupId)) }],
+};
+
+/** What the bridge calls: authenticate a call, then admit each of its request messages. */
+export interface CallGuard {
+  authenticate(method: string, authorization: string | undefined): Promise<(request: object) => void>;
+}
+
+export function callGuard(guard: SecurityGuard): CallGuard {
+  return {
+    async authenticate(method, authorization) {
+      const principal = await guard.authenticate("grpc", authorization);
+      const rule = GRPC_RULES[method];
+      return (request) => {
+        if (!rule) {
+          guard.countDenied("grpc");
+          throw new TributaryError("PERMISSION_DENIED", `${method} has no ACL mapping; it is refused for every principal`);
+        }
+        guard.authorize("grpc", principal, rule(request as Fields));
+      };
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * The MQTT bridge under authentication: it runs as one principal (`mqtt.principal`), and its
+ * mapping rules are held to that principal's ACL rules.
+ *
+ * At start-up: an ingress rule whose log topic is literal (no placeholders) and that the principal
+ * may not produce to, or an egress rule whose log topic it may not consume, stops start-up with
+ * INVALID_CONFIG. At run time: a templated topic (`telemetry-{site}`) is checked for each record,
+ * and a record the principal may not produce is acknowledged, dropped and counted like any record
+ * the broker refuses for good (`tributary_mqtt_rejected_total{code="PERMISSION_DENIED"}`, and
+ * `tributary_auth_refusals_total{listener="mqtt",reason="denied"}`). The ACL file is re-read on
+ * change, so the run-time check follows it.
+ */
+import { TributaryError } from "../../src/errors.ts";
+import { topic, type SecurityGuard } from "../../src/security/guard.ts";
+import type { BridgeConfig } from "./config.ts";
+
+/** Null when the bridge may produce to `logTopic`, else the reason. */
+export type TopicAdmitter = (logTopic: string) => string | null;
+
+export function bridgeAdmitter(guard: SecurityGuard, principal: string): TopicAdmitter {
+  return (t) => {
+    const d = guard.decide(principal, "produce", topic(t));
+    if (d.allowed) return null;
+    guard.countDenied("mqtt");
+    return d.reason;
+  };
+}
+
+/** INVALID_CONFIG naming every rule the principal's ACL rules already refuse. */
+export function checkBridgeRules(config: BridgeConfig, guard: SecurityGuard, principal: string): void {
+  const problems: string[] = [];
+  for (const [conn, rules] of config.ingress) {
+    for (const rule of rules) {
+      if (!rule.topic.every((part) => "text" in part)) continue;
+      const name = rule.topic.map((part) => ("text" in part ? part.text : "")).join("");
+      const d = guard.decide(principal, "produce", topic(name));
+      if (!d.allowed) problems.push(`ingress rule ${rule.index} of connection ${conn}: ${d.reason}`);
+    }
+  }
+  for (const e of config.egress) {
+    const d = guard.decide(principal, "consume", topic(e.topic));
+    if (!d.allowed) problems.push(`egress rule for topic ${e.topic}: ${d.reason}`);
+  }
+  if (problems.length > 0) throw new TributaryError("INVALID_CONFIG", `MQTT bridge (principal ${principal}): ${problems.join("; ")}`);
+}
