@@ -15,16 +15,34 @@ export interface ConfChange {
   readonly nodeId: NodeId;
 }
 
-/** Layout: 1 byte type (0 add, 1 remove), then the node id as an unsigned 32-bit big-endian integer. */
-export function encodeConfChange(cc: ConfChange): Uint8Array {
-  const out = new Uint8Array(5);
+/**
+ * A change as it sits in the log: the change and the voters it results in. Carrying the whole
+ * resulting set makes each entry self-contained, so a node that joins with an empty log (it was
+ * not in the bootstrap configuration, which lives in config rather than in the log) learns the
+ * configuration by applying the entry that added it.
+ *
+ * Layout: 1 byte type (0 add, 1 remove), u32 node id, u16 voter count, then each voter as u32
+ * (big-endian throughout).
+ */
+export interface ConfChangeEntry extends ConfChange {
+  readonly voters: readonly NodeId[];
+}
+
+export function encodeConfChange(cc: ConfChangeEntry): Uint8Array {
+  const out = new Uint8Array(7 + 4 * cc.voters.length);
+  const view = new DataView(out.buffer);
   out[0] = cc.type === "add-voter" ? 0 : 1;
-  new DataView(out.buffer).setUint32(1, cc.nodeId);
+  view.setUint32(1, cc.nodeId);
+  view.setUint16(5, cc.voters.length);
+  cc.voters.forEach((id, i) => view.setUint32(7 + 4 * i, id));
   return out;
 }
 
-export function decodeConfChange(data: Uint8Array): ConfChange {
-  assert(data.byteLength === 5 && (data[0] === 0 || data[0] === 1), "a conf change entry is 5 bytes of type and id");
-  const nodeId = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(1);
-  return { type: data[0] === 0 ? "add-voter" : "remove-voter", nodeId };
+export function decodeConfChange(data: Uint8Array): ConfChangeEntry {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  assert(data.byteLength >= 7 && (data[0] === 0 || data[0] === 1), "a conf change entry starts with type, id and count");
+  const count = view.getUint16(5);
+  assert(data.byteLength === 7 + 4 * count, "a conf change entry holds exactly its voters");
+  const voters = Array.from({ length: count }, (_, i) => view.getUint32(7 + 4 * i));
+  return { type: data[0] === 0 ? "add-voter" : "remove-voter", nodeId: view.getUint32(1), voters };
 }

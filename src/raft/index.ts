@@ -68,5 +68,5 @@ export { RaftLog } from "./log.ts";
 export { MemoryStorage, EMPTY_SNAPSHOT, type Storage } from "./storage.ts";
 export { Progress, Inflights, type ProgressState } from "./progress.ts";
 export { committedIndex, voteResult, type VoteResult } from "./quorum.ts";
-export { encodeConfChange, decodeConfChange, type ConfChange, type ConfChangeType } from "./conf-change.ts";
+export { encodeConfChange, decodeConfChange, type ConfChange, type ConfChangeEntry, type ConfChangeType } from "./conf-change.ts";
 export * from "./messages.ts";

@@ -3,7 +3,7 @@
  * `advance`. Nothing here touches a clock, a disk or a socket; see index.ts for the contract.
  */
 import { assert } from "../errors.ts";
-import { decodeConfChange, encodeConfChange, type ConfChange } from "./conf-change.ts";
+import { decodeConfChange, encodeConfChange, type ConfChange, type ConfChangeEntry } from "./conf-change.ts";
 import { RaftLog } from "./log.ts";
 import {
   EntryType,
@@ -162,7 +162,8 @@ export class RaftNode {
     if (cc.nodeId === NONE || (cc.type === "add-voter" ? isVoter : !isVoter) || (cc.type === "remove-voter" && this.voters.length === 1)) {
       return { ok: false, reason: "invalid", leader: this.leadValue };
     }
-    const r = this.appendProposal(EntryType.ConfChange, encodeConfChange(cc));
+    const voters = cc.type === "add-voter" ? sortedIds([...this.voters, cc.nodeId]) : this.voters.filter((id) => id !== cc.nodeId);
+    const r = this.appendProposal(EntryType.ConfChange, encodeConfChange({ ...cc, voters }));
     if (r.ok) this.pendingConfIndex = r.index;
     return r;
   }
@@ -664,26 +665,24 @@ export class RaftNode {
 
   // ---- membership ----
 
-  private applyConfChange(cc: ConfChange): void {
-    if (cc.type === "add-voter") {
-      if (this.voters.includes(cc.nodeId)) return;
-      this.voters = sortedIds([...this.voters, cc.nodeId]);
-      const pr = this.newProgress(cc.nodeId);
+  private applyConfChange(cc: ConfChangeEntry): void {
+    const before = this.voters;
+    this.voters = sortedIds(cc.voters);
+    for (const id of before) if (!this.voters.includes(id)) this.prs.delete(id);
+    for (const id of this.voters) {
+      if (this.prs.has(id)) continue;
+      const pr = this.newProgress(id);
       pr.recentActive = true; // give it an election timeout before check-quorum counts it missing
-      this.prs.set(cc.nodeId, pr);
-      if (this.roleValue === "leader") this.sendAppend(cc.nodeId);
-      return;
+      this.prs.set(id, pr);
+      if (this.roleValue === "leader") this.sendAppend(id);
     }
-    if (!this.voters.includes(cc.nodeId)) return;
-    this.voters = this.voters.filter((id) => id !== cc.nodeId);
-    this.prs.delete(cc.nodeId);
     if (this.roleValue !== "leader") return;
-    if (cc.nodeId === this.id) {
+    if (!this.voters.includes(this.id)) {
       // A leader that removed itself steps aside; the others elect among themselves.
       this.becomeFollower(this.termValue, NONE);
       return;
     }
-    if (this.leadTransferee === cc.nodeId) this.leadTransferee = NONE;
+    if (this.leadTransferee !== NONE && !this.voters.includes(this.leadTransferee)) this.leadTransferee = NONE;
     // A smaller quorum may commit more.
     if (this.maybeCommit()) this.broadcastAppend();
   }

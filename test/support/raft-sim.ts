@@ -312,11 +312,14 @@ export class Checker {
  *   expect values <id> <v,v,...>   (the non-empty applied values)
  *   expect voters <id> <a,b,...>   expect progress <leader> <id> <probe|replicate|snapshot>
  *   expect first <id> <index>      expect alive <id> <true|false>
+ *   expect inflight <leader> <id> <n>   expect apps <a>><b> <n>   reset-counts
  */
 export class Cluster {
   readonly nodes = new Map<NodeId, SimNode>();
   queue: Message[] = [];
   private readonly cuts = new Set<string>();
+  /** Append messages delivered per link ("1>2") since the last `reset-counts`. */
+  private readonly apps = new Map<string, number>();
   private line = "";
   private options: NodeOptions = DEFAULT_OPTIONS;
   readonly checker = new Checker(() => `at: ${this.line}`);
@@ -342,7 +345,9 @@ export class Cluster {
       for (const m of batch) {
         moved = true;
         const to = this.nodes.get(m.to);
-        if (to?.alive && !this.cuts.has(`${m.from}>${m.to}`)) to.raft().step(m);
+        if (!to?.alive || this.cuts.has(`${m.from}>${m.to}`)) continue;
+        if (m.type === "app") this.apps.set(`${m.from}>${m.to}`, (this.apps.get(`${m.from}>${m.to}`) ?? 0) + 1);
+        to.raft().step(m);
       }
       if (!moved) return;
     }
@@ -410,11 +415,19 @@ export class Cluster {
       case "heal":
         this.cuts.clear();
         return;
+      case "reset-counts":
+        this.apps.clear();
+        return;
       case "crash":
         return this.node(Number(a)).crash();
       case "restart":
         return this.node(Number(a)).start();
       case "expect":
+        if (a === "apps") {
+          const got = this.apps.get(b) ?? 0;
+          if (got !== Number(c)) throw new Error(`expected ${c} append messages on ${b}, got ${got} (at: ${this.line})`);
+          return;
+        }
         return this.expect(a, Number(b), [c, ...rest].join(" "));
       default:
         throw new Error(`unknown command ${cmd}`);
@@ -482,6 +495,12 @@ export class Cluster {
       case "voters":
         got = r.confState().voters.join(",");
         break;
+      case "inflight": {
+        const [peer, count] = value.split(" ");
+        const n = r.progress(Number(peer))?.inflights.count();
+        if (n !== Number(count)) fail(n);
+        return;
+      }
       case "progress": {
         const [peer, state] = value.split(" ");
         const pr = r.progress(Number(peer));
