@@ -36,19 +36,13 @@ export const ERROR_CODES = [
   "ILLEGAL_GENERATION", // a commit from an older generation, or for a partition the member does not hold
   "REBALANCE_IN_PROGRESS", // the partition is promised to the member but another still holds it
   "INVALID_SESSION_TIMEOUT", // outside group.min/max.session.timeout.ms
-] as const;
-
-/**
- * Security refusals (src/security/). A list of their own because the broker never raises them:
- * the gateways' guard does, at each gateway's edge, and the broker stays auth-agnostic. Every
- * gateway table still needs a row for each (ErrorCode includes them).
- */
-export const SECURITY_ERROR_CODES = [
+  // Raised by the gateways' security guard (src/security/), never by the broker, which stays
+  // auth-agnostic; listed here all the same so every gateway table must map them.
   "UNAUTHENTICATED", // no token, or a malformed, unknown or revoked one
   "PERMISSION_DENIED", // an authenticated principal no ACL rule allows this operation on this resource
 ] as const;
 
-export type ErrorCode = (typeof ERROR_CODES)[number] | (typeof SECURITY_ERROR_CODES)[number];
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Codes where the same request may succeed if retried later, unchanged. */
 const RETRIABLE: ReadonlySet<ErrorCode> = new Set(["OVERLOADED", "NOT_READY", "STORAGE_ERROR"]);

@@ -661,6 +661,8 @@ describe("operations", () => {
       ILLEGAL_GENERATION: 409,
       REBALANCE_IN_PROGRESS: 409,
       INVALID_SESSION_TIMEOUT: 400,
+      UNAUTHENTICATED: 401,
+      PERMISSION_DENIED: 403,
     };
     expect(Object.keys(expected).sort()).toEqual([...ERROR_CODES].sort());
     const original = broker.describeTopic.bind(broker);
