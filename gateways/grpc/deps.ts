@@ -1,6 +1,6 @@
 /** What every service of the gRPC gateway shares: the broker, limits, metrics and the logger. */
 import type { Broker } from "../../src/broker.ts";
-import { TributaryError } from "../../src/errors.ts";
+import type { ConcurrencyGate } from "../../src/concurrency-gate.ts";
 import type { Counter, Gauge } from "../../src/metrics.ts";
 import type { Logger } from "../../src/logger.ts";
 
@@ -26,33 +26,7 @@ export interface GrpcDeps {
   limits: GrpcLimits;
   metrics: GrpcMetrics;
   logger: Logger;
-  longPolls: Gate;
-  subscriptions: Gate;
+  longPolls: ConcurrencyGate;
+  subscriptions: ConcurrencyGate;
 }
 
-/**
- * A counting gate for calls that hold the server's attention (long polls, live tails). It never
- * queues: past `max` the call is refused with OVERLOADED (UNAVAILABLE), so waiting work is bounded.
- */
-export class Gate {
-  private active = 0;
-
-  constructor(
-    readonly max: number,
-    private readonly what: string,
-    private readonly onChange: (active: number) => void = () => {},
-  ) {}
-
-  acquire(): () => void {
-    if (this.active >= this.max) throw new TributaryError("OVERLOADED", `too many concurrent ${this.what} (limit ${this.max}); retry later`);
-    this.active++;
-    this.onChange(this.active);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.active--;
-      this.onChange(this.active);
-    };
-  }
-}

@@ -24,7 +24,8 @@ import { adminHandlers } from "./admin.ts";
 import { callGuard } from "./auth.ts";
 import { serverImplementation, type ErrorReporter } from "./bridge.ts";
 import { consumerHandlers } from "./consumer.ts";
-import { Gate, type GrpcDeps, type GrpcLimits, type GrpcMetrics } from "./deps.ts";
+import { ConcurrencyGate } from "../../src/concurrency-gate.ts";
+import type { GrpcDeps, GrpcLimits, GrpcMetrics } from "./deps.ts";
 import { AdminService } from "./gen/tributary/v1/admin_pb.ts";
 import { ConsumerService } from "./gen/tributary/v1/consumer_pb.ts";
 import { GroupsService } from "./gen/tributary/v1/groups_pb.ts";
@@ -80,8 +81,8 @@ export async function startGrpcGateway(broker: Broker, options: GrpcGatewayOptio
     limits,
     metrics,
     logger: options.logger,
-    longPolls: new Gate(limits.maxLongPolls, "long polls", (n) => longPolls.set(undefined, n)),
-    subscriptions: new Gate(limits.maxSubscriptions, "subscriptions", (n) => metrics.subscriptions.set(undefined, n)),
+    longPolls: new ConcurrencyGate(limits.maxLongPolls, "long polls", (n) => longPolls.set(undefined, n)),
+    subscriptions: new ConcurrencyGate(limits.maxSubscriptions, "subscriptions", (n) => metrics.subscriptions.set(undefined, n)),
   };
   const report: ErrorReporter = (method, error, cause) => {
     metrics.calls.inc({ method, code: error.code });

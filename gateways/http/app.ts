@@ -18,7 +18,7 @@ import { isTributaryError } from "../../src/errors.ts";
 import { authMiddleware } from "./auth.ts";
 import type { GatewayDeps, HttpGatewayOptions } from "./deps.ts";
 import { HTTP_STATUS, RETRY_AFTER_S, errorBody, type GatewayErrorCode } from "./errors.ts";
-import { ConcurrencyGate } from "./gate.ts";
+import { ConcurrencyGate } from "../../src/concurrency-gate.ts";
 import { httpMetrics } from "./http-metrics.ts";
 import { negotiate, reply, requestFormat, type Format } from "./media.ts";
 import { consumerRoutes } from "./routes-consumers.ts";

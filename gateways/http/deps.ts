@@ -2,7 +2,7 @@
 import type { Broker } from "../../src/broker.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { SecurityGuard } from "../../src/security/guard.ts";
-import type { ConcurrencyGate } from "./gate.ts";
+import type { ConcurrencyGate } from "../../src/concurrency-gate.ts";
 
 export interface HttpGatewayOptions {
   /** Largest request body, checked on Content-Length and on the bytes read: 413 beyond. */

@@ -1,8 +1,13 @@
 /**
- * A counting gate for work that holds a request open (long polls, SSE streams). It never queues:
- * past `max`, the caller answers 503 OVERLOADED at once, so waiting requests are bounded.
+ * A counting gate for work that holds a request open (long polls, live tails, SSE streams), shared
+ * by every gateway. It never queues: past `max` the caller is refused with OVERLOADED at once
+ * (HTTP 503, gRPC UNAVAILABLE), so waiting requests are bounded.
+ *
+ * @example
+ *   const release = gate.acquire(); // throws OVERLOADED when full
+ *   try { await longPoll(); } finally { release(); }
  */
-import { TributaryError } from "../../src/errors.ts";
+import { TributaryError } from "./errors.ts";
 
 export class ConcurrencyGate {
   private active = 0;
