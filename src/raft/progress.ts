@@ -50,6 +50,8 @@ export class Progress {
   /** In probe: an append is out and unanswered, so wait for a heartbeat response before the next. */
   probeSent = false;
   pendingSnapshot = 0;
+  /** In snapshot: an election timeout has passed since it was sent (see RaftNode.retryStalledSnapshots). */
+  snapshotStale = false;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   readonly inflights: Inflights;
@@ -66,6 +68,7 @@ export class Progress {
     this.state = state;
     this.probeSent = false;
     this.pendingSnapshot = 0;
+    this.snapshotStale = false;
     this.inflights.reset();
   }
 

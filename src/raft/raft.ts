@@ -282,11 +282,25 @@ export class RaftNode {
       this.electionElapsed = 0;
       if (this.config.checkQuorum) this.checkQuorum();
       if (this.roleValue !== "leader") return;
+      this.retryStalledSnapshots();
       this.leadTransferee = NONE; // the transfer did not finish within an election timeout
     }
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
       this.heartbeatElapsed = 0;
       this.broadcastHeartbeat();
+    }
+  }
+
+  /**
+   * A snapshot unacknowledged for one to two election timeouts was lost (or its follower crashed):
+   * fall back to probe, which sends it again if still needed. The driver should still call
+   * reportSnapshotFailed when it knows; this covers losses nobody saw.
+   */
+  private retryStalledSnapshots(): void {
+    for (const pr of this.prs.values()) {
+      if (pr.state !== "snapshot") continue;
+      if (pr.snapshotStale) pr.becomeProbe();
+      else pr.snapshotStale = true;
     }
   }
 

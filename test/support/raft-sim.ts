@@ -520,3 +520,223 @@ export function runScript(script: string): Cluster {
   c.run(script);
   return c;
 }
+
+// ---- the randomized simulation ----
+
+export interface SimConfig {
+  readonly nodes: number;
+  /** Ticks with faults; then the network heals, every node restarts, and the cluster must converge. */
+  readonly faultyTicks: number;
+  readonly settleTicks: number;
+  readonly loss: number;
+  readonly duplicate: number;
+  readonly maxDelayTicks: number;
+  readonly proposePerTick: number;
+  readonly crashPerTick: number;
+  readonly restartPerTick: number;
+  /** A crash while a Ready is handled: before persisting, after persisting, or after sending. */
+  readonly crashInReady: number;
+  readonly partitionPerTick: number;
+  readonly healPerTick: number;
+  readonly transferPerTick: number;
+  /** Nodes started outside the configuration, which membership changes may add. */
+  readonly spares: number;
+  readonly membershipPerTick: number;
+  readonly snapshotEvery: number;
+}
+
+export const SIM_DEFAULTS: SimConfig = {
+  nodes: 3,
+  faultyTicks: 300,
+  settleTicks: 300,
+  loss: 0.05,
+  duplicate: 0.03,
+  maxDelayTicks: 3,
+  proposePerTick: 0.5,
+  crashPerTick: 0.01,
+  restartPerTick: 0.08,
+  crashInReady: 0.002,
+  partitionPerTick: 0.02,
+  healPerTick: 0.03,
+  transferPerTick: 0.005,
+  spares: 1,
+  membershipPerTick: 0.01,
+  snapshotEvery: 12,
+};
+
+export interface SimStats {
+  proposed: number;
+  acked: number;
+  committed: number;
+  leaderTerms: number;
+  crashes: number;
+  messages: number;
+  snapshotsSent: number;
+  confChanges: number;
+}
+
+/**
+ * One seeded run: N nodes, a network that loses, delays, reorders and duplicates messages and
+ * is partitioned (one-way too), nodes that crash (also midway through a Ready) and restart from
+ * what they persisted, clients proposing at whoever leads, leadership transfers. The Checker runs
+ * after every tick and every delivered message. Then the faults stop: the cluster must commit a
+ * final entry and every node must hold every value ever acknowledged as committed.
+ */
+export function simulate(seed: number, cfg: SimConfig = SIM_DEFAULTS): SimStats {
+  const random = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  let now = 0;
+  let faulty = true;
+  const checker = new Checker(() => `seed ${seed}, tick ${now}`);
+  const ids = Array.from({ length: cfg.nodes + cfg.spares }, (_, i) => i + 1);
+  const initial = ids.slice(0, cfg.nodes);
+  const opts: NodeOptions = { ...DEFAULT_OPTIONS, snapshotEvery: cfg.snapshotEvery, maxInflightMsgs: 3, maxSizePerMsg: 120 };
+  // Spares start with no configuration: they learn one from the log or a snapshot once added.
+  const nodes = ids.map((id) => new SimNode(id, id <= cfg.nodes ? initial : [], opts, seed, checker));
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const stats: SimStats = { proposed: 0, acked: 0, committed: 0, leaderTerms: 0, crashes: 0, messages: 0, snapshotsSent: 0, confChanges: 0 };
+  const terms = new Set<number>();
+
+  let network: { at: number; m: Message }[] = [];
+  const cuts = new Set<string>();
+  const send = (m: Message): void => {
+    if (cuts.has(`${m.from}>${m.to}`)) return;
+    if (faulty && random() < cfg.loss) return;
+    const copies = faulty && random() < cfg.duplicate ? 2 : 1;
+    for (let c = 0; c < copies; c++) network.push({ at: now + Math.floor(random() * (cfg.maxDelayTicks + 1)), m });
+    stats.messages++;
+    if (m.type === "snap") stats.snapshotsSent++;
+  };
+
+  const pending = new Map<string, { index: number; term: number }>();
+  const acked = new Map<string, number>();
+  checker.onApply = (e) => {
+    if (e.type !== EntryType.Normal) return;
+    const v = entryValue(e);
+    const p = pending.get(v);
+    if (p && p.index === e.index && p.term === e.term && !acked.has(v)) acked.set(v, e.index);
+  };
+
+  const crashPoints: CrashPoint[] = ["before-persist", "after-persist", "after-send"];
+  const handleReadies = (n: SimNode): void => {
+    for (let i = 0; i < 100 && n.alive; i++) {
+      const crashAt = faulty && random() < cfg.crashInReady ? pick(crashPoints) : undefined;
+      if (!n.handleReady(send, crashAt)) return;
+      if (crashAt) stats.crashes++;
+    }
+  };
+  const check = (): void => {
+    checker.check(nodes);
+    for (const n of nodes) if (n.node?.role === "leader") terms.add(n.node.term);
+  };
+
+  let counter = 0;
+  const propose = (value: string): void => {
+    const leaders = nodes.filter((n) => n.node?.role === "leader");
+    if (leaders.length === 0) return;
+    const r = pick(leaders).raft().propose(enc.encode(value));
+    if (r.ok) {
+      pending.set(value, { index: r.index, term: r.term });
+      stats.proposed++;
+    }
+  };
+
+  const faults = (): void => {
+    if (random() < cfg.proposePerTick) propose(`v${counter++}`);
+    const live = nodes.filter((n) => n.alive);
+    if (random() < cfg.crashPerTick && live.length > 0) {
+      pick(live).crash();
+      stats.crashes++;
+    }
+    for (const n of nodes) if (!n.alive && random() < cfg.restartPerTick) n.start();
+    if (random() < cfg.partitionPerTick) {
+      if (random() < 0.5) {
+        const side = new Set(ids.filter(() => random() < 0.5));
+        for (const a of ids) for (const b of ids) if (side.has(a) !== side.has(b)) cuts.add(`${a}>${b}`);
+      } else {
+        const a = pick(ids);
+        const b = pick(ids.filter((x) => x !== a));
+        cuts.add(`${a}>${b}`); // one way only
+      }
+    }
+    if (random() < cfg.healPerTick) cuts.clear();
+    const leader = nodes.find((n) => n.node?.role === "leader")?.raft();
+    if (leader && random() < cfg.transferPerTick) leader.transferLeadership(pick(ids));
+    if (leader && random() < cfg.membershipPerTick) {
+      const voters = leader.confState().voters;
+      const outside = ids.filter((id) => !voters.includes(id));
+      const r =
+        outside.length > 0 && (random() < 0.5 || voters.length <= 2)
+          ? leader.proposeConfChange({ type: "add-voter", nodeId: pick(outside) })
+          : leader.proposeConfChange({ type: "remove-voter", nodeId: pick(voters) });
+      if (r.ok) stats.confChanges++;
+    }
+  };
+  /** The nodes that must converge: the configuration of the leader that committed the final entry. */
+  let members: SimNode[] = nodes;
+
+  let finalValue: string | undefined;
+  let finalIndex = 0;
+  const converged = (): boolean => {
+    if (finalValue === undefined || !acked.has(finalValue)) {
+      const p = finalValue === undefined ? undefined : pending.get(finalValue);
+      // (Re)propose the final marker until one is committed; an uncommitted one may be cut.
+      if (finalValue === undefined || (p && now % 20 === 0)) {
+        finalValue = `final${counter++}`;
+        propose(finalValue);
+      } else if (!p) propose(finalValue);
+      return false;
+    }
+    finalIndex = acked.get(finalValue)!;
+    const leader = nodes.find((n) => n.node?.role === "leader");
+    if (!leader) return false;
+    const voters = leader.raft().confState().voters;
+    members = nodes.filter((n) => voters.includes(n.id));
+    return members.every((n) => n.alive && n.values.length >= finalIndex);
+  };
+
+  let done = false;
+  for (now = 0; now < cfg.faultyTicks + cfg.settleTicks && !done; now++) {
+    if (now === cfg.faultyTicks) {
+      faulty = false;
+      cuts.clear();
+      for (const n of nodes) if (!n.alive) n.start();
+    }
+    if (faulty) faults();
+    for (const n of nodes) n.node?.tick();
+    for (const n of nodes) handleReadies(n);
+    check();
+    const due = network.filter((x) => x.at <= now);
+    network = network.filter((x) => x.at > now);
+    // Reordering: messages due in the same tick arrive in a random order.
+    for (let i = due.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [due[i], due[j]] = [due[j]!, due[i]!];
+    }
+    for (const { m } of due) {
+      const to = byId.get(m.to);
+      if (!to?.alive || cuts.has(`${m.from}>${m.to}`)) continue;
+      to.raft().step(m);
+      handleReadies(to);
+      check();
+    }
+    if (!faulty) done = converged();
+  }
+  if (!done) {
+    const state = nodes.map((n) => {
+      const r = n.raft();
+      const prs = ids.map((id) => r.progress(id)).map((p, i) => (p ? `${ids[i]}:${p.state}/m${p.match}/n${p.next}${p.probeSent ? "/sent" : ""}/if${p.inflights.count()}` : "")).join(" ");
+      return `${n.id}: ${r.role} t${r.term} lead ${r.lead} commit ${r.log.committed} applied ${r.log.applied} values ${n.values.length} first ${r.log.firstIndex()} last ${r.log.lastIndex()} [${prs}]`;
+    });
+    checker.fail(`no convergence within ${cfg.settleTicks} ticks after healing (final entry ${finalValue})\n${state.join("\n")}`);
+  }
+  for (const [value, index] of acked) {
+    for (const n of members) {
+      if (n.values[index - 1] !== value) checker.fail(`acknowledged ${value} at ${index} is ${n.values[index - 1]} on node ${n.id}`);
+    }
+  }
+  stats.acked = acked.size;
+  stats.committed = Math.max(...nodes.map((n) => n.raft().log.committed));
+  stats.leaderTerms = terms.size;
+  return stats;
+}
