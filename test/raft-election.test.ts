@@ -168,6 +168,15 @@ const cases: Record<string, string> = {
     stabilize
     expect values 1 x
   `,
+  "a single-node group elects itself and commits alone": `
+    nodes 1
+    campaign 1
+    expect role 1 leader
+    propose 1 solo => ok
+    stabilize
+    expect values 1 solo
+    expect commit 1 2
+  `,
   "no election without a majority": `
     nodes 5
     crash 3

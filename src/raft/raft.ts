@@ -1,6 +1,11 @@
 /**
  * The Raft node: a state machine fed by `tick`, `step` and proposals, read through `ready` and
  * `advance`. Nothing here touches a clock, a disk or a socket; see index.ts for the contract.
+ *
+ * Longer than STYLE point 12 likes, as etcd's raft.go is: every role reads and resets the same
+ * term/vote/progress state, so the seams are sections (time, roles, step, leader replication,
+ * membership) rather than files. The parts with a state of their own (log, progress, quorum)
+ * already live apart.
  */
 import { assert } from "../errors.ts";
 import { decodeConfChange, encodeConfChange, type ConfChange, type ConfChangeEntry } from "./conf-change.ts";
@@ -75,6 +80,8 @@ export class RaftNode {
   /** No conf change may be proposed while one at an index above `applied` is in the log. */
   private pendingConfIndex = 0;
   private uncommittedBytes = 0;
+  /** A Ready was handed out and not yet advanced: the driver must finish it before the next. */
+  private awaitingAdvance = false;
   private prevHard: HardState;
   private prevSoft: SoftState;
   private readonly maxUncommittedBytes: number;
@@ -232,6 +239,8 @@ export class RaftNode {
 
   /** The work for the driver; messages move into the Ready (send them even if advance comes late). */
   ready(): Ready {
+    assert(!this.awaitingAdvance, "ready() called again before advance()");
+    this.awaitingAdvance = true;
     const soft = this.softState();
     const hard = this.hardState();
     const snapshot = this.log.pendingSnapshot();
@@ -249,6 +258,7 @@ export class RaftNode {
 
   /** The driver persisted, sent and applied `rd`. Applies conf changes among its committed entries. */
   advance(rd: Ready): void {
+    this.awaitingAdvance = false;
     if (rd.softState) this.prevSoft = rd.softState;
     if (rd.hardState) this.prevHard = rd.hardState;
     if (rd.snapshot) {
