@@ -5,9 +5,10 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import mqtt, { type MqttClient } from "mqtt";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { egressGroupId } from "../gateways/mqtt/egress.ts";
 import { startBrokerProcess, type BrokerProcess, type Runtime } from "./support/broker-process.ts";
 import { metricValue, readPartition, startMosquitto, waitFor, writeBridgeConfig, type Mosquitto } from "./support/mosquitto.ts";
 
@@ -46,7 +47,7 @@ async function device(url: string, options: mqtt.IClientOptions = {}): Promise<M
 
 describe.each(["bun", "deno"] as const)("MQTT bridge on %s", (runtime) => {
   it("carries device telemetry into the log with key and headers, counts what it drops, and publishes commands back", async () => {
-    const { mq, broker, dir } = await setup(runtime, (mq) => ({
+    const { mq, broker } = await setup(runtime, (mq) => ({
       connections: [{ name: "local", url: mq.url, clientId: `bridge-${runtime}`, subscribe: [{ filter: "devices/#", qos: 1 }] }],
       ingress: [
         { filter: "devices/+deviceId/telemetry", qos: 1, topic: "telemetry", key: "{deviceId}", validate: "json", headers: { gateway: "gw-1" } },
@@ -99,10 +100,10 @@ describe.each(["bun", "deno"] as const)("MQTT bridge on %s", (runtime) => {
     const got = new Promise<{ topic: string; payload: string }>((resolve) => v5.once("message", (topic, payload) => resolve({ topic, payload: payload.toString() })));
     await v5.subscribeAsync("devices/d2/commands", { qos: 1 });
     // startFrom "latest": a command produced before the egress loop took its start would be skipped.
-    await waitFor("the egress loop to store its start position", async () => {
-      const rules = await readdir(join(dir, "data", "mqtt-egress")).catch(() => []);
-      const files = rules.length ? await readdir(join(dir, "data", "mqtt-egress", rules[0]!)) : [];
-      return files.includes("0.json") ? true : undefined;
+    const group = egressGroupId({ connection: "local", topic: "commands", mqttTopicText: "devices/{key}/commands" });
+    await waitFor("the egress loop to commit its start position", async () => {
+      const res = await fetch(`${broker.url}/v1/groups/${group}`);
+      return res.status === 200 && ((await res.json()) as { partitions: { committedOffset: number | null }[] }).partitions[0]?.committedOffset === 0 ? true : undefined;
     });
     const res = await fetch(`${broker.url}/v1/topics/commands/records`, {
       method: "POST",
@@ -112,6 +113,10 @@ describe.each(["bun", "deno"] as const)("MQTT bridge on %s", (runtime) => {
     expect(res.status).toBe(200);
     expect(await got).toEqual({ topic: "devices/d2/commands", payload: '{"reboot":true}' });
     await waitFor("the egress metric", async () => ((await metricValue(broker.url, "tributary_mqtt_egress_published_total")) === 1 ? true : undefined));
+    await waitFor("the egress commit, with lag 0", async () => {
+      const d = (await (await fetch(`${broker.url}/v1/groups/${group}`)).json()) as { partitions: { committedOffset: number | null; lag: number | null }[] };
+      return d.partitions[0]?.committedOffset === 1 && d.partitions[0].lag === 0 ? true : undefined;
+    });
 
     // The broker still serves, and stops cleanly with the bridge.
     expect((await fetch(`${broker.url}/healthz`)).status).toBe(200);
