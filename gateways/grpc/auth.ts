@@ -19,6 +19,7 @@
  */
 import { TributaryError } from "../../src/errors.ts";
 import { CLUSTER, group, topic, type Check, type SecurityGuard } from "../../src/security/guard.ts";
+import type { CallQuota } from "./quota.ts";
 
 type Fields = Record<string, unknown>;
 type Rule = (req: Fields) => Check[];
@@ -61,21 +62,25 @@ export const GRPC_RULES: Readonly<Record<string, Rule>> = {
 
 /** What the bridge calls: authenticate a call, then admit each of its request messages. */
 export interface CallGuard {
-  authenticate(method: string, authorization: string | undefined): Promise<(request: object) => void>;
+  authenticate(method: string, authorization: string | undefined): Promise<Admit>;
 }
+
+/** Admits each request message; `quota` is who the bridge charges (quota.ts). */
+export type Admit = ((request: object) => void) & { quota?: CallQuota };
 
 export function callGuard(guard: SecurityGuard): CallGuard {
   return {
     async authenticate(method, authorization) {
       const principal = await guard.authenticate("grpc", authorization);
       const rule = GRPC_RULES[method];
-      return (request) => {
+      const admit = (request: object): void => {
         if (!rule) {
           guard.countDenied("grpc");
           throw new TributaryError("PERMISSION_DENIED", `${method} has no ACL mapping; it is refused for every principal`);
         }
         guard.authorize("grpc", principal, rule(request as Fields));
       };
+      return Object.assign(admit, { quota: { principal, quotas: guard.quotas } });
     },
   };
 }

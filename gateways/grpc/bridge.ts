@@ -21,6 +21,7 @@ import { Metadata } from "@grpc/grpc-js";
 import type * as grpc from "@grpc/grpc-js";
 import { TributaryError } from "../../src/errors.ts";
 import type { CallGuard } from "./auth.ts";
+import { beforeCall, chargeReply, chargeStreamed, throttleTrailer, type CallQuota } from "./quota.ts";
 import { gatewayError, toServiceError, type GatewayError } from "./errors.ts";
 
 /** The gRPC path of a method: /tributary.v1.ProducerService/Produce. */
@@ -155,15 +156,19 @@ export function serverImplementation<S extends GenServiceMethods>(
     const name = methodPath(method);
     // Security's one place in the gRPC gateway (see auth.ts): authenticate the call, then admit
     // every request message. Without a guard (authentication off) requests pass as they are.
-    const admitted = async (metadata: grpc.Metadata): Promise<(bytes: Uint8Array) => MessageShape<DescMessage>> => {
+    // Then quotas (quota.ts): the call is charged, and waits, before its handler runs.
+    type Decode = ((bytes: Uint8Array) => MessageShape<DescMessage>) & { quota?: CallQuota };
+    const admitted = async (metadata: grpc.Metadata): Promise<Decode> => {
       if (!guard) return (bytes) => decodeRequest(method.input, bytes);
       const auth = metadata.get("authorization")[0];
       const admit = await guard.authenticate(name, typeof auth === "string" ? auth : undefined);
-      return (bytes) => {
+      const decode = (bytes: Uint8Array) => {
         const req = decodeRequest(method.input, bytes);
         admit(req);
+        chargeStreamed(admit.quota, name, bytes.byteLength);
         return req;
       };
+      return Object.assign(decode, { quota: admit.quota });
     };
     def[key] = {
       path: name,
@@ -183,8 +188,15 @@ export function serverImplementation<S extends GenServiceMethods>(
           void (async () => {
             try {
               const decode = await admitted(call.metadata);
-              const reply = await h(decode(call.request), ctx);
-              callback(null, create(method.output, reply));
+              const request = decode(call.request);
+              const quota = await beforeCall(decode.quota, name, call.request.byteLength, request, ctx.signal);
+              try {
+                const reply = create(method.output, await h(request, ctx));
+                chargeReply(decode.quota, name, method.output, reply);
+                callback(null, reply, throttleTrailer(quota.delayMs));
+              } finally {
+                quota.release();
+              }
             } catch (e) {
               callback(refuse(reporter, name, e));
             } finally {
@@ -219,8 +231,21 @@ export function serverImplementation<S extends GenServiceMethods>(
           void (async () => {
             try {
               const decode = await admitted(call.metadata);
-              await h(decode(call.request), send, ctx);
-              call.end();
+              const request = decode(call.request);
+              const quota = await beforeCall(decode.quota, name, call.request.byteLength, request, ctx.signal);
+              try {
+                // Each message is charged as sent; a principal over its fetch rate waits before the next.
+                const metered: Send = async (m) => {
+                  const message = create(method.output, m);
+                  await send(message);
+                  const waitMs = chargeReply(decode.quota, name, method.output, message);
+                  if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+                };
+                await h(request, metered, ctx);
+                call.end(throttleTrailer(quota.delayMs));
+              } finally {
+                quota.release();
+              }
             } catch (e) {
               if (!call.cancelled) call.emit("error", refuse(reporter, name, e));
             } finally {
@@ -238,13 +263,15 @@ export function serverImplementation<S extends GenServiceMethods>(
             try {
               // Each message is admitted as it is decoded: a batch the principal may not
               // produce ends the stream with PERMISSION_DENIED.
-              const stream: BidiCall<DescMessage, DescMessage> = {
-                call,
-                decode: await admitted(call.metadata),
-                create: (init) => create(method.output, init),
-              };
-              await h(stream, ctx);
-              call.end();
+              const decode = await admitted(call.metadata);
+              const quota = await beforeCall(decode.quota, name, 0, null, ctx.signal);
+              const stream: BidiCall<DescMessage, DescMessage> = { call, decode, create: (init) => create(method.output, init) };
+              try {
+                await h(stream, ctx);
+              } finally {
+                quota.release();
+              }
+              call.end(throttleTrailer(quota.delayMs));
             } catch (e) {
               if (!call.cancelled) call.emit("error", refuse(reporter, name, e));
             } finally {

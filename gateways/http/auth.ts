@@ -26,6 +26,7 @@
 import type { MiddlewareHandler } from "hono";
 import { CLUSTER, group, topic, type Check, type SecurityGuard } from "../../src/security/guard.ts";
 import { decodeBody, readBody, requestFormat } from "./media.ts";
+import { withQuota } from "./quota.ts";
 
 const OPEN = new Set(["/healthz", "/readyz"]);
 
@@ -89,6 +90,7 @@ export function authMiddleware(guard: SecurityGuard, maxRequestBytes: number): M
     if (OPEN.has(c.req.path)) return next();
     const principal = await guard.authenticate("http", c.req.header("authorization"));
     guard.authorize("http", principal, await requiredChecks(c.req.raw, c.req.path, maxRequestBytes));
-    await next();
+    // Authorized, then charged against the principal's quotas (quota.ts), which runs the route.
+    await withQuota(c, next, guard.quotas, principal, maxRequestBytes);
   };
 }

@@ -22,6 +22,7 @@
  *   evaluate(acl, "sensor-gw", "produce", { kind: "topic", name: "telemetry-site1" }); // { allowed: true, ... }
  */
 import { TributaryError } from "../errors.ts";
+import { parseQuotas, type QuotaRule } from "./quotas.ts";
 
 export const OPERATIONS = ["produce", "consume", "create", "delete", "describe", "group", "admin", "mirror"] as const;
 export type Operation = (typeof OPERATIONS)[number];
@@ -37,6 +38,8 @@ export interface AclRule {
 
 export interface Acl {
   rules: readonly AclRule[];
+  /** Per-principal quotas (quotas.ts); absent: none. */
+  quotas?: readonly QuotaRule[];
 }
 
 export interface Decision {
@@ -83,7 +86,7 @@ export function parseAcl(json: unknown): Acl {
   const bad = (why: string) => new TributaryError("INVALID_CONFIG", `ACL file: ${why}`);
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw bad(`expected {"acls": [...]}`);
   const top = json as Record<string, unknown>;
-  for (const k of Object.keys(top)) if (k !== "acls") throw bad(`unknown field ${k}`);
+  for (const k of Object.keys(top)) if (k !== "acls" && k !== "quotas") throw bad(`unknown field ${k}`);
   if (!Array.isArray(top.acls)) throw bad(`acls must be a list of rules`);
   const rules = top.acls.map((raw: unknown, i): AclRule => {
     const where = `acls[${i}]`;
@@ -98,7 +101,7 @@ export function parseAcl(json: unknown): Acl {
     }
     return { principal: o.principal, resource: parseResource(o.resource, where, bad), operations: o.operations as Operation[] };
   });
-  return { rules };
+  return top.quotas === undefined ? { rules } : { rules, quotas: parseQuotas(top.quotas) };
 }
 
 function parseResource(text: string, where: string, bad: (why: string) => Error): AclRule["resource"] {

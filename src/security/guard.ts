@@ -22,6 +22,8 @@ import { TributaryError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { Counter, Metrics } from "../metrics.ts";
 import { EMPTY_ACL, evaluate, parseAcl, type Acl, type Decision, type Operation, type Resource } from "./acl.ts";
+import { QuotaEnforcer } from "./quotas.ts";
+import { systemClock, type Clock } from "../runtime/clock.ts";
 import { EMPTY_TOKEN_FILE, parseTokenFile, verifyToken, type TokenFile } from "./tokens.ts";
 
 export type RefusalReason = "missing" | "malformed" | "unknown" | "revoked" | "denied";
@@ -42,6 +44,8 @@ export interface GuardOptions {
   metrics: Metrics;
   logger: Logger;
   reloadCheckMs?: number;
+  /** Time for quota buckets (quotas.ts); the system clock unless a test gives one. */
+  clock?: Clock;
 }
 
 /** Verified tokens, by the SHA-256 of the whole token, so a request does not pay scrypt each time. */
@@ -89,12 +93,15 @@ export class SecurityGuard {
   private readonly verified = new Map<string, string>();
   private nextCheckMs = 0;
   private reloading: Promise<void> | null = null;
+  /** Per-principal quotas from the ACL file's `quotas` section, shared by every listener. */
+  readonly quotas: QuotaEnforcer;
 
   private constructor(
     private readonly tokens: WatchedFile<TokenFile>,
     private readonly acl: WatchedFile<Acl> | null,
     private readonly options: GuardOptions,
   ) {
+    this.quotas = new QuotaEnforcer(() => this.acl?.value.quotas ?? [], options.metrics, options.clock ?? systemClock);
     this.refusals = options.metrics.counter("tributary_auth_refusals_total", "Requests refused by authentication or authorization, by listener and reason", ["listener", "reason"]);
   }
 
