@@ -5,6 +5,11 @@
  *
  * Once the gateway listens it logs one JSON line `{"msg":"listening","listener":"http","url":...,"port":...}`
  * on stderr; scripts and tests wait for it.
+ *
+ * TLS (tls.cert.file, tls.key.file, tls.ca.file) covers the HTTP and gRPC listeners alike. SIGHUP
+ * re-reads the three files and gives new connections the new material without stopping the
+ * process; a file that does not read or does not make a TLS context is logged and the listeners
+ * keep what they have (see README, Security).
  */
 import { parseArgs } from "node:util";
 import { readFile } from "node:fs/promises";
@@ -13,6 +18,7 @@ import { SETTINGS, flagName, resolveConfig, type BrokerConfig } from "../src/con
 import { TributaryError, isTributaryError } from "../src/errors.ts";
 import { exposureVerdict } from "../src/security/exposure.ts";
 import { SecurityGuard } from "../src/security/guard.ts";
+import { readTlsMaterial, type TlsMaterial } from "../src/security/tls.ts";
 import { createLogger } from "../src/logger.ts";
 import { startHttpServer } from "../src/runtime/http-server.ts";
 import { createHttpApp } from "../gateways/http/app.ts";
@@ -67,13 +73,22 @@ function withBareBooleans(argv: string[]): string[] {
 /** Secure by default (src/security/exposure.ts), and settings that only make sense together. */
 function checkSecuritySettings(config: BrokerConfig): void {
   const sec = config.security;
-  const authOn = sec.tokensFile !== "";
-  if (!authOn && sec.aclFile !== "") throw new TributaryError("INVALID_CONFIG", "auth.acl.file is set but auth.tokens.file is not: ACLs need authentication");
+  const mutualTls = mutualTlsOn(config);
+  const authOn = sec.tokensFile !== "" || mutualTls;
+  if (mutualTls && (globalThis as { Deno?: unknown }).Deno !== undefined) {
+    throw new TributaryError("INVALID_CONFIG", "tls.ca.file: Deno.serve cannot request or verify client certificates, so mutual TLS needs Bun (the certificate alone works on Deno)");
+  }
+  if (!authOn && sec.aclFile !== "") throw new TributaryError("INVALID_CONFIG", "auth.acl.file is set but neither auth.tokens.file nor tls.ca.file is: ACLs need authentication");
   if (authOn && config.mqttConfigPath !== "" && sec.mqttPrincipal === "") {
     throw new TributaryError("INVALID_CONFIG", "with authentication on, the MQTT bridge needs mqtt.principal: the principal whose ACL rules its mapping rules follow");
   }
-  const verdict = exposureVerdict({ httpHost: config.http.host, grpcHost: config.grpc.host, authOn, insecure: sec.insecure });
+  const verdict = exposureVerdict({ httpHost: config.http.host, grpcHost: config.grpc.host, authOn, mutualTls, insecure: sec.insecure });
   if (verdict.error) throw new TributaryError("INVALID_CONFIG", verdict.error);
+}
+
+/** Mutual TLS: client certificates verified against tls.ca.file; it authenticates like a token file. */
+function mutualTlsOn(config: BrokerConfig): boolean {
+  return config.tls !== null && config.tls.caFile !== "";
 }
 
 export async function runServe(argv: string[]): Promise<number> {
@@ -91,12 +106,24 @@ export async function runServe(argv: string[]): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
   const sec = config.security;
-  const verdict = exposureVerdict({ httpHost: config.http.host, grpcHost: config.grpc.host, authOn: sec.tokensFile !== "", insecure: sec.insecure });
+  const mutualTls = mutualTlsOn(config);
+  const authOn = sec.tokensFile !== "" || mutualTls;
+  const verdict = exposureVerdict({ httpHost: config.http.host, grpcHost: config.grpc.host, authOn, mutualTls, insecure: sec.insecure });
   if (verdict.warning) logger.warn(verdict.warning, { httpHost: config.http.host, grpcHost: config.grpc.host });
   if (verdict.note) logger.info(verdict.note, { httpHost: config.http.host, grpcHost: config.grpc.host });
+  let tls: TlsMaterial | undefined;
+  if (config.tls) {
+    try {
+      tls = await readTlsMaterial(config.tls);
+    } catch (e) {
+      const code = isTributaryError(e) ? `${e.code}: ` : "";
+      console.error(`error: ${code}${(e as Error).message}`);
+      return 2;
+    }
+  }
   const broker = await Broker.open(config, { logger });
   let guard: SecurityGuard | undefined;
-  if (sec.tokensFile) {
+  if (authOn) {
     try {
       guard = await SecurityGuard.open({ tokensFile: sec.tokensFile, aclFile: sec.aclFile, metrics: broker.metrics, logger });
     } catch (e) {
@@ -118,11 +145,12 @@ export async function runServe(argv: string[]): Promise<number> {
     hostname: config.http.host,
     port: config.http.port,
     maxRequestBodyBytes: config.http.maxRequestBytes,
+    ...(tls ? { tls } : {}),
   });
   const host = config.http.host.includes(":") ? `[${config.http.host}]` : config.http.host;
-  const url = `http://${host}:${server.port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${server.port}`;
   logger.info("listening", { listener: "http", url, port: server.port });
-  const grpc = await startGrpcGateway(broker, { ...config.grpc, logger, guard });
+  const grpc = await startGrpcGateway(broker, { ...config.grpc, logger, guard, ...(tls ? { tls } : {}) });
   logger.info("listening", { listener: "grpc", url: `${config.grpc.host}:${grpc.port}`, port: grpc.port });
   let mqtt: Awaited<ReturnType<typeof startMqttBridge>> | null = null;
   if (config.mqttConfigPath) {
@@ -161,6 +189,30 @@ export async function runServe(argv: string[]): Promise<number> {
       process.exit(0);
     }
   };
+  const tlsFiles = config.tls;
+  if (tlsFiles) {
+    let reloading = false;
+    process.on("SIGHUP", () => {
+      if (reloading || stopping) return;
+      reloading = true;
+      void (async () => {
+        try {
+          const material = await readTlsMaterial(tlsFiles);
+          grpc.reloadTls(material);
+          try {
+            await server.reloadTls(material);
+            logger.info("tls: reloaded", { listeners: ["http", "grpc"] });
+          } catch (e) {
+            logger.warn("tls: reloaded for gRPC; the HTTP listener keeps its old certificate", { error: e });
+          }
+        } catch (e) {
+          logger.error("tls: could not reload; the listeners keep the previous certificate", { error: e });
+        } finally {
+          reloading = false;
+        }
+      })();
+    });
+  }
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   return 0;

@@ -44,6 +44,9 @@ export const SETTINGS = [
   { key: "mqtt.principal", kind: "string", default: "", doc: "With authentication on: the principal the MQTT bridge runs as (its ACL rules apply to every mapping rule)." },
   { key: "auth.tokens.file", kind: "string", default: "", doc: "Token file (salted hashes, see Security); set: every request needs a bearer token. Empty: no authentication, loopback only." },
   { key: "auth.acl.file", kind: "string", default: "", doc: "ACL file (JSON, see Security); with authentication on and no ACL file, everything is denied." },
+  { key: "tls.cert.file", kind: "string", default: "", doc: "PEM certificate chain of the HTTP and gRPC listeners; set (with tls.key.file): both serve TLS only. Re-read on SIGHUP." },
+  { key: "tls.key.file", kind: "string", default: "", doc: "PEM private key for tls.cert.file. Re-read on SIGHUP." },
+  { key: "tls.ca.file", kind: "string", default: "", doc: "PEM CA certificates for client certificates; set: mutual TLS, every connection needs a certificate from these CAs, and a gRPC call without a bearer token runs as its subject CN (Bun only; see Security)." },
   { key: "insecure", kind: "bool", default: false, doc: "Allow listening beyond loopback without authentication (logged loudly at start)." },
   { key: "group.min.session.timeout.ms", kind: "int", default: 6000, min: 1, doc: "Shortest session timeout a consumer group member may ask for." },
   { key: "group.max.session.timeout.ms", kind: "int", default: 1_800_000, min: 1, doc: "Longest session timeout a consumer group member may ask for." },
@@ -94,6 +97,13 @@ export interface TopicSettings {
   indexIntervalBytes: number;
 }
 
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** Client CA bundle; "" : no client certificates (no mutual TLS). */
+  caFile: string;
+}
+
 export interface BrokerConfig {
   dataDir: string;
   http: {
@@ -120,6 +130,8 @@ export interface BrokerConfig {
     /** The principal the MQTT bridge runs as ("" when authentication is off). */
     mqttPrincipal: string;
   };
+  /** TLS of the HTTP and gRPC listeners; null: plain text. */
+  tls: TlsFiles | null;
   groups: {
     minSessionTimeoutMs: number;
     maxSessionTimeoutMs: number;
@@ -232,6 +244,7 @@ function toBrokerConfig(v: Values): BrokerConfig {
       insecure: v["insecure"] as boolean,
       mqttPrincipal: s("mqtt.principal"),
     },
+    tls: tlsFrom(s("tls.cert.file"), s("tls.key.file"), s("tls.ca.file")),
     groups: {
       minSessionTimeoutMs: n("group.min.session.timeout.ms"),
       maxSessionTimeoutMs: n("group.max.session.timeout.ms"),
@@ -246,6 +259,15 @@ function toBrokerConfig(v: Values): BrokerConfig {
     maintenanceIntervalMs: n("maintenance.interval.ms"),
     topicDefaults: topicSettingsFrom((k) => v[k]),
   };
+}
+
+function tlsFrom(certFile: string, keyFile: string, caFile: string): TlsFiles | null {
+  if ((certFile === "") !== (keyFile === "")) throw new TributaryError("INVALID_CONFIG", "tls.cert.file and tls.key.file go together: set both or neither");
+  if (certFile === "") {
+    if (caFile !== "") throw new TributaryError("INVALID_CONFIG", "tls.ca.file (mutual TLS) needs tls.cert.file and tls.key.file");
+    return null;
+  }
+  return { certFile, keyFile, caFile };
 }
 
 function topicSettingsFrom(get: (k: TopicSettingKey) => string | number | boolean): TopicSettings {

@@ -14,11 +14,15 @@
  *   CommitOffsets, ResetOffsets                  group group, consume each topic committed or reset
  *   DescribeGroup / DeleteGroup                  describe / delete group
  *
+ * Under mutual TLS a call without an `authorization` entry runs as its client certificate's
+ * subject CN (the guard decides, guard.ts); a bearer token, when sent, wins.
+ *
  * A method missing from the table is refused for everyone (PERMISSION_DENIED names it), so a new
  * RPC cannot ship open by accident.
  */
 import { TributaryError } from "../../src/errors.ts";
 import { CLUSTER, group, topic, type Check, type SecurityGuard } from "../../src/security/guard.ts";
+import { certificatePrincipal } from "../../src/security/tls.ts";
 import type { CallQuota } from "./quota.ts";
 
 type Fields = Record<string, unknown>;
@@ -62,7 +66,8 @@ export const GRPC_RULES: Readonly<Record<string, Rule>> = {
 
 /** What the bridge calls: authenticate a call, then admit each of its request messages. */
 export interface CallGuard {
-  authenticate(method: string, authorization: string | undefined): Promise<Admit>;
+  /** `certificateSubject`: the verified client certificate's subject under mutual TLS, else undefined. */
+  authenticate(method: string, authorization: string | undefined, certificateSubject?: object): Promise<Admit>;
 }
 
 /** Admits each request message; `quota` is who the bridge charges (quota.ts). */
@@ -70,8 +75,8 @@ export type Admit = ((request: object) => void) & { quota?: CallQuota };
 
 export function callGuard(guard: SecurityGuard): CallGuard {
   return {
-    async authenticate(method, authorization) {
-      const principal = await guard.authenticate("grpc", authorization);
+    async authenticate(method, authorization, certificateSubject) {
+      const principal = await guard.authenticate("grpc", authorization, certificatePrincipal(certificateSubject as Record<string, unknown> | undefined));
       const rule = GRPC_RULES[method];
       const admit = (request: object): void => {
         if (!rule) {

@@ -138,6 +138,12 @@ function refuse(reporter: ErrorReporter, name: string, e: unknown): ReturnType<t
   return toServiceError(err);
 }
 
+/** What the guard reads of a call: its metadata and, under TLS, the peer's certificate. */
+interface Caller {
+  metadata: grpc.Metadata;
+  getAuthContext(): { sslPeerCertificate?: { subject?: object } } | null;
+}
+
 /**
  * The grpc-js [definition, implementation] pair for server.addService, from typed handlers.
  */
@@ -158,10 +164,12 @@ export function serverImplementation<S extends GenServiceMethods>(
     // every request message. Without a guard (authentication off) requests pass as they are.
     // Then quotas (quota.ts): the call is charged, and waits, before its handler runs.
     type Decode = ((bytes: Uint8Array) => MessageShape<DescMessage>) & { quota?: CallQuota };
-    const admitted = async (metadata: grpc.Metadata): Promise<Decode> => {
+    const admitted = async (call: Caller): Promise<Decode> => {
       if (!guard) return (bytes) => decodeRequest(method.input, bytes);
-      const auth = metadata.get("authorization")[0];
-      const admit = await guard.authenticate(name, typeof auth === "string" ? auth : undefined);
+      const auth = call.metadata.get("authorization")[0];
+      // Under mutual TLS, the verified client certificate's subject (else undefined).
+      const subject = call.getAuthContext()?.sslPeerCertificate?.subject;
+      const admit = await guard.authenticate(name, typeof auth === "string" ? auth : undefined, subject);
       const decode = (bytes: Uint8Array) => {
         const req = decodeRequest(method.input, bytes);
         admit(req);
@@ -187,7 +195,7 @@ export function serverImplementation<S extends GenServiceMethods>(
           const { ctx, done } = contextOf(call);
           void (async () => {
             try {
-              const decode = await admitted(call.metadata);
+              const decode = await admitted(call);
               const request = decode(call.request);
               const quota = await beforeCall(decode.quota, name, call.request.byteLength, request, ctx.signal);
               try {
@@ -230,7 +238,7 @@ export function serverImplementation<S extends GenServiceMethods>(
             });
           void (async () => {
             try {
-              const decode = await admitted(call.metadata);
+              const decode = await admitted(call);
               const request = decode(call.request);
               const quota = await beforeCall(decode.quota, name, call.request.byteLength, request, ctx.signal);
               try {
@@ -263,7 +271,7 @@ export function serverImplementation<S extends GenServiceMethods>(
             try {
               // Each message is admitted as it is decoded: a batch the principal may not
               // produce ends the stream with PERMISSION_DENIED.
-              const decode = await admitted(call.metadata);
+              const decode = await admitted(call);
               const quota = await beforeCall(decode.quota, name, 0, null, ctx.signal);
               const stream: BidiCall<DescMessage, DescMessage> = { call, decode, create: (init) => create(method.output, init) };
               try {

@@ -11,6 +11,12 @@
  * errors.ts holds the one table from Tributary error codes to gRPC status codes. Messages over
  * grpc.max.message.bytes are refused by grpc-js with RESOURCE_EXHAUSTED, both ways.
  *
+ * TLS (tls.cert.file ...): the listener serves TLS only; with a client CA it requests a client
+ * certificate and refuses a handshake without one from that CA (mutual TLS), and a call without a
+ * bearer token runs as the certificate's subject CN (guard.ts decides). reloadTls swaps the
+ * certificate in place: grpc-js hands new credentials' context to the http2 server's
+ * setSecureContext, so new connections get it and open ones keep going.
+ *
  * @example
  *   const grpc = await startGrpcGateway(broker, { ...config.grpc, logger });
  *   // ... later
@@ -20,6 +26,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { Broker } from "../../src/broker.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { SecurityGuard } from "../../src/security/guard.ts";
+import type { TlsMaterial } from "../../src/security/tls.ts";
 import { adminHandlers } from "./admin.ts";
 import { callGuard } from "./auth.ts";
 import { serverImplementation, type ErrorReporter } from "./bridge.ts";
@@ -47,12 +54,40 @@ export interface GrpcGatewayOptions {
   maxWaitMs?: number;
   /** Authentication and ACLs (auth.ts); absent: authentication is off. */
   guard?: SecurityGuard;
+  /** Serve TLS with this material; absent: plain text. */
+  tls?: TlsMaterial;
 }
 
 export interface RunningGateway {
   /** The port actually bound (the configured one, or the one picked for 0). */
   port: number;
   stop(): Promise<void>;
+  /** New connections get this material; open ones keep theirs. */
+  reloadTls(material: TlsMaterial): void;
+}
+
+/**
+ * Server credentials whose certificate can change: grpc-js watches credentials for new context
+ * options (the hook FileWatcherCertificateProvider uses) and applies them with setSecureContext.
+ * The material is already checked (readTlsMaterial), so grpc-js never gets a context it cannot
+ * build (it would then drop every new connection).
+ */
+class ReloadableServerCredentials extends grpc.ServerCredentials {
+  constructor(material: TlsMaterial) {
+    super({ requestCert: material.ca !== null, rejectUnauthorized: true }, ReloadableServerCredentials.context(material));
+  }
+
+  private static context(material: TlsMaterial): { cert: string; key: string; ca?: string } {
+    return { cert: material.cert, key: material.key, ...(material.ca === null ? {} : { ca: material.ca }) };
+  }
+
+  update(material: TlsMaterial): void {
+    this.updateSecureContextOptions(ReloadableServerCredentials.context(material));
+  }
+
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
 }
 
 /** Calls still running this long after stop() are cut off (a Subscribe never ends by itself). */
@@ -101,13 +136,18 @@ export async function startGrpcGateway(broker: Broker, options: GrpcGatewayOptio
   server.addService(...serverImplementation(GroupsService, groupsHandlers(deps), report, guard));
 
   const host = limits.host.includes(":") ? `[${limits.host}]` : limits.host;
+  const credentials = options.tls ? new ReloadableServerCredentials(options.tls) : null;
   port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host}:${limits.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    server.bindAsync(`${host}:${limits.port}`, credentials ?? grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
 
   let stopped: Promise<void> | null = null;
   return {
     port,
+    reloadTls(material) {
+      if (!credentials) throw new Error("the gRPC listener was started without TLS");
+      credentials.update(material);
+    },
     stop() {
       stopped ??= new Promise<void>((resolve) => {
         const force = setTimeout(() => {

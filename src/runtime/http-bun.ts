@@ -1,6 +1,17 @@
 /**
  * The HTTP server on Bun (Bun.serve). Only http-server.ts imports this file, and only on Bun.
+ *
+ * HTTPS: Bun.serve's `tls` option; with a client CA it requests a client certificate and refuses
+ * the handshake of a client without one that chains to the CA. Bun.serve gives a request no view
+ * of the client certificate, so on HTTP a certificate admits the connection but names no
+ * principal (see README, Security).
+ *
+ * Bun's `server.reload()` changes handlers, not TLS. reloadTls therefore opens a second listener
+ * on the same port (both with SO_REUSEPORT, Linux), then stops the old one gracefully: new
+ * connections get the new certificate, requests in flight on the old listener finish (cut after
+ * the usual grace), and the port never stops accepting.
  */
+import type { TlsMaterial } from "../security/tls.ts";
 import { STOP_GRACE_MS, graceTimer, type FetchHandler, type HttpServer, type HttpServerOptions } from "./http-server.ts";
 
 /**
@@ -11,23 +22,52 @@ import { STOP_GRACE_MS, graceTimer, type FetchHandler, type HttpServer, type Htt
  */
 const IDLE_TIMEOUT_S = 255;
 
+type BunServer = ReturnType<typeof Bun.serve>;
+
+function bunTls(material: TlsMaterial | undefined): Bun.TLSOptions | undefined {
+  if (!material) return undefined;
+  return {
+    cert: material.cert,
+    key: material.key,
+    ...(material.ca === null ? {} : { ca: material.ca, requestCert: true, rejectUnauthorized: true }),
+  };
+}
+
+async function stopGracefully(server: BunServer): Promise<void> {
+  const graceful = server.stop(false);
+  await Promise.race([graceful, graceTimer(STOP_GRACE_MS)]);
+  await server.stop(true);
+}
+
 export function startBunServer(fetch: FetchHandler, opts: HttpServerOptions): Promise<HttpServer> {
-  const server = Bun.serve({
-    hostname: opts.hostname,
-    port: opts.port,
-    idleTimeout: IDLE_TIMEOUT_S,
-    // A backstop only: the gateway refuses oversize bodies itself with a typed 413.
-    maxRequestBodySize: opts.maxRequestBodyBytes * 2 + 64 * 1024,
-    fetch: (req) => fetch(req),
-  });
+  const serve = (port: number, material: TlsMaterial | undefined): BunServer =>
+    Bun.serve({
+      hostname: opts.hostname,
+      port,
+      idleTimeout: IDLE_TIMEOUT_S,
+      // A backstop only: the gateway refuses oversize bodies itself with a typed 413.
+      maxRequestBodySize: opts.maxRequestBodyBytes * 2 + 64 * 1024,
+      // With TLS, a reload binds a second listener to the port before the first one stops.
+      reusePort: material !== undefined,
+      tls: bunTls(material),
+      fetch: (req) => fetch(req),
+    });
+  let server = serve(opts.port, opts.tls);
   const port = server.port;
   if (port === undefined) throw new Error("Bun.serve did not report a port");
+  const draining = new Set<Promise<void>>();
   return Promise.resolve({
     port,
     async stop() {
-      const graceful = server.stop(false);
-      await Promise.race([graceful, graceTimer(STOP_GRACE_MS)]);
-      await server.stop(true);
+      await Promise.all([stopGracefully(server), ...draining]);
+    },
+    reloadTls(material: TlsMaterial) {
+      if (!opts.tls) return Promise.reject(new Error("the HTTP listener was started without TLS"));
+      const old = server;
+      server = serve(port, material);
+      const done = stopGracefully(old).finally(() => draining.delete(done));
+      draining.add(done);
+      return Promise.resolve();
     },
   });
 }

@@ -2,7 +2,13 @@
  * The HTTP server on Deno (Deno.serve). Only http-server.ts imports this file, and only on Deno.
  * Deno's types are not installed for the Node-side typecheck, so the few members used are
  * declared here.
+ *
+ * HTTPS: Deno.serve takes a certificate and key (`cert`, `key`) but has no option to request or
+ * verify client certificates, so mutual TLS (tls.ca.file) is refused on Deno with INVALID_CONFIG
+ * rather than served without verification. Deno.serve cannot change its certificate either:
+ * reloadTls rejects, the old certificate stays until the broker is restarted.
  */
+import { TributaryError } from "../errors.ts";
 import { STOP_GRACE_MS, graceTimer, type FetchHandler, type HttpServer, type HttpServerOptions } from "./http-server.ts";
 
 interface DenoNetAddr {
@@ -20,6 +26,8 @@ interface DenoServeOptions {
   port: number;
   onListen: (addr: DenoNetAddr) => void;
   onError: (error: unknown) => Response;
+  cert?: string;
+  key?: string;
 }
 
 interface DenoRuntime {
@@ -28,6 +36,9 @@ interface DenoRuntime {
 
 export function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): Promise<HttpServer> {
   const deno = (globalThis as unknown as { Deno: DenoRuntime }).Deno;
+  if (opts.tls?.ca) {
+    return Promise.reject(new TributaryError("INVALID_CONFIG", "tls.ca.file: Deno.serve cannot request or verify client certificates; run on Bun for mutual TLS"));
+  }
   // Deno.serve has no body limit of its own; the gateway reads bodies with its limit.
   return new Promise((resolve, reject) => {
     // onListen may run before serve() returns, so the server is read only when stop() is called.
@@ -37,6 +48,7 @@ export function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): P
         {
           hostname: opts.hostname,
           port: opts.port,
+          ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
           // Replaces Deno's default "Listening on ..." line on stdout: the caller logs its own.
           onListen: (addr) =>
             resolve({
@@ -44,6 +56,7 @@ export function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): P
               async stop() {
                 if (server) await Promise.race([server.shutdown(), graceTimer(STOP_GRACE_MS)]);
               },
+              reloadTls: () => Promise.reject(new Error("Deno.serve cannot change its certificate in place; the old one stays until the broker restarts")),
             }),
           onError: () => new Response(JSON.stringify({ error: { code: "INTERNAL", message: "internal error" } }), {
             status: 500,

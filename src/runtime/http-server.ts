@@ -9,6 +9,7 @@
  *   console.log(server.port);
  *   await server.stop();
  */
+import type { TlsMaterial } from "../security/tls.ts";
 
 export type FetchHandler = (req: Request) => Response | Promise<Response>;
 
@@ -21,12 +22,19 @@ export interface HttpServerOptions {
    * so that the runtime's own, untyped refusal only ever meets requests far beyond it.
    */
   maxRequestBodyBytes: number;
+  /** Serve HTTPS with this material (src/security/tls.ts); absent: plain HTTP. */
+  tls?: TlsMaterial;
 }
 
 export interface HttpServer {
   port: number;
   /** Stop accepting, let in-flight requests finish for a short grace, then close what is left. */
   stop(): Promise<void>;
+  /**
+   * New connections get this TLS material; connections already open keep theirs. Rejects (and
+   * the old material stays) where the runtime cannot change it without dropping connections.
+   */
+  reloadTls(material: TlsMaterial): Promise<void>;
 }
 
 /** How long stop() lets in-flight requests (long polls, streams) finish before cutting them. */

@@ -148,9 +148,14 @@ export class SecurityGuard {
     return new TributaryError(reason === "denied" ? "PERMISSION_DENIED" : "UNAUTHENTICATED", message);
   }
 
-  /** The principal of an `Authorization: Bearer <token>` value; UNAUTHENTICATED otherwise. */
-  async authenticate(listener: string, authorization: string | null | undefined): Promise<string> {
+  /**
+   * The principal of an `Authorization: Bearer <token>` value; UNAUTHENTICATED otherwise. Under
+   * mutual TLS the listener passes the verified client certificate's subject CN as
+   * `certificatePrincipal`: a request without a token runs as it (a token, when sent, wins).
+   */
+  async authenticate(listener: string, authorization: string | null | undefined, certificatePrincipal?: string | null): Promise<string> {
     await this.maybeReload();
+    if (!authorization && certificatePrincipal) return certificatePrincipal;
     if (!authorization) throw this.refuse(listener, "missing", "authentication required: send Authorization: Bearer <token>");
     const m = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization);
     if (!m) throw this.refuse(listener, "malformed", "the Authorization header must be Bearer <token>");
