@@ -96,7 +96,7 @@ export type ServiceHandlers<S extends GenServiceMethods> = { [K in keyof S]: Han
 /** Called with every refusal; INTERNAL ones carry the original exception to log. */
 export type ErrorReporter = (method: string, error: GatewayError, cause: unknown) => void;
 
-function decodeRequest<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
+export function decodeRequest<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
   try {
     return fromBinary(schema, bytes, READ_OPTIONS);
   } catch (e) {

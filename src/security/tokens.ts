@@ -48,11 +48,26 @@ const KDF = { name: "scrypt:16384:8:1", N: 16384, r: 8, p: 1, keyLen: 32, saltLe
 const TOKEN_RE = /^trb_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 const NAME_RE = /^[A-Za-z0-9._@-]{1,128}$/;
 
+/** The scrypt options of a `scrypt:N:r:p` kdf field; INVALID_CONFIG for one scrypt would refuse. */
+function kdfOptions(kdf: string): ScryptOptions {
+  const m = /^scrypt:(\d{1,10}):(\d{1,4}):(\d{1,4})$/.exec(kdf);
+  const [N, r, p] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
+  // N a power of two above 1; the memory scrypt needs (128 * N * r) within maxmem.
+  if (!m || N < 2 || (N & (N - 1)) !== 0 || r < 1 || p < 1 || 128 * N * r > KDF_MAXMEM / 2) {
+    throw new TributaryError("INVALID_CONFIG", `token file: unknown or unusable kdf ${JSON.stringify(kdf)} (expected scrypt:<N, a power of 2>:<r>:<p>)`);
+  }
+  return { N, r, p, maxmem: KDF_MAXMEM };
+}
+const KDF_MAXMEM = 64 * 1024 * 1024;
+
 function derive(secret: string, salt: Buffer, kdf: string): Promise<Buffer> {
-  const m = /^scrypt:(\d+):(\d+):(\d+)$/.exec(kdf);
-  if (!m) return Promise.reject(new TributaryError("INVALID_CONFIG", `token file: unknown kdf ${JSON.stringify(kdf)}`));
-  const options: ScryptOptions = { N: Number(m[1]), r: Number(m[2]), p: Number(m[3]), maxmem: 64 * 1024 * 1024 };
-  return new Promise((resolve, reject) => scrypt(secret, salt, KDF.keyLen, options, (err, key) => (err ? reject(err) : resolve(key))));
+  return new Promise((resolve, reject) => {
+    try {
+      scrypt(secret, salt, KDF.keyLen, kdfOptions(kdf), (err, key) => (err ? reject(new TributaryError("INVALID_CONFIG", `token file: kdf ${JSON.stringify(kdf)} failed: ${err.message}`)) : resolve(key)));
+    } catch (e) {
+      reject(e instanceof TributaryError ? e : new TributaryError("INVALID_CONFIG", `token file: kdf ${JSON.stringify(kdf)} failed: ${(e as Error).message}`));
+    }
+  });
 }
 
 /** The id and secret of a well-formed token; null for anything else. */
@@ -122,6 +137,7 @@ export function parseTokenFile(json: unknown): TokenFile {
     };
     if (typeof t.createdAtMs !== "number") throw bad(`tokens[${i}].createdAtMs must be a number`);
     if (t.revokedAtMs !== null && typeof t.revokedAtMs !== "number") throw bad(`tokens[${i}].revokedAtMs must be a number or null`);
+    kdfOptions(str("kdf")); // a kdf scrypt would refuse is a bad file, not a failed request
     return { id: str("id"), name: str("name"), kdf: str("kdf"), salt: str("salt"), hash: str("hash"), createdAtMs: t.createdAtMs, revokedAtMs: t.revokedAtMs as number | null };
   });
   return { version: 1, tokens };
