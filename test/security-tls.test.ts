@@ -231,9 +231,10 @@ describe("mutual TLS on a Bun broker", () => {
 });
 
 describe("TLS on a Deno broker", () => {
-  it("serves HTTPS with the certificate", async () => {
+  it("serves HTTPS and gRPC over TLS with the certificate", async () => {
     const b = await broker("deno", ["--tls-cert-file", pki.file("server.pem"), "--tls-key-file", pki.file("server.key")]);
     expect(await httpsGet(`${b.url}/healthz`, { ca: pki.pem("ca.pem") })).toMatchObject({ status: 200 });
+    expect(await unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca.pem") }), "AdminService", "DescribeCluster", {})).toBeTruthy();
   }, 60_000);
 
   it("refuses mutual TLS at start with INVALID_CONFIG: Deno.serve cannot verify client certificates", async () => {
