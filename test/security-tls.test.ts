@@ -170,7 +170,7 @@ describe("TLS on a Bun broker", () => {
 
   it("serves gRPC over TLS with the right CA and refuses a plain-text client", async () => {
     const ok = await unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca.pem") }), "AdminService", "DescribeCluster", {});
-    expect(ok).toBeTruthy();
+    expect(ok).toMatchObject({ ready: true });
     const plain = await failure(unary(grpcClient(b.grpcAddress, null), "AdminService", "DescribeCluster", {}));
     expect(plain.code).toBe(grpc.status.UNAVAILABLE);
   });
@@ -182,7 +182,7 @@ describe("TLS on a Bun broker", () => {
     await waitFor("the reload log line", () => (b.stderrLines().some((l) => l.includes('"tls: reloaded"')) ? true : undefined));
     expect(await httpsGet(`${b.url}/healthz`, { ca: pki.pem("ca2.pem") })).toMatchObject({ status: 200 });
     await failure(httpsGet(`${b.url}/healthz`, { ca: pki.pem("ca.pem") }));
-    expect(await unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca2.pem") }), "AdminService", "DescribeCluster", {})).toBeTruthy();
+    expect(await unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca2.pem") }), "AdminService", "DescribeCluster", {})).toMatchObject({ ready: true });
     const oldCa = await failure(unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca.pem") }), "AdminService", "DescribeCluster", {}));
     expect(oldCa.code).toBe(grpc.status.UNAVAILABLE);
 
@@ -190,7 +190,7 @@ describe("TLS on a Bun broker", () => {
     b.child.kill("SIGHUP");
     await waitFor("the failed-reload log line", () => (b.stderrLines().some((l) => l.includes("tls: could not reload")) ? true : undefined));
     expect(await httpsGet(`${b.url}/healthz`, { ca: pki.pem("ca2.pem") })).toMatchObject({ status: 200 });
-    expect(await unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca2.pem") }), "AdminService", "DescribeCluster", {})).toBeTruthy();
+    expect(await unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca2.pem") }), "AdminService", "DescribeCluster", {})).toMatchObject({ ready: true });
     expect(b.child.exitCode).toBeNull();
   }, 60_000);
 });
@@ -234,7 +234,7 @@ describe("TLS on a Deno broker", () => {
   it("serves HTTPS and gRPC over TLS with the certificate", async () => {
     const b = await broker("deno", ["--tls-cert-file", pki.file("server.pem"), "--tls-key-file", pki.file("server.key")]);
     expect(await httpsGet(`${b.url}/healthz`, { ca: pki.pem("ca.pem") })).toMatchObject({ status: 200 });
-    expect(await unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca.pem") }), "AdminService", "DescribeCluster", {})).toBeTruthy();
+    expect(await unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca.pem") }), "AdminService", "DescribeCluster", {})).toMatchObject({ ready: true });
   }, 60_000);
 
   it("refuses mutual TLS at start with INVALID_CONFIG: Deno.serve cannot verify client certificates", async () => {
