@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Broker, type ProduceRecord } from "../src/broker.ts";
 import { defaultConfig, type SettingKey } from "../src/config.ts";
-import { TributaryError } from "../src/errors.ts";
 import { silentLogger } from "../src/logger.ts";
 import { partitionForKey } from "../src/partitioner.ts";
+import { codeOf } from "./support/errors.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -18,16 +18,6 @@ let broker: Broker | null = null;
 async function open(overrides: Partial<Record<SettingKey, string>> = {}): Promise<Broker> {
   broker = await Broker.open(defaultConfig({ "data.dir": dir, ...overrides }), { logger: silentLogger });
   return broker;
-}
-
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === "function" ? p() : p);
-  } catch (e) {
-    if (e instanceof TributaryError) return e.code;
-    throw e;
-  }
-  throw new Error("expected a TributaryError");
 }
 
 beforeEach(async () => {

@@ -16,6 +16,7 @@ import { TributaryError } from "../src/errors.ts";
 import { silentLogger } from "../src/logger.ts";
 import { ManualClock } from "../src/runtime/clock.ts";
 import type { AssignorName, GroupHeartbeatResponse, TopicPartition } from "../src/groups/types.ts";
+import { codeOf } from "./support/errors.ts";
 
 const enc = new TextEncoder();
 let dir: string;
@@ -28,16 +29,6 @@ async function open(): Promise<Broker> {
     { logger: silentLogger, clock },
   );
   return broker;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof TributaryError) return e.code;
-    throw e;
-  }
-  throw new Error("expected a TributaryError");
 }
 
 const key = (tp: TopicPartition) => `${tp.topic}-${tp.partition}`;

@@ -7,6 +7,7 @@ import { defaultConfig, type SettingKey } from "../src/config.ts";
 import { TributaryError } from "../src/errors.ts";
 import { silentLogger } from "../src/logger.ts";
 import { ProducerStateTable } from "../src/idempotence/producer-state.ts";
+import { codeOf } from "./support/errors.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -19,16 +20,6 @@ let broker: Broker | null = null;
 async function open(overrides: Partial<Record<SettingKey, string>> = {}): Promise<Broker> {
   broker = await Broker.open(defaultConfig({ "data.dir": dir, ...overrides }), { logger: silentLogger });
   return broker;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof TributaryError) return e.code;
-    throw e;
-  }
-  throw new Error("expected a TributaryError");
 }
 
 async function values(b: Broker, topic: string, partition = 0): Promise<string[]> {
