@@ -8,11 +8,10 @@
  * Options (env): BENCH_SECONDS (default 3) per scenario; BENCH_RUNTIMES=bun,deno;
  * BENCH_TRANSPORTS=stream,unary,http.
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fmt, machine, table } from "./lib.ts";
+import { join } from "node:path";
+import { fmt, machine, runLoadProcess, table, type LoadResult } from "./lib.ts";
 import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.ts";
 
 type Runtime = "bun" | "deno";
@@ -21,20 +20,10 @@ type Transport = "stream" | "unary" | "http";
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 const runtimes = (process.env.BENCH_RUNTIMES ?? "bun,deno").split(",") as Runtime[];
 const transports = (process.env.BENCH_TRANSPORTS ?? "stream,unary,http").split(",") as Transport[];
-const root = resolve(import.meta.dirname, "..");
-const bin = (name: string) => join(root, "node_modules", ".bin", name);
 /** Batches in flight: ProduceStream stays under grpc.stream.max.inflight (32); HTTP as in npm run bench. */
 const IN_FLIGHT: Record<Transport, number> = { stream: 16, unary: 8, http: 8 };
 const BATCH = 100;
 
-interface LoadResult {
-  records: number;
-  bytes: number;
-  elapsedMs: number;
-  p50: number;
-  p99: number;
-  errors: number;
-}
 
 function runLoad(transport: Transport, broker: BrokerProcess, recordBytes: number): Promise<LoadResult> {
   const n = String(IN_FLIGHT[transport]);
@@ -43,12 +32,7 @@ function runLoad(transport: Transport, broker: BrokerProcess, recordBytes: numbe
     transport === "http"
       ? ["bench/http-load.ts", broker.url, "bench", String(recordBytes), String(BATCH), n, ms]
       : ["bench/grpc-load.ts", transport, broker.grpcAddress, "bench", String(recordBytes), String(BATCH), n, ms];
-  return new Promise((resolveLoad, reject) => {
-    const child = spawn(bin("bun"), args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("exit", (code) => (code === 0 ? resolveLoad(JSON.parse(out) as LoadResult) : reject(new Error(`load generator exited ${code}`))));
-  });
+  return runLoadProcess(args);
 }
 
 async function scenario(runtime: Runtime, transport: Transport, recordBytes: number): Promise<LoadResult> {

@@ -1,5 +1,7 @@
 /** Small helpers shared by the benchmarks: percentiles, a markdown table, a description of the machine. */
+import { spawn } from "node:child_process";
 import { cpus, totalmem, release } from "node:os";
+import { join, resolve } from "node:path";
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -25,3 +27,33 @@ export const fmt = {
   ms: (n: number) => n.toFixed(2),
   ratio: (n: number) => `${n.toFixed(2)}x`,
 };
+
+/** The repository root, and a binary installed from npm (bun, deno). */
+export const REPO = resolve(import.meta.dirname, "..");
+export const npmBin = (name: string): string => join(REPO, "node_modules", ".bin", name);
+
+/** What a load generator (bench/http-load.ts, bench/grpc-load.ts) prints as its one JSON line. */
+export interface LoadResult {
+  records: number;
+  bytes: number;
+  elapsedMs: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+/**
+ * Run a load generator as its own Bun process, so it does not share an event loop with the
+ * broker, and return the JSON line it prints.
+ *
+ * @example
+ *   const r = await runLoadProcess(["bench/http-load.ts", url, "bench", "1024", "100", "8", "3000"]);
+ */
+export function runLoadProcess(args: string[]): Promise<LoadResult> {
+  return new Promise((resolveLoad, reject) => {
+    const child = spawn(npmBin("bun"), args, { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("exit", (code) => (code === 0 ? resolveLoad(JSON.parse(out) as LoadResult) : reject(new Error(`load generator ${args[0]} exited ${code}`))));
+  });
+}

@@ -15,21 +15,18 @@
  * Options (env): BENCH_SECONDS (default 3) per scenario; BENCH_ONLY=disk,inprocess,http to run
  * some parts (the disk baseline always runs: the other parts are read against it).
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, open } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { Broker } from "../src/broker.ts";
 import { defaultConfig } from "../src/config.ts";
 import { silentLogger } from "../src/logger.ts";
 import { nodeFileSystem, type FileSystem } from "../src/runtime/fs.ts";
-import { fmt, machine, percentile, table } from "./lib.ts";
+import { fmt, machine, percentile, runLoadProcess, table, type LoadResult } from "./lib.ts";
 import { startBrokerProcess } from "../test/support/broker-process.ts";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 const only = new Set((process.env.BENCH_ONLY ?? "disk,inprocess,http").split(","));
-const root = resolve(import.meta.dirname, "..");
-const bin = (name: string) => join(root, "node_modules", ".bin", name);
 
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), "tributary-bench-"));
@@ -167,25 +164,9 @@ async function inProcess(recordBytes: number, batch: number, inFlight: number): 
 
 // ---- 3. over HTTP --------------------------------------------------------------------------
 
-interface LoadResult {
-  records: number;
-  bytes: number;
-  elapsedMs: number;
-  p50: number;
-  p99: number;
-  errors: number;
-}
 
 function runLoad(url: string, recordBytes: number, batch: number, concurrency: number): Promise<LoadResult> {
-  return new Promise((resolveLoad, reject) => {
-    const child = spawn(bin("bun"), ["bench/http-load.ts", url, "bench", String(recordBytes), String(batch), String(concurrency), String(seconds * 1000)], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("exit", (code) => (code === 0 ? resolveLoad(JSON.parse(out) as LoadResult) : reject(new Error(`load generator exited ${code}`))));
-  });
+  return runLoadProcess(["bench/http-load.ts", url, "bench", String(recordBytes), String(batch), String(concurrency), String(seconds * 1000)]);
 }
 
 async function overHttp(runtime: "bun" | "deno", recordBytes: number, batch: number, concurrency: number): Promise<LoadResult> {
