@@ -3,25 +3,17 @@
  * Deno): device -> Mosquitto -> bridge -> log -> consumer, egress back to a device, dropped
  * messages counted and not fatal, a bad config file refused at start-up.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import mqtt, { type MqttClient } from "mqtt";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { egressGroupId } from "../gateways/mqtt/egress.ts";
-import { startBrokerProcess, type BrokerProcess, type Runtime } from "./support/broker-process.ts";
-import { metricValue, readPartition, startMosquitto, waitFor, writeBridgeConfig, type Mosquitto } from "./support/mosquitto.ts";
+import { startBrokerProcess, type Runtime } from "./support/broker-process.ts";
+import { metricValue, readPartition, startMosquitto, waitFor, writeBridgeConfig, type Mosquitto, mqttTestResources } from "./support/mosquitto.ts";
 
-const brokers: BrokerProcess[] = [];
-const mosquittos: Mosquitto[] = [];
-const clients: MqttClient[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.endAsync(true).catch(() => {});
-  for (const b of brokers.splice(0)) await b.kill("SIGKILL");
-  for (const m of mosquittos.splice(0)) await m.stop();
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
+const { brokers, mosquittos, clients, dirs } = mqttTestResources();
+
 
 async function createTopic(url: string, name: string, partitions = 1): Promise<void> {
   const res = await fetch(`${url}/v1/topics`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name, partitions }) });

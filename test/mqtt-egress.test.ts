@@ -6,26 +6,18 @@
  * (`data.dir/mqtt-egress/<topic>-<hash>/<p>.json`) is moved into the group on upgrade. Real
  * Mosquitto, real Bun broker processes; no fixed sleeps.
  */
-import { afterEach, describe, expect, it } from "vitest";
-import mqtt, { type MqttClient } from "mqtt";
+import { describe, expect, it } from "vitest";
+import mqtt from "mqtt";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { egressGroupId } from "../gateways/mqtt/egress.ts";
-import { startBrokerProcess, type BrokerProcess } from "./support/broker-process.ts";
-import { readPartition, startMosquitto, waitFor, writeBridgeConfig, type Mosquitto } from "./support/mosquitto.ts";
+import { startBrokerProcess } from "./support/broker-process.ts";
+import { readPartition, startMosquitto, waitFor, writeBridgeConfig, mqttTestResources } from "./support/mosquitto.ts";
 
-const brokers: BrokerProcess[] = [];
-const mosquittos: Mosquitto[] = [];
-const clients: MqttClient[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.endAsync(true).catch(() => {});
-  for (const b of brokers.splice(0)) await b.kill("SIGKILL");
-  for (const m of mosquittos.splice(0)) await m.stop();
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
+const { brokers, mosquittos, clients, dirs } = mqttTestResources();
+
 
 const RULE = { connection: "local", topic: "commands", mqttTopicText: "devices/{key}/commands" };
 const GROUP = egressGroupId(RULE);

@@ -8,28 +8,16 @@
  *  - Mosquitto's max_queued_messages: while the bridge is away, Mosquitto acknowledges the
  *    publisher and then drops what passes the limit — loss the bridge can never see.
  */
-import { afterEach, describe, expect, it } from "vitest";
-import mqtt, { type MqttClient } from "mqtt";
-import { mkdtemp, rm } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
+import mqtt from "mqtt";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startBrokerProcess, type BrokerProcess } from "./support/broker-process.ts";
-import { metricValue, readPartition, startMosquitto, waitFor, writeBridgeConfig, type Mosquitto } from "./support/mosquitto.ts";
+import { startBrokerProcess } from "./support/broker-process.ts";
+import { metricValue, readPartition, startMosquitto, waitFor, writeBridgeConfig, type Mosquitto, mqttTestResources } from "./support/mosquitto.ts";
 
-const brokers: BrokerProcess[] = [];
-const mosquittos: Mosquitto[] = [];
-const clients: MqttClient[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  if (process.env.MQTT_DEBUG) {
-    for (const b of brokers) console.log(b.stderrLines().filter((l) => l.includes("MQTT")).slice(-15).join("\n"));
-    for (const m of mosquittos) console.log(m.logLines().slice(-25).join("\n"));
-  }
-  for (const c of clients.splice(0)) await c.endAsync(true).catch(() => {});
-  for (const b of brokers.splice(0)) await b.kill("SIGKILL");
-  for (const m of mosquittos.splice(0)) await m.stop();
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
+const { brokers, mosquittos, clients, dirs } = mqttTestResources();
+
 
 const RECEIVE_MAXIMUM = 200;
 
