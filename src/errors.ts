@@ -40,12 +40,16 @@ export const ERROR_CODES = [
   // auth-agnostic; listed here all the same so every gateway table must map them.
   "UNAUTHENTICATED", // no token, or a malformed, unknown or revoked one
   "PERMISSION_DENIED", // an authenticated principal no ACL rule allows this operation on this resource
+  // Cluster (src/cluster/).
+  "NOT_LEADER", // this peer does not lead the partition (or the controller) and no leader is known yet: retry
+  "PEER_UNAVAILABLE", // a forwarded call could not reach the peer that must answer it: retry
+  "NOT_COORDINATOR", // consumer-group calls go to the leader of __consumer_offsets; the message names it
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Codes where the same request may succeed if retried later, unchanged. */
-const RETRIABLE: ReadonlySet<ErrorCode> = new Set(["OVERLOADED", "NOT_READY", "STORAGE_ERROR"]);
+const RETRIABLE: ReadonlySet<ErrorCode> = new Set(["OVERLOADED", "NOT_READY", "STORAGE_ERROR", "NOT_LEADER", "PEER_UNAVAILABLE", "NOT_COORDINATOR"]);
 
 export class TributaryError extends Error {
   readonly code: ErrorCode;

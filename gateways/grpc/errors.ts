@@ -40,6 +40,10 @@ export const GRPC_STATUS: Readonly<Record<GatewayErrorCode, Status>> = {
   OVERLOADED: Status.UNAVAILABLE,
   NOT_READY: Status.UNAVAILABLE,
   STORAGE_ERROR: Status.UNAVAILABLE,
+  // Cluster: retry with backoff (a leader is being elected, a peer is out of reach, or ask the coordinator the message names).
+  NOT_LEADER: Status.UNAVAILABLE,
+  PEER_UNAVAILABLE: Status.UNAVAILABLE,
+  NOT_COORDINATOR: Status.UNAVAILABLE,
   // Idempotent producer. A sequence check failed: the producer must resynchronise, not resend.
   OUT_OF_ORDER_SEQUENCE: Status.ABORTED,
   // A newer instance of the producer took over, or the id is unknown: init a new producer id.

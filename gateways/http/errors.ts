@@ -43,6 +43,10 @@ export const HTTP_STATUS: Readonly<Record<GatewayErrorCode, number>> = {
   OVERLOADED: 503,
   NOT_READY: 503,
   STORAGE_ERROR: 503,
+  // Cluster: no leader yet, a peer out of reach, or a group call sent to a peer that does not coordinate groups.
+  NOT_LEADER: 503,
+  PEER_UNAVAILABLE: 503,
+  NOT_COORDINATOR: 503,
 };
 
 /** Statuses a client may retry unchanged get a hint of when. */

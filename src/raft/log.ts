@@ -118,18 +118,20 @@ export class RaftLog {
     return this.lastIndex();
   }
 
-  /** Entries from `lo` to the end within maxBytes; undefined if `lo` was compacted away. */
-  entriesFrom(lo: number, maxBytes: number): Entry[] | undefined {
+  /** Entries from `lo` to the end within maxBytes; undefined if `lo` was compacted away, null if the store has them only on disk. */
+  entriesFrom(lo: number, maxBytes: number): Entry[] | undefined | null {
     if (lo > this.lastIndex()) return [];
     return this.slice(lo, this.lastIndex() + 1, maxBytes);
   }
 
-  slice(lo: number, hi: number, maxBytes: number): Entry[] | undefined {
+  slice(lo: number, hi: number, maxBytes: number): Entry[] | undefined | null {
     if (lo < this.firstIndex()) return undefined;
     assert(hi <= this.lastIndex() + 1, `slice to ${hi} beyond last ${this.lastIndex()}`);
     let out: Entry[] = [];
     if (lo < this.offset) {
-      out = this.storage.entries(lo, Math.min(hi, this.offset), maxBytes);
+      const stored = this.storage.entries(lo, Math.min(hi, this.offset), maxBytes);
+      if (stored === null) return null;
+      out = stored;
       if (out.length < Math.min(hi, this.offset) - lo) return out; // the size limit cut it short
     }
     if (hi > this.offset) {
@@ -166,7 +168,11 @@ export class RaftLog {
   }
 
   hasNextCommitted(): boolean {
-    return !this.unstableSnapshot && this.committed > Math.max(this.applied, this.firstIndex() - 1);
+    if (this.unstableSnapshot) return false;
+    const lo = Math.max(this.applied + 1, this.firstIndex());
+    if (this.committed < lo) return false;
+    // Entries the store holds only on disk are not ready yet (see Storage.entries).
+    return lo >= this.offset || this.storage.entries(lo, lo + 1, 1) !== null;
   }
 
   commitTo(index: number): void {

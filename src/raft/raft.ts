@@ -196,6 +196,15 @@ export class RaftNode {
     pr.probeSent = true;
   }
 
+  /**
+   * Entries the store did not have at hand (Storage.entries answered null) now are: send `to`
+   * what its progress allows. A no-op unless this node leads.
+   */
+  retryAppend(to: NodeId): void {
+    if (this.roleValue !== "leader" || to === this.id || !this.prs.has(to)) return;
+    this.maybeSendAppend(to, false);
+  }
+
   /** The driver knows `to` is unreachable: stop pipelining into the void. */
   reportUnreachable(to: NodeId): void {
     const pr = this.prs.get(to);
@@ -664,6 +673,8 @@ export class RaftNode {
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
     const entries = this.log.entriesFrom(pr.next, this.config.maxSizePerMsg);
+    // The store has them on disk only: the driver fetches them and calls retryAppend.
+    if (entries === null) return false;
     if (entries !== undefined && entries.length === 0 && !sendIfEmpty) return false;
     if (prevTerm === undefined || entries === undefined) return this.sendSnapshot(to, pr);
     this.send({ type: MessageType.App, to, index: prevIndex, logTerm: prevTerm, entries, commit: this.log.committed });

@@ -17,8 +17,13 @@ export interface Storage {
   lastIndex(): number;
   /** The term at `index`, for firstIndex-1 (the snapshot's) to lastIndex; undefined outside. */
   term(index: number): number | undefined;
-  /** Entries in [lo, hi), at least one when lo < hi, then as many as fit in maxBytes. */
-  entries(lo: number, hi: number, maxBytes: number): Entry[];
+  /**
+   * Entries in [lo, hi), at least one when lo < hi, then as many as fit in maxBytes. A store that
+   * keeps only part of its entries in memory may answer null: "not at hand now". The core then
+   * sends nothing (or applies nothing) for now; the store fetches them from its disk, and the
+   * driver calls `RaftNode.retryAppend` (and drives `ready` again) once they are at hand.
+   */
+  entries(lo: number, hi: number, maxBytes: number): Entry[] | null;
   snapshot(): Snapshot;
 }
 
