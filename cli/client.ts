@@ -20,6 +20,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { Encoder } from "cbor-x/encode";
 import { newToken, revoke } from "../src/security/tokens.ts";
 import { readTokenFile, writeTokenFile } from "../src/security/token-file.ts";
+import type { ClusterStatus } from "../src/broker.ts";
 
 export const CLIENT_USAGE = `usage: tributary <command> [options]
 
@@ -44,6 +45,8 @@ commands:
                       | --to-datetime ISO) [--partition P ...]
       only for a group without active members
   group delete GROUP
+  cluster status [--json]            peers, the controller's leader, and per partition its leader,
+                                     replicas, term, commit and each replica's lag
   token create NAME [--file F]       add a token for principal NAME to the token file; prints it once
   token revoke NAME|ID [--file F]    revoke every live token of NAME (or the one token ID)
   token list [--file F]              ids, names, dates; never secrets
@@ -91,6 +94,8 @@ export async function runClientCommand(argv: string[]): Promise<number> {
         return await consumeCommand(rest);
       case "group":
         return await groupCommand(rest);
+      case "cluster":
+        return await clusterCommand(rest);
       case "token":
         return await tokenCommand(rest);
       case "help":
@@ -537,6 +542,29 @@ function groupLines(d: GroupDescription): string[] {
   lines.push("  TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER");
   for (const p of d.partitions) {
     lines.push(`  ${p.topic}\t${p.partition}\t${p.committedOffset ?? "-"}\t${p.highWatermark}\t${p.lag ?? "-"}\t${p.memberId ?? "-"}`);
+  }
+  return lines;
+}
+
+// ---- cluster -----------------------------------------------------------------------------------
+
+async function clusterCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== "status") throw new UsageError(sub === undefined ? "cluster needs a subcommand: status" : `unknown cluster subcommand ${JSON.stringify(sub)}`);
+  const { values, positionals } = parse(rest, { json: { type: "boolean" } });
+  if (positionals.length > 0) throw new UsageError("cluster status takes no arguments");
+  const status = await apiJson<ClusterStatus>(baseUrl(values), "/v1/cluster");
+  await printLines(values.json ? [JSON.stringify(status, null, 2)] : clusterLines(status));
+  return 0;
+}
+
+function clusterLines(s: ClusterStatus): string[] {
+  const lines = [`peer ${s.self} of ${s.peers.length}; controller leader: ${s.controller.leader || "none"}`];
+  for (const p of s.peers) lines.push(`  peer ${p.id}\t${p.address}\t${p.reachable ? "up" : "unreachable"}`);
+  lines.push("  TOPIC\tPARTITION\tLEADER\tTERM\tCOMMIT\tREPLICAS\tLAG");
+  for (const p of s.partitions) {
+    const lag = p.lag.map((l) => `${l.peer}:${l.entries}`).join(",") || "-";
+    lines.push(`  ${p.topic}\t${p.partition}\t${p.leader || "none"}\t${p.term}\t${p.commit}\t${p.replicas.join(",")}\t${lag}`);
   }
   return lines;
 }

@@ -24,6 +24,8 @@ import { startHttpServer } from "../src/runtime/http-server.ts";
 import { createHttpApp } from "../gateways/http/app.ts";
 import { startGrpcGateway } from "../gateways/grpc/index.ts";
 import { startMqttBridge } from "../gateways/mqtt/index.ts";
+import { GrpcTransport } from "../gateways/peer/transport.ts";
+import { isLoopback } from "../src/security/exposure.ts";
 
 const USAGE = `usage: tributary serve [--config FILE] [--data-dir DIR] [--http-port N] [--<setting> VALUE ...]
 
@@ -84,6 +86,14 @@ function checkSecuritySettings(config: BrokerConfig): void {
   }
   const verdict = exposureVerdict({ httpHost: config.http.host, grpcHost: config.grpc.host, authOn, mutualTls, insecure: sec.insecure });
   if (verdict.error) throw new TributaryError("INVALID_CONFIG", verdict.error);
+  const cluster = config.cluster;
+  if (cluster) {
+    // Peers take Raft messages from each other: off loopback, they must prove who they are.
+    if (config.tls && !mutualTls) throw new TributaryError("INVALID_CONFIG", "with TLS on, peer links use mutual TLS: set tls.ca.file to the CA of the peers' certificates");
+    if (!isLoopback(cluster.listenHost) && !mutualTls && !sec.insecure) {
+      throw new TributaryError("INVALID_CONFIG", `the peer listener on ${cluster.listenHost} is beyond loopback without mutual TLS: set tls.cert.file, tls.key.file and tls.ca.file, or --insecure`);
+    }
+  }
 }
 
 /** Mutual TLS: client certificates verified against tls.ca.file; it authenticates like a token file. */
@@ -121,7 +131,19 @@ export async function runServe(argv: string[]): Promise<number> {
       return 2;
     }
   }
-  const broker = await Broker.open(config, { logger });
+  let transport: GrpcTransport | undefined;
+  if (config.cluster) {
+    const c = config.cluster;
+    transport = await GrpcTransport.start({
+      self: c.nodeId,
+      host: c.listenHost,
+      port: c.listenPort,
+      peers: c.peers,
+      ...(tls && config.tls?.caFile ? { tls: { cert: tls.cert, key: tls.key, ca: tls.ca! } } : {}),
+    });
+    logger.info("listening", { listener: "peer", url: `${c.listenHost}:${transport.port}`, port: transport.port, node: c.nodeId });
+  }
+  const broker = await Broker.open(config, { logger, ...(transport ? { cluster: { transport } } : {}) });
   let guard: SecurityGuard | undefined;
   if (authOn) {
     try {

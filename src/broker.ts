@@ -43,6 +43,11 @@ import {
   type RecordInput,
 } from "./storage/record-batch.ts";
 import { GroupCoordinator } from "./groups/coordinator.ts";
+import { ClusterNode, type GroupStatus } from "./cluster/cluster.ts";
+import type { ClusterMetadata } from "./cluster/metadata.ts";
+import { notLeader, type PartitionReplica } from "./cluster/partition-replica.ts";
+import { partitionGroupId, type NodeId, type Transport } from "./cluster/types.ts";
+import { OFFSETS_TOPIC as OFFSETS } from "./groups/offsets-store.ts";
 import { OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG } from "./groups/offsets-store.ts";
 import type { IdempotenceInput, ProducerIdentity } from "./idempotence/types.ts";
 import { ProducerIdAllocator } from "./idempotence/producer-ids.ts";
@@ -116,6 +121,25 @@ export interface BrokerDeps {
   fs?: FileSystem;
   clock?: Clock;
   logger?: Logger;
+  /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
+  cluster?: { transport: Transport; random?: () => number };
+}
+
+/** The cluster as `tributary cluster status` shows it. */
+export interface ClusterStatus {
+  self: NodeId;
+  peers: { id: NodeId; address: string; reachable: boolean }[];
+  controller: { leader: NodeId };
+  partitions: {
+    topic: string;
+    partition: number;
+    replicas: NodeId[];
+    leader: NodeId;
+    term: number;
+    commit: number;
+    /** Per replica: how many entries it is behind the leader's last index (leader's view). */
+    lag: { peer: NodeId; entries: number }[];
+  }[];
 }
 
 /** Bounds on one fetch, whatever the caller asks. */
@@ -129,8 +153,11 @@ export const PRODUCE_MAX_RECORDS = 100_000;
 interface Topic {
   record: TopicRecord;
   settings: TopicSettings;
-  partitions: Partition[];
+  /** By partition index; null where this peer holds no replica (cluster with fewer replicas than peers). */
+  partitions: (Partition | null)[];
   keyless: KeylessPartitioner;
+  /** Cluster: each partition's replica peers (preferred leader first); null on a single node. */
+  replicas: NodeId[][] | null;
 }
 
 interface BrokerMetrics {
@@ -155,6 +182,10 @@ export class Broker {
   private cancelMaintenance: (() => void) | null = null;
   private producerIds: ProducerIdAllocator | null = null;
   private maintenanceRunning: Promise<void> | null = null;
+  /** Cluster mode: this peer's part of the cluster; null on a single node. */
+  cluster: ClusterNode | null = null;
+  /** Metadata changes are applied to the local topics one at a time, in log order. */
+  private reconciling: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly config: BrokerConfig,
@@ -168,6 +199,7 @@ export class Broker {
         partitionCount: (topic) => this.topics.get(topic)?.partitions.length,
         bounds: (topic, partition) => {
           const log = this.topics.get(topic)?.partitions[partition]?.log;
+          // A partition held only by other peers: its bounds are the leader's (unknown here).
           return { logStartOffset: log?.logStartOffset ?? 0, highWatermark: log?.highWatermark ?? 0 };
         },
         offsetForTimestamp: (topic, partition, ts) => this.offsetForTimestamp(topic, partition, ts),
@@ -176,6 +208,7 @@ export class Broker {
           return results[0]!.offset;
         },
         readOffsets: () => this.readWholePartition(OFFSETS_TOPIC, 0),
+        ...(config.cluster ? { checkCoordinator: () => this.checkCoordinator() } : {}),
       },
       config.groups,
       clock,
@@ -193,12 +226,16 @@ export class Broker {
     const partitionGauge = (name: string, help: string, read: (p: Partition) => number) =>
       mt.gauge(name, help, ["topic", "partition"]).collect((set) => {
         for (const t of this.topics.values()) {
-          for (const p of t.partitions) set({ topic: p.topic, partition: String(p.index) }, read(p));
+          for (const p of t.partitions) if (p) set({ topic: p.topic, partition: String(p.index) }, read(p));
         }
       });
     partitionGauge("tributary_partition_high_watermark", "Offset below which records are durable and readable", (p) => p.log.highWatermark);
     partitionGauge("tributary_partition_log_start_offset", "First offset still stored", (p) => p.log.logStartOffset);
     partitionGauge("tributary_partition_size_bytes", "Bytes of all segments", (p) => p.log.sizeBytes);
+    // Cluster: the replica's Raft state (0 on a single node).
+    partitionGauge("tributary_partition_leader", "Peer id of the partition's leader as this peer knows it (0: none)", (p) => p.replica?.leader ?? 0);
+    partitionGauge("tributary_partition_raft_term", "Raft term of the partition's group on this peer", (p) => p.replica?.group.node.term ?? 0);
+    partitionGauge("tributary_partition_raft_commit_index", "Raft commit index of the partition's group on this peer", (p) => p.replica?.group.node.log.committed ?? 0);
     mt.gauge("tributary_topics", "Topics on this broker").collect((set) => set(undefined, this.topics.size));
   }
 
@@ -210,7 +247,12 @@ export class Broker {
       deps.clock ?? systemClock,
       deps.logger ?? createLogger(config.logLevel),
     );
-    await broker.load();
+    if (config.cluster) {
+      if (!deps.cluster) throw new Error("invariant broken: a cluster config needs a peer transport in BrokerDeps.cluster");
+      await broker.loadCluster(deps.cluster.transport, deps.cluster.random ?? Math.random);
+    } else {
+      await broker.load();
+    }
     return broker;
   }
 
@@ -229,21 +271,272 @@ export class Broker {
     this.logger.info("broker open", { dataDir: this.config.dataDir, topics: records.length });
   }
 
-  private async openTopic(record: TopicRecord): Promise<Topic> {
+  private async openTopic(record: TopicRecord, replicas: NodeId[][] | null = null): Promise<Topic> {
     const settings = topicSettings(this.config.topicDefaults, record.config);
-    const partitions: Partition[] = [];
+    const partitions: (Partition | null)[] = [];
+    const self = this.config.cluster?.nodeId ?? 0;
     try {
       for (let i = 0; i < record.partitions; i++) {
+        const voters = replicas?.[i];
+        if (voters && !voters.includes(self)) {
+          partitions.push(null);
+          continue;
+        }
         const dir = this.store.partitionDir(record, i);
         await this.fs.mkdirp(dir);
-        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock });
-        partitions.push(new Partition(record.name, i, log, this.clock));
+        // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
+        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, ...(voters ? { highWatermark: "external" as const } : {}) });
+        const p = new Partition(record.name, i, log, this.clock);
+        partitions.push(p);
+        if (voters) p.replica = await this.cluster!.addReplica(record.name, record.id, i, dir, log, voters);
       }
     } catch (e) {
-      await Promise.allSettled(partitions.map((p) => p.log.close()));
+      for (const p of partitions) if (p?.replica) this.cluster?.removeReplica(record.id, p.index);
+      await Promise.allSettled(partitions.map((p) => p?.log.close()));
       throw e;
     }
-    return { record, settings, partitions, keyless: new KeylessPartitioner(this.config.keylessPartitioner) };
+    for (const p of partitions) if (p?.replica) this.watchLeadership(p);
+    return { record, settings, partitions, keyless: new KeylessPartitioner(this.config.keylessPartitioner), replicas };
+  }
+
+  // ---- cluster ------------------------------------------------------------------------------
+
+  /** Cluster mode: the topics come from the controller's metadata, replayed from its log. */
+  private async loadCluster(transport: Transport, random: () => number): Promise<void> {
+    const c = this.config.cluster!;
+    this.producerIds = await ProducerIdAllocator.open(this.fs, this.config.dataDir);
+    this.cluster = await ClusterNode.open(
+      {
+        self: c.nodeId,
+        peers: c.peers,
+        transport,
+        fs: this.fs,
+        clock: this.clock,
+        random,
+        logger: this.logger,
+        dataDir: this.config.dataDir,
+        timing: { tickMs: c.tickMs, electionTicks: 10, heartbeatTicks: 1 },
+        requestTimeoutMs: c.requestTimeoutMs,
+      },
+      (metadata) => this.reconcile(metadata),
+    );
+    this.serveForwarded(this.cluster);
+    this.state = "open";
+    void this.ensureOffsetsTopic();
+    this.scheduleMaintenance();
+    this.logger.info("broker open as a cluster peer", { dataDir: this.config.dataDir, node: c.nodeId, peers: c.peers.map((p) => `${p.id}@${p.address}`) });
+  }
+
+  /** Bring the local topics in line with the metadata: open new ones, drop deleted ones. */
+  private reconcile(metadata: ClusterMetadata): Promise<void> {
+    const run = this.reconciling.then(async () => {
+      if (this.state === "closing" || this.state === "closed") return;
+      const wanted = new Map(metadata.topics().map((t) => [t.record.name, t]));
+      for (const [name, t] of [...this.topics]) {
+        const w = wanted.get(name);
+        if (!w || w.record.id !== t.record.id) await this.dropTopic(t);
+      }
+      for (const [name, w] of wanted) {
+        if (this.topics.has(name)) continue;
+        this.topics.set(name, await this.openTopic(w.record, w.replicas));
+        this.logger.info("topic opened from the cluster metadata", { topic: name, partitions: w.record.partitions });
+      }
+    });
+    this.reconciling = run.catch((e: unknown) => this.logger.error("could not apply cluster metadata", { error: e }));
+    return run;
+  }
+
+  private async dropTopic(topic: Topic): Promise<void> {
+    this.topics.delete(topic.record.name);
+    for (const p of topic.partitions) {
+      if (!p) continue;
+      p.release();
+      if (p.replica) this.cluster?.removeReplica(topic.record.id, p.index);
+    }
+    await Promise.allSettled(topic.partitions.map((p) => p?.log.close()));
+    await this.fs.remove(this.store.topicDir(topic.record));
+    this.logger.info("topic deleted", { topic: topic.record.name });
+  }
+
+  /** The broker's own topic, created once by whichever peer gets there first. */
+  private async ensureOffsetsTopic(): Promise<void> {
+    while (this.state === "open" && !this.topics.has(OFFSETS)) {
+      try {
+        await this.createTopicWith(OFFSETS, 1, OFFSETS_TOPIC_CONFIG, true);
+      } catch (e) {
+        if (isTributaryError(e) && e.code === "TOPIC_EXISTS") continue;
+        if (!(isTributaryError(e) && e.retriable)) this.logger.error("could not create the offsets topic", { error: e });
+        await this.cluster!.sleep(200);
+      }
+    }
+  }
+
+  /** A replica's leader changed: the producer state and the group coordinator follow the leader. */
+  private watchLeadership(p: Partition): void {
+    const replica = p.replica!;
+    replica.onLeaderChange = (leader) => {
+      p.resetProducerState();
+      if (p.topic === OFFSETS && p.index === 0) this.followCoordinator(leader);
+    };
+  }
+
+  /** Groups are coordinated by the leader of __consumer_offsets, once it has replayed the offsets. */
+  private coordinating: "no" | "loading" | "yes" = "no";
+  private coordinatorEpoch = 0;
+
+  private followCoordinator(leader: NodeId): void {
+    const epoch = ++this.coordinatorEpoch;
+    if (leader !== this.cluster?.self) {
+      if (this.coordinating !== "no") this.groups.resign();
+      this.coordinating = "no";
+      return;
+    }
+    this.coordinating = "loading";
+    // The new leader's log holds every committed commit; wait until the replica applied its own term's entry.
+    void (async () => {
+      const replica = this.topics.get(OFFSETS)?.partitions[0]?.replica;
+      while (replica && epoch === this.coordinatorEpoch && replica.isLeader && replica.log.highWatermark < replica.log.logEndOffset) await this.cluster!.sleep(10);
+      if (epoch !== this.coordinatorEpoch) return;
+      try {
+        await this.groups.takeOver();
+        if (epoch === this.coordinatorEpoch) this.coordinating = "yes";
+      } catch (e) {
+        this.logger.error("could not load consumer groups", { error: e });
+        this.coordinating = "no";
+      }
+    })();
+  }
+
+  private checkCoordinator(): void {
+    if (this.coordinating === "yes") return;
+    const t = this.topics.get(OFFSETS);
+    const leader = t ? this.leaderOf(t, 0) : 0;
+    const peer = leader && leader !== this.cluster?.self ? this.cluster?.peer(leader) : undefined;
+    throw new TributaryError(
+      "NOT_COORDINATOR",
+      peer ? `peer ${peer.id} (${peer.address}) coordinates consumer groups; send group calls to its HTTP or gRPC listener` : "consumer groups have no coordinator yet (an election or a replay is running); retry",
+    );
+  }
+
+  /** The peer that leads a partition (0 while unknown), as far as this peer knows. */
+  private leaderOf(topic: Topic, index: number): NodeId {
+    const local = topic.partitions[index]?.replica;
+    if (local) return local.leader;
+    const replicas = topic.replicas?.[index] ?? [];
+    return this.remoteLeaders.get(partitionGroupId(topic.record.id, index)) ?? replicas[0] ?? 0;
+  }
+
+  /** Leaders of partitions this peer holds no replica of, learned from redirects. */
+  private readonly remoteLeaders = new Map<string, NodeId>();
+
+  /**
+   * Append one encoded batch to a partition wherever its leader is: here through the replica,
+   * elsewhere forwarded; an election in between is waited out (retried until the request timeout).
+   */
+  private appendBatch(topic: Topic, index: number, batch: Uint8Array, acks: Acks, idempotent = false): Promise<{ baseOffset: number; lastOffset: number }> {
+    const p = topic.partitions[index];
+    if (!this.cluster) return p!.log.append(batch);
+    const cluster = this.cluster;
+    return cluster.retrying(async () => {
+      const replica = p?.replica;
+      if (replica?.isLeader) return this.appendAsLeader(p!, topic, batch, acks, idempotent);
+      const leader = this.leaderOf(topic, index);
+      if (!leader || leader === cluster.self) throw notLeader(topic.record.name, index, 0);
+      return (await cluster.call(leader, "produce", { topic: topic.record.name, partition: index, batch, acks, idempotent })) as { baseOffset: number; lastOffset: number };
+    });
+  }
+
+  /**
+   * The leader's side of a produce: propose the batch; an idempotent one first goes through the
+   * producer table (rebuilt from this leader's own log, so a retry of a batch the previous leader
+   * replicated here is recognised).
+   */
+  private async appendAsLeader(p: Partition, topic: Topic, batch: Uint8Array, acks: Acks, idempotent: boolean): Promise<{ baseOffset: number; lastOffset: number }> {
+    const replica = p.replica!;
+    const max = topic.settings.maxMessageBytes;
+    if (!idempotent) return replica.append(batch, acks, max);
+    const h = readBatchHeader(batch);
+    const table = await p.producerState((pid) => {
+      if (pid % PEER_ID_SPACE === this.cluster!.self) this.producerIds!.observe(Math.floor(pid / PEER_ID_SPACE));
+    });
+    if (!replica.isLeader) throw notLeader(topic.record.name, p.index, replica.leader);
+    // From here to table.record: no await, so concurrent calls are checked in log order.
+    const firstSeq = h.baseSequence;
+    const lastSeq = h.baseSequence + h.lastOffsetDelta;
+    const verdict = table.check(h.producerId, h.producerEpoch, firstSeq, lastSeq);
+    if (verdict.kind === "duplicate") {
+      await verdict.batch.done;
+      return { baseOffset: verdict.batch.baseOffset, lastOffset: verdict.batch.lastOffset };
+    }
+    const appended = replica.append(batch, acks === 0 ? 1 : acks, max);
+    // Offsets are known once the leader's log has the batch; a duplicate waits for them.
+    const rec = { firstSeq, lastSeq, baseOffset: -1, lastOffset: -1, done: Promise.resolve() };
+    rec.done = appended.then((r) => {
+      rec.baseOffset = r.baseOffset;
+      rec.lastOffset = r.lastOffset;
+    });
+    table.record(h.producerId, h.producerEpoch, rec);
+    rec.done.catch(() => p.resetProducerState()); // not written: the table must not vouch for it
+    if (acks === 0) return { baseOffset: -1, lastOffset: -1 };
+    return appended;
+  }
+
+  /** Calls other peers forward here. */
+  private serveForwarded(cluster: ClusterNode): void {
+    cluster.handle("produce", async (_from, body) => {
+      const { topic, partition, batch, acks, idempotent } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean };
+      const t = this.topic(topic);
+      const p = this.partition(topic, partition);
+      if (!p.replica?.isLeader) throw notLeader(topic, partition, p.replica?.leader ?? 0);
+      return this.appendAsLeader(p, t, new Uint8Array(batch), acks, idempotent === true);
+    });
+    cluster.handle("fetch", async (_from, body) => {
+      const { topic, partition, offset, options } = body as { topic: string; partition: number; offset: number; options: FetchOptions };
+      return this.fetch(topic, partition, offset, options);
+    });
+    cluster.handle("status", async () => cluster.status());
+  }
+
+  /** Every peer's view, gathered for `tributary cluster status`; peers out of reach are marked so. */
+  async clusterStatus(): Promise<ClusterStatus | null> {
+    const cluster = this.cluster;
+    if (!cluster) return null;
+    const deadline = this.clock.now() + 1000;
+    const views = await Promise.all(
+      cluster.peers.map(async (peer) => {
+        try {
+          return { peer, groups: (await cluster.call(peer.id, "status", {}, deadline)) as GroupStatus[] };
+        } catch {
+          return { peer, groups: null };
+        }
+      }),
+    );
+    const byGroup = new Map<string, GroupStatus>();
+    for (const v of views) for (const g of v.groups ?? []) if (g.role === "leader" && (byGroup.get(g.group)?.term ?? -1) < g.term) byGroup.set(g.group, g);
+    const mine = new Map(cluster.status().map((g) => [g.group, g]));
+    const partitions: ClusterStatus["partitions"] = [];
+    for (const t of [...this.topics.values()].sort((a, b) => a.record.name.localeCompare(b.record.name))) {
+      for (let i = 0; i < t.record.partitions; i++) {
+        const id = partitionGroupId(t.record.id, i);
+        const lead = byGroup.get(id) ?? mine.get(id);
+        const last = lead?.lastIndex ?? 0;
+        partitions.push({
+          topic: t.record.name,
+          partition: i,
+          replicas: t.replicas?.[i] ?? [],
+          leader: byGroup.get(id)?.leader ?? lead?.leader ?? 0,
+          term: lead?.term ?? 0,
+          commit: lead?.commit ?? 0,
+          lag: (lead?.progress ?? []).map((pr) => ({ peer: pr.peer, entries: Math.max(0, last - pr.match) })),
+        });
+      }
+    }
+    return {
+      self: cluster.self,
+      peers: views.map((v) => ({ id: v.peer.id, address: v.peer.address, reachable: v.groups !== null })),
+      controller: { leader: cluster.controller.group.leader },
+      partitions,
+    };
   }
 
   private logConfig(s: TopicSettings): LogConfig {
@@ -289,11 +582,12 @@ export class Broker {
         throw new TributaryError("INVALID_TOPIC_NAME", `topic ${name} collides with ${clash}: names may not differ only by '.' and '_'`);
       }
       const record: TopicRecord = { name, id: newTopicId(), partitions: count, config: overrides, createdAtMs: this.clock.now() };
+      if (this.cluster) return this.createInCluster(this.cluster, record);
       const topic = await this.openTopic(record);
       try {
         await this.store.save([...[...this.topics.values()].map((t) => t.record), record]);
       } catch (e) {
-        await Promise.allSettled(topic.partitions.map((p) => p.log.close()));
+        await Promise.allSettled(topic.partitions.map((p) => p?.log.close()));
         await this.fs.remove(this.store.topicDir(record));
         throw new TributaryError("STORAGE_ERROR", `could not write topic metadata: ${(e as Error).message}`, { cause: e });
       }
@@ -301,6 +595,23 @@ export class Broker {
       this.logger.info("topic created", { topic: name, partitions: count, config: overrides });
       return this.describe(topic);
     });
+  }
+
+  /** Cluster mode: the controller places and records the topic; every peer then opens its replicas. */
+  private async createInCluster(cluster: ClusterNode, record: TopicRecord): Promise<TopicDescription> {
+    await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
+    await this.untilLocal(() => this.topics.get(record.name)?.record.id === record.id);
+    this.logger.info("topic created", { topic: record.name, partitions: record.partitions, config: record.config });
+    return this.describe(this.topics.get(record.name)!);
+  }
+
+  /** Wait (bounded by the request timeout) until this peer has applied a metadata change. */
+  private async untilLocal(done: () => boolean): Promise<void> {
+    const deadline = this.clock.now() + this.cluster!.requestTimeoutMs;
+    while (!done()) {
+      if (this.clock.now() > deadline) throw new TributaryError("NOT_READY", "the change is committed but this peer has not applied it yet; retry");
+      await this.cluster!.sleep(10);
+    }
   }
 
   /** Topics sorted by name; the broker's own (`__consumer_offsets`) only when asked for. */
@@ -316,6 +627,11 @@ export class Broker {
     return this.admin(async () => {
       const topic = this.topic(name);
       if (isInternalTopic(name)) throw new TributaryError("INVALID_TOPIC_NAME", `topic ${name} is internal to the broker and cannot be deleted`);
+      if (this.cluster) {
+        await this.cluster.proposeMeta({ type: "delete-topic", name });
+        await this.untilLocal(() => this.topics.get(name)?.record.id !== topic.record.id);
+        return;
+      }
       this.topics.delete(name);
       try {
         await this.store.save([...this.topics.values()].map((t) => t.record));
@@ -323,22 +639,20 @@ export class Broker {
         this.topics.set(name, topic);
         throw new TributaryError("STORAGE_ERROR", `could not write topic metadata: ${(e as Error).message}`, { cause: e });
       }
-      for (const p of topic.partitions) p.release();
-      await Promise.allSettled(topic.partitions.map((p) => p.log.close()));
-      await this.fs.remove(this.store.topicDir(topic.record));
-      this.logger.info("topic deleted", { topic: name });
+      await this.dropTopic(topic);
     });
   }
 
   private describe(t: Topic): TopicDescription {
     return {
       name: t.record.name,
-      partitions: t.partitions.map((p) => ({
-        partition: p.index,
-        logStartOffset: p.log.logStartOffset,
-        highWatermark: p.log.highWatermark,
-        logEndOffset: p.log.logEndOffset,
-        sizeBytes: p.log.sizeBytes,
+      // A partition only other peers hold shows -1s: its numbers live with its replicas.
+      partitions: t.partitions.map((p, i) => ({
+        partition: i,
+        logStartOffset: p?.log.logStartOffset ?? -1,
+        highWatermark: p?.log.highWatermark ?? -1,
+        logEndOffset: p?.log.logEndOffset ?? -1,
+        sizeBytes: p?.log.sizeBytes ?? -1,
       })),
       config: describeTopicSettings(t.settings),
       createdAtMs: t.record.createdAtMs,
@@ -355,7 +669,8 @@ export class Broker {
   private partition(topic: string, index: number): Partition {
     const t = this.topic(topic);
     const p = Number.isSafeInteger(index) ? t.partitions[index] : undefined;
-    if (!p) throw new TributaryError("PARTITION_NOT_FOUND", `topic ${topic} has partitions 0 to ${t.partitions.length - 1}, not ${index}`);
+    if (p === undefined) throw new TributaryError("PARTITION_NOT_FOUND", `topic ${topic} has partitions 0 to ${t.partitions.length - 1}, not ${index}`);
+    if (p === null) throw notLeader(topic, index, this.leaderOf(t, index));
     return p;
   }
 
@@ -378,7 +693,9 @@ export class Broker {
    */
   async initProducerId(): Promise<ProducerIdentity> {
     this.checkOpen();
-    const producerId = await this.producerIds!.allocate();
+    const counter = await this.producerIds!.allocate();
+    // In a cluster the low 16 bits name the peer that issued the id, so ids never collide.
+    const producerId = this.cluster ? counter * PEER_ID_SPACE + this.cluster.self : counter;
     return { producerId, producerEpoch: 0 };
   }
 
@@ -415,7 +732,7 @@ export class Broker {
     // Encode everything before appending anything, so a bad record refuses the whole call.
     const now = this.clock.now();
     const plans = [...groups].map(([index, members]) => ({
-      partition: topic.partitions[index]!,
+      index,
       members,
       batches: this.encodeForPartition(topic, members.map((m) => records[m]!), now),
     }));
@@ -428,9 +745,9 @@ export class Broker {
         const count = batch.count;
         member += count;
         const bytes = batch.bytes.length;
-        const done = plan.partition.log.append(batch.bytes).then((r) => {
+        const done = this.appendBatch(topic, plan.index, batch.bytes, acks).then((r) => {
           for (let i = 0; i < count; i++) {
-            results[plan.members[first + i]!] = { partition: plan.partition.index, offset: acks === 0 ? -1 : r.baseOffset + i };
+            results[plan.members[first + i]!] = { partition: plan.index, offset: acks === 0 ? -1 : r.baseOffset + i };
           }
           this.m.recordsProduced.inc({ topic: topicName }, count);
           this.m.bytesProduced.inc({ topic: topicName }, bytes);
@@ -445,7 +762,7 @@ export class Broker {
           this.logger.warn("acks=0 append failed", { topic: topicName, error: e });
         });
       }
-      return plans.flatMap((plan) => plan.members.map((m) => ({ m, partition: plan.partition.index })))
+      return plans.flatMap((plan) => plan.members.map((m) => ({ m, partition: plan.index })))
         .sort((a, b) => a.m - b.m)
         .map(({ partition }) => ({ partition, offset: -1 }));
     }
@@ -465,7 +782,7 @@ export class Broker {
     if (records.length > PRODUCE_MAX_RECORDS) {
       throw new TributaryError("RECORD_TOO_LARGE", `at most ${PRODUCE_MAX_RECORDS} records per produce call, got ${records.length}`);
     }
-    if (!this.producerIds!.issued(producerId)) {
+    if (this.cluster ? !this.cluster.peer(producerId % PEER_ID_SPACE) : !this.producerIds!.issued(producerId)) {
       throw new TributaryError("UNKNOWN_PRODUCER_ID", `producer id ${producerId} was not issued by this broker; call initProducerId first`);
     }
     const topic = await this.topicForProduce(topicName);
@@ -474,12 +791,17 @@ export class Broker {
       throw new TributaryError("INVALID_REQUEST", `an idempotent produce call must send all its records to one partition; these go to partitions ${[...groups.keys()].sort((a, b) => a - b).join(", ")} (set "partition" on each record)`);
     }
     const [index] = [...groups.keys()] as [number];
-    const partition = topic.partitions[index]!;
     const batches = this.encodeForPartition(topic, records, this.clock.now(), { producerId, producerEpoch, baseSequence });
     if (batches.length !== 1) {
       throw new TributaryError("RECORD_TOO_LARGE", `an idempotent produce call must fit one batch of max.message.bytes (${topic.settings.maxMessageBytes}); send fewer records per call`);
     }
     const bytes = batches[0]!.bytes;
+    if (this.cluster) {
+      // The leader checks the sequence (the batch header carries id, epoch and sequence).
+      const r = await this.appendBatch(topic, index, bytes, acks, true);
+      return records.map((_, i) => ({ partition: index, offset: acks === 0 ? -1 : r.baseOffset + i }));
+    }
+    const partition = topic.partitions[index]!;
     const table = await partition.producerState((pid) => this.producerIds!.observe(pid));
     this.checkOpen();
     // From here to table.record: no await, so concurrent calls are checked in log order.
@@ -602,6 +924,13 @@ export class Broker {
   // ---- fetch --------------------------------------------------------------------------------
 
   async fetch(topicName: string, partitionIndex: number, offset: number, options: FetchOptions = {}): Promise<FetchResult> {
+    const t = this.topic(topicName);
+    if (this.cluster && t.partitions[partitionIndex] === null) {
+      // No replica here: ask the leader (it serves committed records, as every replica does).
+      const leader = this.leaderOf(t, partitionIndex);
+      const { signal: _signal, ...wire } = options;
+      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire })) as FetchResult;
+    }
     const p = this.partition(topicName, partitionIndex);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new TributaryError("INVALID_REQUEST", `offset must be a non-negative integer, got ${String(offset)}`);
     const maxBytes = clampInt(options.maxBytes, FETCH_DEFAULT_MAX_BYTES, 1, FETCH_MAX_BYTES_LIMIT, "maxBytes");
@@ -674,6 +1003,7 @@ export class Broker {
       for (const t of [...this.topics.values()]) {
         for (const p of t.partitions) {
           if (this.state !== "open") return;
+          if (!p) continue;
           try {
             if (t.settings.cleanupPolicy.includes("delete")) {
               const deleted = await p.log.enforceRetention();
@@ -700,12 +1030,19 @@ export class Broker {
   /** Stop taking requests, wake waiting readers, flush and close every log. */
   async close(): Promise<void> {
     if (this.state === "closing" || this.state === "closed") return;
+    this.coordinatorEpoch++;
     this.state = "closing";
     this.cancelMaintenance?.();
     this.groups.close();
     await this.maintenanceRunning;
     await this.adminChain;
-    const all = [...this.topics.values()].flatMap((t) => t.partitions);
+    if (this.cluster) {
+      // Hand over what this peer leads, so the site does not wait for an election timeout.
+      await this.cluster.transferLeadership(2000).catch(() => {});
+      await this.cluster.close();
+      await this.reconciling;
+    }
+    const all = [...this.topics.values()].flatMap((t) => t.partitions).filter((p): p is Partition => p !== null);
     for (const p of all) p.release();
     const results = await Promise.allSettled(all.map((p) => p.log.close()));
     this.state = "closed";
@@ -716,6 +1053,8 @@ export class Broker {
 }
 
 const INT16_MAX = 0x7fff;
+/** Producer ids in a cluster: counter * PEER_ID_SPACE + the issuing peer's id. */
+const PEER_ID_SPACE = 0x10000;
 
 function isInternalTopic(name: string): boolean {
   return name.startsWith("__");

@@ -51,6 +51,12 @@ export const SETTINGS = [
   { key: "group.min.session.timeout.ms", kind: "int", default: 6000, min: 1, doc: "Shortest session timeout a consumer group member may ask for." },
   { key: "group.max.session.timeout.ms", kind: "int", default: 1_800_000, min: 1, doc: "Longest session timeout a consumer group member may ask for." },
   { key: "group.initial.rebalance.delay.ms", kind: "int", default: 3000, min: 0, doc: "How long a new group waits for more members before its first assignment." },
+  { key: "cluster.node.id", kind: "int", default: 0, min: 0, doc: "This peer's id in cluster.peers (0: no cluster, a single node)." },
+  { key: "cluster.peers", kind: "string", default: "", doc: "Every peer of the cluster, this one included: `id@host:port` of each peer listener, comma-separated (e.g. `1@10.0.0.1:8482,2@10.0.0.2:8482,3@10.0.0.3:8482`). Empty: a single node." },
+  { key: "cluster.listen.host", kind: "string", default: "", doc: "Address the peer listener binds to; empty: the host of this peer's entry in cluster.peers." },
+  { key: "replication.factor", kind: "int", default: 3, min: 1, doc: "Replicas of each new topic's partitions (at most the number of peers; fewer peers: all of them)." },
+  { key: "cluster.tick.ms", kind: "int", default: 100, min: 10, doc: "Raft tick: heartbeats go every tick, an election starts after 10 to 20 silent ticks." },
+  { key: "cluster.request.timeout.ms", kind: "int", default: 10_000, min: 100, doc: "How long a produce, fetch or admin call forwarded between peers may retry (through an election) before it fails." },
   { key: "log.level", kind: "enum", default: "info", values: ["debug", "info", "warn", "error"], doc: "Broker log level (JSON lines on stderr)." },
   { key: "flush.mode", kind: "enum", default: "batch", values: ["batch", "interval", "none"], doc: "When appends are fdatasync'ed, and so acknowledged: see Durability." },
   { key: "flush.interval.ms", kind: "int", default: 50, min: 1, doc: "With flush.mode=interval: longest time between two syncs." },
@@ -104,6 +110,17 @@ export interface TlsFiles {
   caFile: string;
 }
 
+export interface ClusterSettings {
+  nodeId: number;
+  peers: { id: number; address: string }[];
+  /** Bind address of the peer listener. */
+  listenHost: string;
+  listenPort: number;
+  replicationFactor: number;
+  tickMs: number;
+  requestTimeoutMs: number;
+}
+
 export interface BrokerConfig {
   dataDir: string;
   http: {
@@ -137,6 +154,8 @@ export interface BrokerConfig {
     maxSessionTimeoutMs: number;
     initialRebalanceDelayMs: number;
   };
+  /** null: a single node (no peers). */
+  cluster: ClusterSettings | null;
   logLevel: LogLevel;
   flush: FlushPolicy;
   maxPendingBytesPerPartition: number;
@@ -250,6 +269,7 @@ function toBrokerConfig(v: Values): BrokerConfig {
       maxSessionTimeoutMs: n("group.max.session.timeout.ms"),
       initialRebalanceDelayMs: n("group.initial.rebalance.delay.ms"),
     },
+    cluster: clusterFrom(n("cluster.node.id"), s("cluster.peers"), s("cluster.listen.host"), n("replication.factor"), n("cluster.tick.ms"), n("cluster.request.timeout.ms")),
     logLevel: s("log.level") as LogLevel,
     flush,
     maxPendingBytesPerPartition: n("partition.max.pending.bytes"),
@@ -258,6 +278,37 @@ function toBrokerConfig(v: Values): BrokerConfig {
     keylessPartitioner: s("partitioner.keyless") as "sticky" | "round-robin",
     maintenanceIntervalMs: n("maintenance.interval.ms"),
     topicDefaults: topicSettingsFrom((k) => v[k]),
+  };
+}
+
+/** Parse and check `cluster.peers`; null without peers. */
+function clusterFrom(nodeId: number, peersText: string, listenHost: string, replicationFactor: number, tickMs: number, requestTimeoutMs: number): ClusterSettings | null {
+  if (peersText.trim() === "") {
+    if (nodeId !== 0) throw new TributaryError("INVALID_CONFIG", "cluster.node.id is set but cluster.peers is empty: list every peer as id@host:port");
+    return null;
+  }
+  const peers = peersText.split(",").map((item) => {
+    const m = /^\s*(\d+)@(\[[0-9a-fA-F:.]+\]|[^:@\s]+):(\d+)\s*$/.exec(item);
+    const id = m ? Number(m[1]) : NaN;
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || !Number.isSafeInteger(id) || id < 1 || id > 0xffff || !(port >= 1 && port <= 65535)) {
+      throw new TributaryError("INVALID_CONFIG", `cluster.peers: "${item.trim()}" is not id@host:port (id from 1 to 65535)`);
+    }
+    return { id, address: `${m[2]}:${port}` };
+  });
+  const ids = new Set(peers.map((p) => p.id));
+  if (ids.size !== peers.length) throw new TributaryError("INVALID_CONFIG", "cluster.peers lists an id twice");
+  const self = peers.find((p) => p.id === nodeId);
+  if (!self) throw new TributaryError("INVALID_CONFIG", `cluster.node.id ${nodeId} is not one of cluster.peers (${[...ids].join(", ")})`);
+  const colon = self.address.lastIndexOf(":");
+  return {
+    nodeId,
+    peers: peers.sort((a, b) => a.id - b.id),
+    listenHost: listenHost || self.address.slice(0, colon).replace(/^\[|\]$/g, ""),
+    listenPort: Number(self.address.slice(colon + 1)),
+    replicationFactor: Math.min(replicationFactor, peers.length),
+    tickMs,
+    requestTimeoutMs,
   };
 }
 

@@ -9,6 +9,7 @@ import { TributaryError } from "./errors.ts";
 import type { PartitionLog } from "./storage/log.ts";
 import type { Clock } from "./runtime/clock.ts";
 import { rebuildProducerState, type ProducerStateTable } from "./idempotence/producer-state.ts";
+import type { PartitionReplica } from "./cluster/partition-replica.ts";
 
 export const MAX_WAITERS_PER_PARTITION = 10_000;
 
@@ -21,6 +22,8 @@ export class Partition {
   private readonly waiters = new Set<Waiter>();
   private readonly unsubscribe: () => void;
   private producers: Promise<ProducerStateTable> | null = null;
+  /** In a cluster: this partition's replica (its Raft group); null on a single node. */
+  replica: PartitionReplica | null = null;
 
   constructor(
     readonly topic: string,
@@ -74,6 +77,11 @@ export class Partition {
       });
     }
     return this.producers;
+  }
+
+  /** Forget the producer state: rebuilt from the log on next use (a new leader must not trust a deposed one's table). */
+  resetProducerState(): void {
+    this.producers = null;
   }
 
   /** Wake every waiter (on close or delete) and stop listening to the log. */

@@ -3,10 +3,13 @@
  *   GET /healthz  200 {"status":"ok"} while the process serves requests (liveness)
  *   GET /readyz   200 {"status":"ready"} once every partition is recovered, else 503 NOT_READY
  *   GET /metrics  the broker's registry in Prometheus text format 0.0.4
+ *   GET /v1/cluster  peers, the controller's leader, and per partition its replicas, leader, term,
+ *                    commit index and each replica's lag (from every peer's view; 404 on a single node)
  */
 import type { Hono } from "hono";
 import { TributaryError } from "../../src/errors.ts";
 import type { GatewayDeps } from "./deps.ts";
+import { errorResponse } from "./app.ts";
 
 const JSON_TYPE = { "content-type": "application/json" };
 
@@ -16,6 +19,12 @@ export function opsRoutes(app: Hono, { broker }: GatewayDeps): void {
   app.get("/readyz", () => {
     if (!broker.ready) throw new TributaryError("NOT_READY", "the broker is not ready: starting up or shutting down");
     return new Response(JSON.stringify({ status: "ready" }), { headers: JSON_TYPE });
+  });
+
+  app.get("/v1/cluster", async (c) => {
+    const status = await broker.clusterStatus();
+    if (!status) return errorResponse(c, "NOT_FOUND", "this broker is a single node: no cluster.peers");
+    return new Response(JSON.stringify(status), { headers: JSON_TYPE });
   });
 
   app.get("/metrics", () => new Response(broker.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));

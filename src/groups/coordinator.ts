@@ -76,6 +76,11 @@ export interface GroupBrokerView {
   appendOffsets(records: { key: Uint8Array; value: Uint8Array | null }[]): Promise<number>;
   /** Every record of __consumer_offsets in offset order. */
   readOffsets(): AsyncIterable<{ key: Uint8Array | null; value: Uint8Array | null }>;
+  /**
+   * In a cluster: throws NOT_COORDINATOR (naming the coordinator) unless this peer coordinates the
+   * groups, that is leads __consumer_offsets and has loaded it. Absent on a single node.
+   */
+  checkCoordinator?(): void;
 }
 
 export interface GroupSettings {
@@ -154,10 +159,29 @@ export class GroupCoordinator {
   /** Stop every timer (the broker calls this on close). */
   close(): void {
     this.closed = true;
+    this.forget();
+  }
+
+  /**
+   * In a cluster: this peer no longer leads __consumer_offsets. Members and offsets are forgotten
+   * (the new coordinator replays the same offsets; members join it again).
+   */
+  resign(): void {
+    this.forget();
+  }
+
+  /** In a cluster: this peer now leads __consumer_offsets: start again from its records. */
+  async takeOver(): Promise<void> {
+    this.forget();
+    await this.load();
+  }
+
+  private forget(): void {
     for (const g of this.groups.values()) {
       g.cancelDelay?.();
       for (const m of g.members.values()) m.cancelSession();
     }
+    this.groups.clear();
   }
 
   /**
@@ -557,6 +581,7 @@ export class GroupCoordinator {
 
   private checkOpen(): void {
     if (this.closed) throw new TributaryError("NOT_READY", "the broker is closing");
+    this.view.checkCoordinator?.();
   }
 }
 

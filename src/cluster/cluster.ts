@@ -1,0 +1,246 @@
+/**
+ * `ClusterNode`: this peer's part of the cluster. It holds the `RaftHost` (every local group), the
+ * `Controller` (the metadata group), the local partition replicas, and the forwarded calls between
+ * peers (the broker registers their handlers: produce and fetch forwarded to a leader, metadata
+ * commands forwarded to the controller's leader, status for `tributary cluster status`).
+ *
+ * Forwarded bodies are CBOR (plain RFC 8949: byte strings stay bytes). A call that meets an
+ * election (NOT_LEADER), or a peer out of reach (PEER_UNAVAILABLE), is retried with a short
+ * backoff until the request's deadline, so producers ride through a leader change.
+ *
+ * @example
+ *   const cluster = await ClusterNode.open({ self: 1, peers, transport, fs, clock, random, logger, dataDir }, reconcile);
+ *   const replica = await cluster.addReplica(record, 0, log, replicas);
+ */
+import { Decoder } from "cbor-x/decode";
+import { Encoder } from "cbor-x/encode";
+import { TributaryError, isTributaryError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import type { Clock } from "../runtime/clock.ts";
+import type { FileSystem } from "../runtime/fs.ts";
+import type { PartitionLog } from "../storage/log.ts";
+import { Controller, resultError } from "./controller.ts";
+import { RaftHost, type GroupLimits, type RaftTiming } from "./host.ts";
+import { MetaStore } from "./meta-store.ts";
+import type { ClusterMetadata, MetadataCommand } from "./metadata.ts";
+import { PartitionReplica } from "./partition-replica.ts";
+import { ReplicaLog } from "./replica-log.ts";
+import { META_GROUP, partitionGroupId, type GroupId, type NodeId, type PeerInfo, type Transport } from "./types.ts";
+
+const cborDecoder = new Decoder({ mapsAsObjects: true, useRecords: false });
+const cborEncoder = new Encoder({ useRecords: false, tagUint8Array: false, variableMapSize: true });
+
+export function encodeBody(value: unknown): Uint8Array {
+  return cborEncoder.encode(value);
+}
+export function decodeBody<T>(bytes: Uint8Array): T {
+  return cborDecoder.decode(bytes) as T;
+}
+
+/** Bytes of replica entries kept in memory per partition for followers that lag. */
+export const REPLICA_CACHE_BYTES = 8 << 20;
+const RETRY_MIN_MS = 25;
+const RETRY_MAX_MS = 400;
+
+export interface ClusterOptions {
+  readonly self: NodeId;
+  readonly peers: readonly PeerInfo[];
+  readonly transport: Transport;
+  readonly fs: FileSystem;
+  readonly clock: Clock;
+  readonly random: () => number;
+  readonly logger: Logger;
+  readonly dataDir: string;
+  readonly timing?: RaftTiming;
+  readonly limits?: GroupLimits;
+  /** How long a forwarded or retried request may take before it fails. */
+  readonly requestTimeoutMs?: number;
+}
+
+export type CallHandler = (from: NodeId, body: unknown) => Promise<unknown>;
+
+export class ClusterNode {
+  readonly self: NodeId;
+  readonly peers: readonly PeerInfo[];
+  readonly host: RaftHost;
+  readonly controller: Controller;
+  readonly requestTimeoutMs: number;
+  private readonly handlers = new Map<string, CallHandler>();
+  private readonly replicas = new Map<GroupId, PartitionReplica>();
+  private closed = false;
+
+  private constructor(
+    private readonly options: ClusterOptions,
+    store: MetaStore,
+    onMetadata: (metadata: ClusterMetadata) => Promise<void>,
+  ) {
+    this.self = options.self;
+    this.peers = options.peers;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.host = new RaftHost({
+      self: options.self,
+      transport: options.transport,
+      clock: options.clock,
+      random: options.random,
+      logger: options.logger,
+      ...(options.timing ? { timing: options.timing } : {}),
+      ...(options.limits ? { limits: options.limits } : {}),
+      onCall: (from, method, body) => this.serve(from, method, body),
+    });
+    this.controller = new Controller(store, onMetadata, options.logger);
+    this.controller.group = this.host.addGroup(META_GROUP, { voters: options.peers.map((p) => p.id) }, store, this.controller);
+    this.handle("meta.propose", async (_from, body) => {
+      const { command } = body as { command: MetadataCommand };
+      return this.controller.propose(command);
+    });
+  }
+
+  /** Open the controller's store, join the metadata group and start ticking. */
+  static async open(options: ClusterOptions, onMetadata: (metadata: ClusterMetadata) => Promise<void>): Promise<ClusterNode> {
+    const store = await MetaStore.open(`${options.dataDir}/cluster/meta`, options.fs, options.logger);
+    const node = new ClusterNode(options, store, onMetadata);
+    node.host.start();
+    return node;
+  }
+
+  get metadata(): ClusterMetadata {
+    return this.controller.metadata;
+  }
+
+  peer(id: NodeId): PeerInfo | undefined {
+    return this.peers.find((p) => p.id === id);
+  }
+
+  // ---- replicas ----
+
+  /** Open the Raft group of a local replica over its (already opened) log. */
+  async addReplica(topic: string, topicId: string, partition: number, dir: string, log: PartitionLog, voters: readonly NodeId[]): Promise<PartitionReplica> {
+    const id = partitionGroupId(topicId, partition);
+    const store = await ReplicaLog.open(dir, log, { fs: this.options.fs, logger: this.options.logger }, { voters, cacheBytes: REPLICA_CACHE_BYTES });
+    const replica = new PartitionReplica(topic, partition, log, store, this.options.logger);
+    replica.group = this.host.addGroup(id, { voters, applied: store.appliedHint }, store, replica);
+    this.replicas.set(id, replica);
+    return replica;
+  }
+
+  removeReplica(topicId: string, partition: number): void {
+    const id = partitionGroupId(topicId, partition);
+    const r = this.replicas.get(id);
+    if (!r) return;
+    r.rejectAll(new TributaryError("TOPIC_NOT_FOUND", `${r.topic} was deleted`));
+    this.host.removeGroup(id);
+    this.replicas.delete(id);
+  }
+
+  // ---- metadata ----
+
+  /** Apply a metadata command through the controller's leader, wherever it is; throws its refusal. */
+  async proposeMeta(command: MetadataCommand): Promise<void> {
+    const result = await this.retrying(async () => {
+      const g = this.controller.group;
+      if (g.isLeader) return this.controller.propose(command);
+      if (!g.leader) throw new TributaryError("NOT_LEADER", "the controller has no leader yet");
+      return (await this.call(g.leader, "meta.propose", { command })) as Awaited<ReturnType<Controller["propose"]>>;
+    });
+    const err = resultError(result);
+    if (err) throw err;
+  }
+
+  // ---- forwarded calls ----
+
+  handle(method: string, fn: CallHandler): void {
+    this.handlers.set(method, fn);
+  }
+
+  /** Call `method` on peer `to` with a CBOR body; the peer's TributaryError is rethrown here. */
+  async call(to: NodeId, method: string, body: unknown, deadlineMs = this.options.clock.now() + this.requestTimeoutMs): Promise<unknown> {
+    if (to === this.self) {
+      const h = this.handlers.get(method);
+      if (!h) throw new Error(`invariant broken: no handler for ${method}`);
+      return h(this.self, body);
+    }
+    const reply = await this.options.transport.call(to, method, encodeBody(body), deadlineMs);
+    return decodeBody(reply);
+  }
+
+  /**
+   * Run `fn` until it succeeds, retrying NOT_LEADER and PEER_UNAVAILABLE (an election, a peer
+   * restarting) with backoff until the request timeout; other errors go straight through.
+   */
+  async retrying<T>(fn: () => Promise<T>, deadlineMs = this.options.clock.now() + this.requestTimeoutMs): Promise<T> {
+    let wait = RETRY_MIN_MS;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (e) {
+        const again = isTributaryError(e) && (e.code === "NOT_LEADER" || e.code === "PEER_UNAVAILABLE");
+        if (!again || this.closed || this.options.clock.now() + wait > deadlineMs) throw e;
+      }
+      await this.sleep(wait);
+      wait = Math.min(RETRY_MAX_MS, wait * 2);
+    }
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.options.clock.setTimer(ms, resolve));
+  }
+
+  private async serve(from: NodeId, method: string, body: Uint8Array): Promise<Uint8Array> {
+    const h = this.handlers.get(method);
+    if (!h) throw new TributaryError("INVALID_REQUEST", `unknown peer method ${method}`);
+    if (this.closed) throw new TributaryError("NOT_READY", "this peer is shutting down");
+    return encodeBody(await h(from, decodeBody(body)));
+  }
+
+  // ---- status ----
+
+  /** This peer's view of every local group: role, term, leader, commit, and followers' progress when leading. */
+  status(): GroupStatus[] {
+    const out: GroupStatus[] = [];
+    for (const g of this.host.allGroups()) {
+      const n = g.node;
+      const voters = n.confState().voters;
+      out.push({
+        group: g.id,
+        role: n.role,
+        term: n.term,
+        leader: n.lead,
+        commit: n.log.committed,
+        lastIndex: n.log.lastIndex(),
+        voters: [...voters],
+        progress: n.role === "leader" ? voters.map((id) => ({ peer: id, match: n.progress(id)?.match ?? 0 })) : [],
+      });
+    }
+    return out;
+  }
+
+  /** Hand every group this peer leads to another voter (graceful shutdown), waiting up to `timeoutMs`. */
+  async transferLeadership(timeoutMs: number): Promise<void> {
+    const deadline = this.options.clock.now() + timeoutMs;
+    const led = () => [...this.host.allGroups()].filter((g) => g.isLeader && g.node.confState().voters.length > 1);
+    for (const g of led()) {
+      const to = g.node.confState().voters.filter((id) => id !== this.self).sort((a, b) => (g.node.progress(b)?.match ?? 0) - (g.node.progress(a)?.match ?? 0))[0];
+      if (to) g.poke((n) => n.transferLeadership(to));
+    }
+    while (led().length > 0 && this.options.clock.now() < deadline) await this.sleep(20);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.host.close();
+    for (const r of this.replicas.values()) r.rejectAll(new TributaryError("NOT_READY", "the broker is shutting down"));
+    await this.options.transport.close();
+  }
+}
+
+export interface GroupStatus {
+  group: GroupId;
+  role: string;
+  term: number;
+  leader: NodeId;
+  commit: number;
+  lastIndex: number;
+  voters: NodeId[];
+  progress: { peer: NodeId; match: number }[];
+}

@@ -1,0 +1,113 @@
+/**
+ * `Controller`: the state machine of the metadata Raft group (`META_GROUP`) on one peer. Every
+ * peer applies the same committed commands to its `ClusterMetadata`, so every peer knows every
+ * topic and where its replicas live; the broker reacts to each change (`onChange`) by opening or
+ * closing its local replicas. Only the group's leader proposes; a peer that does not lead forwards
+ * the command to the leader (see cluster.ts).
+ *
+ * The metadata log is kept short by snapshots: once `SNAPSHOT_EVERY` entries are applied past
+ * the last snapshot, the state is written as a snapshot and older entries are dropped; a peer far
+ * behind receives that snapshot instead of the entries.
+ */
+import { TributaryError, type ErrorCode } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { EntryType, type Entry, type Snapshot, type SoftState } from "../raft/index.ts";
+import type { GroupMachine, RaftGroup } from "./group.ts";
+import type { MetaStore } from "./meta-store.ts";
+import { ClusterMetadata, decodeCommand, encodeCommand, type ApplyResult, type MetadataCommand } from "./metadata.ts";
+
+export const SNAPSHOT_EVERY = 1000;
+
+interface Waiter {
+  term: number;
+  resolve: (r: ApplyResult) => void;
+  reject: (e: unknown) => void;
+}
+
+export class Controller implements GroupMachine {
+  metadata: ClusterMetadata;
+  private groupRef: RaftGroup | null = null;
+  private readonly waiters = new Map<number, Waiter>();
+  private snapshotIndex: number;
+
+  constructor(
+    private readonly store: MetaStore,
+    /** Runs after every applied change, before the next entry is applied. */
+    private readonly onChange: (metadata: ClusterMetadata) => Promise<void>,
+    private readonly logger: Logger,
+  ) {
+    const snap = store.snapshot();
+    this.metadata = snap.meta.index > 0 ? ClusterMetadata.restore(snap.data) : new ClusterMetadata();
+    this.snapshotIndex = snap.meta.index;
+  }
+
+  set group(g: RaftGroup) {
+    this.groupRef = g;
+  }
+  get group(): RaftGroup {
+    if (!this.groupRef) throw new Error("invariant broken: the controller has no group");
+    return this.groupRef;
+  }
+
+  /** The state's applied index (entries up to it are in `metadata`). */
+  get appliedIndex(): number {
+    return this.metadata.appliedIndex;
+  }
+
+  /**
+   * Propose a command here (this peer must lead the metadata group) and wait until it is applied.
+   * Resolves with the command's result; rejects with NOT_LEADER when this peer does not lead.
+   */
+  propose(cmd: MetadataCommand): Promise<ApplyResult> {
+    const r = this.group.propose(encodeCommand(cmd));
+    if (!r.ok) {
+      if (r.reason === "overloaded") return Promise.reject(new TributaryError("OVERLOADED", "the controller has too many uncommitted changes; retry later"));
+      return Promise.reject(new TributaryError("NOT_LEADER", r.leader ? `peer ${r.leader} leads the controller` : "the controller has no leader yet; retry"));
+    }
+    return new Promise((resolve, reject) => this.waiters.set(r.index, { term: r.term, resolve, reject }));
+  }
+
+  async apply(snapshot: Snapshot | undefined, committed: readonly Entry[]): Promise<void> {
+    if (snapshot && snapshot.meta.index > this.metadata.appliedIndex) {
+      this.metadata = ClusterMetadata.restore(snapshot.data);
+      this.snapshotIndex = snapshot.meta.index;
+      this.logger.info("controller state restored from a snapshot", { index: snapshot.meta.index });
+      await this.onChange(this.metadata);
+    }
+    for (const e of committed) {
+      if (e.index <= this.metadata.appliedIndex) continue;
+      let result: ApplyResult | null = null;
+      if (e.type === EntryType.Normal && e.data.length > 0) {
+        result = this.metadata.apply(e.index, decodeCommand(e.data));
+        if (result.ok) await this.onChange(this.metadata);
+      } else {
+        this.metadata.skip(e.index);
+      }
+      const w = this.waiters.get(e.index);
+      if (!w) continue;
+      this.waiters.delete(e.index);
+      if (w.term !== e.term || !result) w.reject(new TributaryError("NOT_LEADER", "the controller's leader changed before the change was committed; retry"));
+      else w.resolve(result);
+    }
+    await this.maybeSnapshot();
+  }
+
+  softState(state: SoftState): void {
+    if (state.role === "leader") return;
+    const ws = [...this.waiters.values()];
+    this.waiters.clear();
+    for (const w of ws) w.reject(new TributaryError("NOT_LEADER", "this peer stopped leading the controller; retry"));
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    const applied = this.metadata.appliedIndex;
+    if (applied - this.snapshotIndex < SNAPSHOT_EVERY) return;
+    await this.store.createSnapshot(applied, this.group.node.confState(), this.metadata.snapshot());
+    this.snapshotIndex = applied;
+  }
+}
+
+/** A refused command's result as the error the proposer throws. */
+export function resultError(r: ApplyResult): TributaryError | null {
+  return r.ok ? null : new TributaryError(r.error.code as ErrorCode, r.error.message);
+}
