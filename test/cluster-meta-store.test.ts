@@ -6,7 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MetaStore } from "../src/cluster/meta-store.ts";
+import { MetaStore, metaStoreDir } from "../src/cluster/meta-store.ts";
 import { EntryType, MemoryStorage, type Entry, type HardState, type Snapshot } from "../src/raft/index.ts";
 import { MemFileSystem } from "../src/runtime/mem-fs.ts";
 import { Reader } from "../src/storage/bytes.ts";
@@ -15,7 +15,7 @@ import { codeOf } from "./support/errors.ts";
 import { capturingLogger } from "./support/log-fixtures.ts";
 import { rng } from "./support/random.ts";
 
-const DIR = "/data/cluster/meta";
+const DIR = metaStoreDir("/data");
 const enc = new TextEncoder();
 
 function ents(from: number, to: number, term: number): Entry[] {

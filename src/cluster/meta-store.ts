@@ -32,7 +32,7 @@
  * with STORAGE_ERROR until it is reopened (which recovers from what the disk holds).
  *
  * @example
- *   const store = await MetaStore.open(joinPath(dataDir, "cluster", "meta"), fs, logger);
+ *   const store = await MetaStore.open(metaStoreDir(dataDir), fs, logger);
  *   const node = new RaftNode(config, store);
  *   const rd = node.ready();
  *   await store.persist(rd.entries, rd.hardState, rd.snapshot);
@@ -56,6 +56,11 @@ const HARD_STATE_VERSION = 1;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+/** Where the controller's store lives under a broker's data directory. */
+export function metaStoreDir(dataDir: string): string {
+  return joinPath(dataDir, "cluster", "meta");
+}
 
 export class MetaStore implements Storage {
   /** The model and the in-memory half: every change reaches it after the disk holds it. */
