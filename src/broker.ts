@@ -157,7 +157,7 @@ interface Topic {
   partitions: (Partition | null)[];
   keyless: KeylessPartitioner;
   /** Cluster: each partition's replica peers (preferred leader first); null on a single node. */
-  replicas: NodeId[][] | null;
+  replicas: readonly (readonly NodeId[])[] | null;
 }
 
 interface BrokerMetrics {
@@ -271,7 +271,7 @@ export class Broker {
     this.logger.info("broker open", { dataDir: this.config.dataDir, topics: records.length });
   }
 
-  private async openTopic(record: TopicRecord, replicas: NodeId[][] | null = null): Promise<Topic> {
+  private async openTopic(record: TopicRecord, replicas: readonly (readonly NodeId[])[] | null = null): Promise<Topic> {
     const settings = topicSettings(this.config.topicDefaults, record.config);
     const partitions: (Partition | null)[] = [];
     const self = this.config.cluster?.nodeId ?? 0;
@@ -523,7 +523,7 @@ export class Broker {
         partitions.push({
           topic: t.record.name,
           partition: i,
-          replicas: t.replicas?.[i] ?? [],
+          replicas: [...(t.replicas?.[i] ?? [])],
           leader: byGroup.get(id)?.leader ?? lead?.leader ?? 0,
           term: lead?.term ?? 0,
           commit: lead?.commit ?? 0,

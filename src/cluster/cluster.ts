@@ -21,8 +21,8 @@ import type { FileSystem } from "../runtime/fs.ts";
 import type { PartitionLog } from "../storage/log.ts";
 import { Controller, resultError } from "./controller.ts";
 import { RaftHost, type GroupLimits, type RaftTiming } from "./host.ts";
-import { MetaStore } from "./meta-store.ts";
-import type { ClusterMetadata, MetadataCommand } from "./metadata.ts";
+import { MetaStore, metaStoreDir } from "./meta-store.ts";
+import type { ClusterMetadata, MetaCommand } from "./metadata.ts";
 import { PartitionReplica } from "./partition-replica.ts";
 import { ReplicaLog } from "./replica-log.ts";
 import { META_GROUP, partitionGroupId, type GroupId, type NodeId, type PeerInfo, type Transport } from "./types.ts";
@@ -90,14 +90,14 @@ export class ClusterNode {
     this.controller = new Controller(store, onMetadata, options.logger);
     this.controller.group = this.host.addGroup(META_GROUP, { voters: options.peers.map((p) => p.id) }, store, this.controller);
     this.handle("meta.propose", async (_from, body) => {
-      const { command } = body as { command: MetadataCommand };
+      const { command } = body as { command: MetaCommand };
       return this.controller.propose(command);
     });
   }
 
   /** Open the controller's store, join the metadata group and start ticking. */
   static async open(options: ClusterOptions, onMetadata: (metadata: ClusterMetadata) => Promise<void>): Promise<ClusterNode> {
-    const store = await MetaStore.open(`${options.dataDir}/cluster/meta`, options.fs, options.logger);
+    const store = await MetaStore.open(metaStoreDir(options.dataDir), options.fs, options.logger);
     const node = new ClusterNode(options, store, onMetadata);
     node.host.start();
     return node;
@@ -135,7 +135,7 @@ export class ClusterNode {
   // ---- metadata ----
 
   /** Apply a metadata command through the controller's leader, wherever it is; throws its refusal. */
-  async proposeMeta(command: MetadataCommand): Promise<void> {
+  async proposeMeta(command: MetaCommand): Promise<void> {
     const result = await this.retrying(async () => {
       const g = this.controller.group;
       if (g.isLeader) return this.controller.propose(command);

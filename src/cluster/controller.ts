@@ -11,10 +11,10 @@
  */
 import { TributaryError, type ErrorCode } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { EntryType, type Entry, type Snapshot, type SoftState } from "../raft/index.ts";
+import type { Entry, Snapshot, SoftState } from "../raft/index.ts";
 import type { GroupMachine, RaftGroup } from "./group.ts";
 import type { MetaStore } from "./meta-store.ts";
-import { ClusterMetadata, decodeCommand, encodeCommand, type ApplyResult, type MetadataCommand } from "./metadata.ts";
+import { ClusterMetadata, encodeCommand, type ApplyResult, type MetaCommand } from "./metadata.ts";
 
 export const SNAPSHOT_EVERY = 1000;
 
@@ -58,7 +58,7 @@ export class Controller implements GroupMachine {
    * Propose a command here (this peer must lead the metadata group) and wait until it is applied.
    * Resolves with the command's result; rejects with NOT_LEADER when this peer does not lead.
    */
-  propose(cmd: MetadataCommand): Promise<ApplyResult> {
+  propose(cmd: MetaCommand): Promise<ApplyResult> {
     const r = this.group.propose(encodeCommand(cmd));
     if (!r.ok) {
       if (r.reason === "overloaded") return Promise.reject(new TributaryError("OVERLOADED", "the controller has too many uncommitted changes; retry later"));
@@ -76,17 +76,13 @@ export class Controller implements GroupMachine {
     }
     for (const e of committed) {
       if (e.index <= this.metadata.appliedIndex) continue;
-      let result: ApplyResult | null = null;
-      if (e.type === EntryType.Normal && e.data.length > 0) {
-        result = this.metadata.apply(e.index, decodeCommand(e.data));
-        if (result.ok) await this.onChange(this.metadata);
-      } else {
-        this.metadata.skip(e.index);
-      }
+      // applyEntry also moves the applied index past no-ops and conf changes (no event).
+      const result = this.metadata.applyEntry(e);
+      if (result.ok && result.event) await this.onChange(this.metadata);
       const w = this.waiters.get(e.index);
       if (!w) continue;
       this.waiters.delete(e.index);
-      if (w.term !== e.term || !result) w.reject(new TributaryError("NOT_LEADER", "the controller's leader changed before the change was committed; retry"));
+      if (w.term !== e.term) w.reject(new TributaryError("NOT_LEADER", "the controller's leader changed before the change was committed; retry"));
       else w.resolve(result);
     }
     await this.maybeSnapshot();
