@@ -147,6 +147,25 @@ describe("GrpcTransport frames", () => {
     await waitFor("unreachable(2)", () => (rs[0]!.unreachables.includes(2) ? true : undefined));
   });
 
+  it("the receiver refuses a frame over its maxFrameBytes; the sender reconnects and goes on", async () => {
+    const p2 = await freePort();
+    const peers = [
+      { id: 1, address: "127.0.0.1:1" },
+      { id: 2, address: `127.0.0.1:${p2}` },
+    ];
+    const t2 = await start(2, peers, { port: p2, limits: { maxInflightFrames: 16, maxFrameBytes: 4096 } });
+    const r2 = new Recorder();
+    t2.listen(r2);
+    const t1 = await start(1, peers, { limits: { maxInflightFrames: 16, maxFrameBytes: 1 << 20 } });
+    const r1 = new Recorder();
+    t1.listen(r1);
+    t1.send(2, [{ group: "t/0", message: { ...message(1, 2, 0), entries: [{ term: 2, index: 1, type: 0, data: new Uint8Array(5000) }] } }]);
+    await waitFor("unreachable(2): the stream was refused", () => (r1.unreachables.includes(2) ? true : undefined));
+    let next = 1;
+    await waitFor("a small frame after the backoff", () => (t1.send(2, frameOf(1, 2, next++)), r2.frames.length > 0 ? true : undefined));
+    expect(r2.frames.every((f) => f.frame[0]!.message.index > 0)).toBe(true);
+  });
+
   it("drops frames from a sender not in the peer list, and frames before listen", async () => {
     const port2 = await freePort();
     const metrics2 = new Metrics();
