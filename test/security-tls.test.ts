@@ -7,7 +7,7 @@
  * Deno serving HTTPS and refusing mutual TLS at start; the MQTT bridge reaching Mosquitto over
  * mqtts:// with a CA.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { request } from "node:https";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
@@ -20,22 +20,9 @@ import { exposureVerdict } from "../src/security/exposure.ts";
 import { REPO_ROOT, runtimeCommand, startBrokerProcess, type BrokerProcess } from "./support/broker-process.ts";
 import { methodDefinition, type Msg } from "./support/grpc-client.ts";
 import { readPartition, startMosquitto, waitFor, writeBridgeConfig } from "./support/mosquitto.ts";
+import { makeCa, makeLeaf } from "./support/pki.ts";
 
 // ---- a throwaway PKI ------------------------------------------------------------------------
-
-function openssl(dir: string, args: string[]): void {
-  execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
-}
-
-function makeCa(dir: string, name: string): void {
-  openssl(dir, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "2", "-subj", `/CN=${name}`]);
-}
-
-function makeLeaf(dir: string, name: string, cn: string, ca: string, ext: string): void {
-  openssl(dir, ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`]);
-  execFileSync("sh", ["-c", `printf '%s\\n' '${ext}' > ${name}.ext`], { cwd: dir });
-  openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.pem`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`]);
-}
 
 interface Pki {
   dir: string;

@@ -13,6 +13,7 @@
  * |---|---|
  * | `types.ts` | group ids, peers, the `Transport` seam (frames of Raft messages, forwarded calls) |
  * | `mem-transport.ts` | `Transport`'s in-memory twin: a seeded simulated network (loss, delay, reorder, duplication, one-way partitions) |
+| `unreachable.ts` | the once-per-100-ms limit on `unreachable` notices, shared by both transports |
  * | `replica-log.ts` | a partition's Raft log **is** its partition log: the `Storage` view over a `PartitionLog`, persisting entries as RecordBatch v2 |
  * | `meta-store.ts` | the controller's file-backed Raft log with snapshots |
  * | `metadata.ts` | the controller's state machine (pure): topics, replica placement; commands and snapshot codec |

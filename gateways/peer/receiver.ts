@@ -1,0 +1,101 @@
+/**
+ * The receiving side of the peer transport: the PeerService handlers, served through the gRPC
+ * gateway's bridge (gateways/grpc/bridge.ts).
+ *
+ * Frames: every request is decoded, checked and handed to `TransportHandlers.frame` at once
+ * (nothing is queued here), then acknowledged with one FramesResponse, so the sender's count of
+ * frames in flight is the only buffer. A frame from an id not in the peer list, or one arriving
+ * before `listen`, is acknowledged as not delivered and counted. Bytes that are not a frame end
+ * the stream with INVALID_ARGUMENT (the sender reconnects after its backoff). Frames larger than
+ * `maxFrameBytes` never get here: grpc-js refuses them (RESOURCE_EXHAUSTED) at the server's
+ * receive limit.
+ *
+ * Call: the handler's reply, or its TributaryError as `error_code`/`error_message`; anything
+ * else it throws is a bug and ends the call with INTERNAL (logged by the reporter).
+ */
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import { isTributaryError } from "../../src/errors.ts";
+import type { NodeId, TransportHandlers } from "../../src/cluster/types.ts";
+import type { BidiCall, ServiceHandlers } from "../grpc/bridge.ts";
+import { decodeFrame } from "./codec.ts";
+import { PeerService, type FramesRequestSchema, type FramesResponseSchema } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
+
+type PeerMethods = typeof PeerService extends GenService<infer S> ? S : never;
+
+export type ReceiveDropReason = "unknown" | "not_listening";
+
+export interface ReceiverEnv {
+  known(from: NodeId): boolean;
+  /** Undefined until `listen`. */
+  handlers(): TransportHandlers | undefined;
+  dropped(from: NodeId, reason: ReceiveDropReason): void;
+}
+
+export class Receiver {
+  /** Ends each open Frames stream (close() must not wait for peers to hang up). */
+  private readonly enders = new Set<() => void>();
+
+  constructor(private readonly env: ReceiverEnv) {}
+
+  service(): ServiceHandlers<PeerMethods> {
+    return {
+      frames: (stream, ctx) => this.frames(stream, ctx.signal),
+      call: async (req) => {
+        const handlers = this.env.handlers();
+        if (!this.env.known(req.from)) return { errorCode: "PERMISSION_DENIED", errorMessage: `peer ${req.from} is not in this peer's cluster.peers` };
+        if (!handlers) return { errorCode: "NOT_READY", errorMessage: "the peer is starting: its transport is not listening yet" };
+        try {
+          return { body: await handlers.call(req.from, req.method, req.body) };
+        } catch (e) {
+          if (isTributaryError(e)) return { errorCode: e.code, errorMessage: e.message };
+          throw e;
+        }
+      },
+    };
+  }
+
+  /** Ends every open Frames stream. */
+  endAll(): void {
+    for (const end of [...this.enders]) end();
+  }
+
+  private frames(stream: BidiCall<typeof FramesRequestSchema, typeof FramesResponseSchema>, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const finish = (e?: unknown) => {
+        this.enders.delete(end);
+        stream.call.off("data", onData);
+        if (e === undefined) resolve();
+        else reject(e);
+      };
+      const end = () => finish();
+      const onData = (bytes: Buffer) => {
+        try {
+          stream.call.write(stream.create({ delivered: this.deliver(bytes) }));
+        } catch (e) {
+          finish(e);
+        }
+      };
+      this.enders.add(end);
+      stream.call.on("data", onData);
+      stream.call.once("end", end);
+      signal.addEventListener("abort", end, { once: true });
+    });
+  }
+
+  /** True when the frame reached the handlers. */
+  private deliver(bytes: Buffer): boolean {
+    // A plain view, so entry data handed to the driver are Uint8Arrays (views), not Buffers.
+    const { from, frame } = decodeFrame(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    if (!this.env.known(from)) {
+      this.env.dropped(from, "unknown");
+      return false;
+    }
+    const handlers = this.env.handlers();
+    if (!handlers) {
+      this.env.dropped(from, "not_listening");
+      return false;
+    }
+    handlers.frame(from, frame);
+    return true;
+  }
+}
