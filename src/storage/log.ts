@@ -219,6 +219,10 @@ export class PartitionLog {
   get segmentBaseOffsets(): number[] {
     return this.segments.map((s) => s.baseOffset);
   }
+  /** How the log was opened (see LogOptions). */
+  get logOptions(): Readonly<LogOptions> {
+    return this.options;
+  }
   /** True once a write or sync failed: the log refuses appends until reopened. */
   get isFailed(): boolean {
     return this.state === "failed";
