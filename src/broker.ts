@@ -946,7 +946,9 @@ export class Broker {
     let nextOffset = offset;
     for (const batch of splitBatches(read.batches)) {
       const header = readBatchHeader(batch);
-      for (const r of decodeRecords(batch)) {
+      // Control batches (a replicated partition's Raft no-ops and membership changes) are not records.
+      const decoded = header.isControl ? [] : decodeRecords(batch);
+      for (const r of decoded) {
         if (r.offset < offset) continue;
         if (records.length >= maxRecords) break;
         records.push(r);
