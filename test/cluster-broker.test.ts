@@ -26,9 +26,8 @@ interface Node {
 let nodes: Node[] = [];
 let network: MemNetwork;
 
-async function openNode(n: Node): Promise<Broker> {
+async function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
   const config = defaultConfig({ "cluster.node.id": String(n.id), "cluster.peers": PEERS, "cluster.tick.ms": "10", "data.dir": "/data", "cluster.request.timeout.ms": "5000" });
-  const transport = network.transport(n.id);
   n.broker = await Broker.open(config, { fs: n.fs, logger: createLogger("error"), cluster: { transport, random: rng(n.id * 31) } });
   return n.broker;
 }
@@ -36,7 +35,7 @@ async function openNode(n: Node): Promise<Broker> {
 async function startCluster(): Promise<void> {
   network = new MemNetwork({ clock: systemClock, random: rng(7), minDelayMs: 0, maxDelayMs: 1 });
   nodes = [1, 2, 3].map((id) => ({ id, fs: new MemFileSystem(), broker: null }));
-  await Promise.all(nodes.map(openNode));
+  await Promise.all(nodes.map((n) => openNode(n)));
 }
 
 async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
@@ -118,8 +117,7 @@ describe("a three-broker cluster", () => {
     }
     expect(leaderOf("t", 0)).not.toBe(victim.id);
     // The crashed peer comes back on its disk and catches up.
-    network.restart(victim.id);
-    const back = await openNode(victim);
+    const back = await openNode(victim, network.restart(victim.id));
     const r = await waitFor("the restarted peer to catch up", async () => {
       if (!back.listTopics().some((t) => t.name === "t")) return undefined;
       const f = await back.fetch("t", 0, 0, { maxRecords: 1000 }).catch(() => undefined);
