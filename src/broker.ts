@@ -43,6 +43,7 @@ import {
   type RecordInput,
 } from "./storage/record-batch.ts";
 import { GroupCoordinator } from "./groups/coordinator.ts";
+import { callLocal, groupService, type GroupMethod, type GroupService } from "./groups/service.ts";
 import { ClusterNode, type GroupStatus } from "./cluster/cluster.ts";
 import type { ClusterMetadata } from "./cluster/metadata.ts";
 import { notLeader, type PartitionReplica } from "./cluster/partition-replica.ts";
@@ -171,8 +172,10 @@ interface BrokerMetrics {
 
 export class Broker {
   readonly metrics = new Metrics();
-  /** Consumer groups: membership, assignments, committed offsets (see src/groups/coordinator.ts). */
-  readonly groups: GroupCoordinator;
+  /** Consumer groups as the gateways call them: the coordinator here, or forwarded to the peer that coordinates. */
+  readonly groups: GroupService;
+  /** Membership, assignments, committed offsets (see src/groups/coordinator.ts); in a cluster active on one peer. */
+  private readonly coordinator: GroupCoordinator;
   private readonly topics = new Map<string, Topic>();
   private readonly m: BrokerMetrics;
   private readonly store: TopicMetadataStore;
@@ -194,7 +197,7 @@ export class Broker {
     readonly logger: Logger,
   ) {
     this.store = new TopicMetadataStore(fs, config.dataDir);
-    this.groups = new GroupCoordinator(
+    this.coordinator = new GroupCoordinator(
       {
         partitionCount: (topic) => this.topics.get(topic)?.partitions.length,
         bounds: (topic, partition) => {
@@ -214,6 +217,7 @@ export class Broker {
       clock,
       logger,
     );
+    this.groups = groupService(this.coordinator, (method, args) => this.routeGroupCall(method, args));
     const mt = this.metrics;
     this.m = {
       recordsProduced: mt.counter("tributary_records_produced_total", "Records appended", ["topic"]),
@@ -266,7 +270,7 @@ export class Broker {
     }
     this.state = "open";
     if (!this.topics.has(OFFSETS_TOPIC)) await this.createTopicWith(OFFSETS_TOPIC, 1, OFFSETS_TOPIC_CONFIG, true);
-    await this.groups.load();
+    await this.coordinator.load();
     this.scheduleMaintenance();
     this.logger.info("broker open", { dataDir: this.config.dataDir, topics: records.length });
   }
@@ -402,7 +406,7 @@ export class Broker {
   private followCoordinator(leader: NodeId): void {
     const epoch = ++this.coordinatorEpoch;
     if (leader !== this.cluster?.self) {
-      if (this.coordinating !== "no") this.groups.resign();
+      if (this.coordinating !== "no") this.coordinator.resign();
       this.coordinating = "no";
       return;
     }
@@ -413,13 +417,26 @@ export class Broker {
       while (replica && epoch === this.coordinatorEpoch && replica.isLeader && replica.log.highWatermark < replica.log.logEndOffset) await this.cluster!.sleep(10);
       if (epoch !== this.coordinatorEpoch) return;
       try {
-        await this.groups.takeOver();
+        await this.coordinator.takeOver();
         if (epoch === this.coordinatorEpoch) this.coordinating = "yes";
       } catch (e) {
         if (epoch === this.coordinatorEpoch && this.state === "open") this.logger.error("could not load consumer groups", { error: e });
         this.coordinating = "no";
       }
     })();
+  }
+
+  /** A group call: here when this peer coordinates (or is a single node), else at the coordinator. */
+  private routeGroupCall(method: GroupMethod, args: unknown[]): Promise<unknown> {
+    const cluster = this.cluster;
+    if (!cluster) return callLocal(this.coordinator, method, args);
+    return cluster.retrying(async () => {
+      if (this.coordinating === "yes") return callLocal(this.coordinator, method, args);
+      const t = this.topics.get(OFFSETS);
+      const leader = t ? this.leaderOf(t, 0) : 0;
+      if (!leader || leader === cluster.self) this.checkCoordinator(); // throws NOT_COORDINATOR: retried
+      return cluster.call(leader, "groups", { method, args });
+    });
   }
 
   private checkCoordinator(): void {
@@ -510,6 +527,11 @@ export class Broker {
       return this.fetch(topic, partition, offset, options);
     });
     cluster.handle("status", async () => cluster.status());
+    cluster.handle("groups", async (_from, body) => {
+      const { method, args } = body as { method: GroupMethod; args: unknown[] };
+      this.checkCoordinator();
+      return callLocal(this.coordinator, method, args);
+    });
   }
 
   /** Every peer's view, gathered for `tributary cluster status`; peers out of reach are marked so. */
@@ -1052,7 +1074,7 @@ export class Broker {
     this.coordinatorEpoch++;
     this.state = "closing";
     this.cancelMaintenance?.();
-    this.groups.close();
+    this.coordinator.close();
     await this.maintenanceRunning;
     await this.adminChain;
     if (this.cluster) {

@@ -138,3 +138,23 @@ describe("a three-broker cluster", () => {
     network.heal();
   }, 20_000);
 });
+
+describe("consumer groups in a cluster", () => {
+  it("are served from any peer: calls are forwarded to the leader of __consumer_offsets", async () => {
+    await startCluster();
+    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
+    await live()[0]!.createTopic("t", 2);
+    await waitFor("the offsets topic and t everywhere", () => live().every((b) => b.listTopics({ includeInternal: true }).length === 2));
+    const [a, b, c] = live() as [Broker, Broker, Broker];
+    const joined = await a.groups.heartbeat({ groupId: "g", topics: ["t"] });
+    const member = await waitFor("an assignment", async () => {
+      const r = await b.groups.heartbeat({ groupId: "g", memberId: joined.memberId });
+      return r.assignment.length === 2 ? r : undefined;
+    });
+    await c.groups.commitOffsets({ groupId: "g", memberId: member.memberId, generationId: member.generationId, offsets: [{ topic: "t", partition: 1, offset: 0 }] });
+    for (const peer of live()) {
+      expect((await peer.groups.fetchCommittedOffsets("g")).map((o) => [o.topic, o.partition, o.offset])).toEqual([["t", 1, 0]]);
+      expect((await peer.groups.describeGroup("g")).members.map((m) => m.memberId)).toEqual([joined.memberId]);
+    }
+  });
+});

@@ -168,8 +168,8 @@ export class ClusterNode {
   }
 
   /**
-   * Run `fn` until it succeeds, retrying NOT_LEADER and PEER_UNAVAILABLE (an election, a peer
-   * restarting) with backoff until the request timeout; other errors go straight through.
+   * Run `fn` until it succeeds, retrying NOT_LEADER, NOT_COORDINATOR and PEER_UNAVAILABLE (an
+   * election, a coordinator replaying offsets, a peer restarting) with backoff until the request timeout; other errors go straight through.
    */
   async retrying<T>(fn: () => Promise<T>, deadlineMs = this.options.clock.now() + this.requestTimeoutMs): Promise<T> {
     let wait = RETRY_MIN_MS;
@@ -177,7 +177,7 @@ export class ClusterNode {
       try {
         return await fn();
       } catch (e) {
-        const again = isTributaryError(e) && (e.code === "NOT_LEADER" || e.code === "PEER_UNAVAILABLE");
+        const again = isTributaryError(e) && (e.code === "NOT_LEADER" || e.code === "PEER_UNAVAILABLE" || e.code === "NOT_COORDINATOR");
         if (!again || this.closed || this.options.clock.now() + wait > deadlineMs) throw e;
       }
       await this.sleep(wait);
