@@ -73,10 +73,14 @@ export function show(e: Entry): string {
 export class TestFs implements FileSystem {
   failRemove: ((path: string) => boolean) | null = null;
   private dead = false;
+  private readonly handles = new Set<FileHandle>();
   constructor(private readonly inner: FileSystem) {}
 
+  /** The process dies: every later call throws, and the files it had open are closed (as the kernel would). */
   kill(): void {
     this.dead = true;
+    for (const h of this.handles) void h.close();
+    this.handles.clear();
   }
 
   private live(): void {
@@ -86,6 +90,7 @@ export class TestFs implements FileSystem {
   async open(path: string, mode: OpenMode): Promise<FileHandle> {
     this.live();
     const h = await this.inner.open(path, mode);
+    this.handles.add(h);
     const guard = <T>(f: () => Promise<T>): Promise<T> => {
       this.live();
       return f();
@@ -96,7 +101,10 @@ export class TestFs implements FileSystem {
       datasync: () => guard(() => h.datasync()),
       truncate: (length) => guard(() => h.truncate(length)),
       size: () => guard(() => h.size()),
-      close: () => h.close(),
+      close: () => {
+        this.handles.delete(h);
+        return h.close();
+      },
     };
   }
   async list(dir: string): Promise<string[]> {
