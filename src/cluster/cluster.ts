@@ -130,6 +130,7 @@ export class ClusterNode {
     r.rejectAll(new TributaryError("TOPIC_NOT_FOUND", `${r.topic} was deleted`));
     this.host.removeGroup(id);
     this.replicas.delete(id);
+    void r.store.close().catch(() => {});
   }
 
   // ---- metadata ----
@@ -239,6 +240,7 @@ export class ClusterNode {
     this.closed = true;
     await this.host.close();
     for (const r of this.replicas.values()) r.rejectAll(new TributaryError("NOT_READY", "the broker is shutting down"));
+    await Promise.allSettled([...this.replicas.values()].map((r) => r.store.close()));
     await this.options.transport.close();
   }
 }

@@ -20,12 +20,14 @@ import { TributaryError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { Entry, NodeId, Snapshot, SoftState } from "../raft/index.ts";
 import type { AppendResult, PartitionLog } from "../storage/log.ts";
-import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, readBatchHeader, verifyBatchCrc } from "../storage/record-batch.ts";
+import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, readBatchHeader, setBatchBaseOffset, verifyBatchCrc } from "../storage/record-batch.ts";
 import type { GroupMachine, GroupStore, RaftGroup } from "./group.ts";
 
 /** What a replica needs of its store beyond the core's: moving the high watermark with the commit. */
 export interface ReplicaStore extends GroupStore {
   commitTo(index: number): void;
+  /** Write what is pending (the applied index) and wait for it. */
+  close(): Promise<void>;
   /** The persisted commit index at open: entries up to it are applied already. */
   readonly appliedHint: number;
 }
@@ -82,6 +84,12 @@ export class PartitionReplica implements GroupMachine {
       checkBatch(batch, maxMessageBytes);
     } catch (e) {
       return Promise.reject(e);
+    }
+    // The leader's log stamps the offsets when it persists the batch; a batch that carries a stamp
+    // (a retry of one an earlier leader persisted) is copied, so bytes in flight elsewhere stay as they are.
+    if (readBatchHeader(batch).baseOffset !== 0) {
+      batch = batch.slice();
+      setBatchBaseOffset(batch, 0);
     }
     const r = this.group.propose(batch);
     if (!r.ok) {
