@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createHash, type Hash } from "node:crypto";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { once } from "node:events";
-import { startFaultProxy, type FaultProxy, type FaultProxyOptions } from "./support/fault-proxy.ts";
+import { faultGroup, startFaultProxy, type FaultProxy, type FaultProxyOptions } from "./support/fault-proxy.ts";
 import { freePort } from "./support/ports.ts";
 import { rng } from "./support/random.ts";
 import { waitFor } from "./support/wait.ts";
@@ -357,5 +357,19 @@ describe("fault proxy", () => {
     const late = connect({ host: "127.0.0.1", port: proxy.port });
     const [err] = (await once(late, "error")) as [NodeJS.ErrnoException];
     expect(err.code).toBe("ECONNREFUSED");
+  });
+
+  it("faultGroup drives several proxies as one and sums their stats", async () => {
+    const echo = await startEcho();
+    const proxies = [await proxyTo(echo.port), await proxyTo(echo.port)];
+    const group = faultGroup(proxies);
+    for (const p of proxies) await echoes(p.port, "abc");
+    expect(group.stats()).toMatchObject({ connections: 2, bytesAtoB: 6, bytesBtoA: 6 });
+    group.cut();
+    await waitFor("every connection of the group to be cut", () => group.stats().open === 0);
+    for (const p of proxies) await refused(p.port);
+    expect(group.stats()).toMatchObject({ refused: 2 });
+    group.heal();
+    for (const p of proxies) await echoes(p.port, "healed");
   });
 });

@@ -87,6 +87,9 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
+/** The faults of a proxy, without where it listens: also what a group of proxies offers. */
+export type FaultControls = Omit<FaultProxy, "port" | "address" | "close">;
+
 const MAX_CONNECTIONS_DEFAULT = 64;
 const MAX_QUEUED_BYTES_DEFAULT = 256 * 1024;
 /**
@@ -488,4 +491,29 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const proxy = new FaultProxyServer(options);
   await proxy.listen();
   return proxy;
+}
+
+/**
+ * Several proxies driven as one (every link into one peer, say): each call goes to all of them;
+ * stats are summed, `queuedBytesPeak` is the largest.
+ */
+export function faultGroup(proxies: readonly FaultProxy[]): FaultControls {
+  const each = (f: (p: FaultProxy) => void) => proxies.forEach(f);
+  return {
+    cut: () => each((p) => p.cut()),
+    stall: () => each((p) => p.stall()),
+    blackhole: (direction) => each((p) => p.blackhole(direction)),
+    throttle: (bytesPerSec) => each((p) => p.throttle(bytesPerSec)),
+    delay: (ms) => each((p) => p.delay(ms)),
+    reset: () => each((p) => p.reset()),
+    heal: () => each((p) => p.heal()),
+    stats: () => {
+      const total: FaultProxyStats = { connections: 0, open: 0, bytesAtoB: 0, bytesBtoA: 0, dropped: 0, refused: 0, queuedBytes: 0, queuedBytesPeak: 0 };
+      for (const p of proxies) {
+        const s = p.stats();
+        for (const k of Object.keys(total) as (keyof FaultProxyStats)[]) total[k] = k === "queuedBytesPeak" ? Math.max(total[k], s[k]) : total[k] + s[k];
+      }
+      return total;
+    },
+  };
 }
