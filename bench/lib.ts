@@ -48,6 +48,8 @@ export interface LoadResult {
   e2eP50?: number | null;
   e2eP99?: number | null;
   e2eSamples?: number;
+  /** CPU seconds the generator process itself used (all of its life). */
+  loadCpuS?: number;
   errors: number;
 }
 

@@ -7,7 +7,8 @@
  *   computed at the end, so it needs no clock in the payload and costs the hot path one store.
  * - `Pacer`: holds a producer to a target rate (the soak runs at half the maximum) without a
  *   timer per message: it says how long to wait before the next send, 0 when behind.
- * - `loadSummary`: the one JSON line every generator prints (see `LoadResult` in bench/lib.ts).
+ * - `loadSummary`: the one JSON line every generator prints (see `LoadResult` in bench/lib.ts),
+ *   with the generator's own CPU time, to tell a saturated client from a saturated broker.
  */
 import { percentile } from "./lib.ts";
 
@@ -79,7 +80,10 @@ export interface LoadCounts {
 
 export function loadSummary(c: LoadCounts): string {
   const ack = c.ackLatencies.sort((a, b) => a - b);
+  const cpu = process.cpuUsage();
   return JSON.stringify({
+    // The generator's own CPU seconds: when it nears one core per second, it, not the broker, is the limit.
+    loadCpuS: (cpu.user + cpu.system) / 1e6,
     records: c.records,
     bytes: c.bytes,
     errors: c.errors,

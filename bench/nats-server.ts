@@ -15,7 +15,7 @@
  *   const leaderUrl = await js.createStream({ name: "BENCH", subject: "bench", replicas: 3 });
  *   await js.stop();
  */
-import { jetstreamManager, StorageType } from "@nats-io/jetstream";
+import { jetstreamManager, StorageType, type StreamInfo } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -23,7 +23,8 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { REPO } from "./lib.ts";
 import { freePorts } from "../test/support/ports.ts";
-import { waitFor } from "../test/support/wait.ts";
+
+const STREAM_CREATE_TIMEOUT_MS = 90_000;
 
 export function natsServerBinary(): string {
   if (process.env.NATS_SERVER) return process.env.NATS_SERVER;
@@ -73,9 +74,17 @@ function config(dir: string, node: Node, all: Node[], sync: "always" | "default"
   return lines.join("\n") + "\n";
 }
 
-function startOne(bin: string, configPath: string): Promise<ChildProcess> {
+interface Started {
+  child: ChildProcess;
+  /** The server's log lately (its last LOG_KEEP_CHARS). */
+  log(): string;
+}
+const LOG_KEEP_CHARS = 20_000;
+
+function startOne(bin: string, configPath: string): Promise<Started> {
   const child = spawn(bin, ["-c", configPath], { stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
+  let ready = false;
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null) => {
       clearTimeout(timer);
@@ -88,13 +97,14 @@ function startOne(bin: string, configPath: string): Promise<ChildProcess> {
     }, 30_000);
     child.once("exit", onExit);
     child.stderr!.setEncoding("utf8");
-    // Read to the end, so a chatty server never blocks on a full pipe; keep only the start.
+    // Read to the end, so a chatty server never blocks on a full pipe; keep only the tail.
     child.stderr!.on("data", (d: string) => {
-      if (log.length < 100_000) log += d;
-      if (log.includes("Server is ready")) {
+      log = (log + d).slice(-LOG_KEEP_CHARS);
+      if (!ready && log.includes("Server is ready")) {
+        ready = true;
         clearTimeout(timer);
         child.off("exit", onExit);
-        resolve(child);
+        resolve({ child, log: () => log });
       }
     });
   });
@@ -123,15 +133,16 @@ export async function startJetStream(options: { dir: string; sync: "always" | "d
   const ports = await freePorts(2 * size);
   const nodes: Node[] = Array.from({ length: size }, (_, i) => ({ name: `n${i + 1}`, client: ports[2 * i]!, route: ports[2 * i + 1]! }));
   await mkdir(options.dir, { recursive: true });
-  const children: ChildProcess[] = [];
+  const started: Started[] = [];
   const stop = async () => {
-    await Promise.all(children.map(stopOne));
+    await Promise.all(started.map((s) => stopOne(s.child)));
   };
+  const logs = () => started.map((s, i) => `--- ${nodes[i]!.name}:\n${s.log().slice(-1000)}`).join("\n");
   try {
     for (const n of nodes) {
       const path = join(options.dir, `${n.name}.conf`);
       await writeFile(path, config(options.dir, n, nodes, options.sync));
-      children.push(await startOne(bin, path));
+      started.push(await startOne(bin, path));
     }
   } catch (e) {
     await stop();
@@ -140,28 +151,29 @@ export async function startJetStream(options: { dir: string; sync: "always" | "d
   const urls = nodes.map((n) => `127.0.0.1:${n.client}`);
   return {
     urls,
-    pids: children.map((c) => c.pid!),
+    pids: started.map((s) => s.child.pid!),
     version,
     stop,
     async createStream(s) {
       const nc = await connect({ servers: urls });
       try {
         // A new cluster times out or answers "JetStream system temporarily unavailable" until
-        // its meta group has a leader: retry the whole creation until then.
-        const info = await waitFor(
-          "the JetStream stream to be created",
-          async () => {
-            try {
-              const jsm = await jetstreamManager(nc, { timeout: 5000 });
-              await jsm.streams.add({ name: s.name, subjects: [s.subject], storage: StorageType.File, num_replicas: s.replicas });
-              const i = await jsm.streams.info(s.name);
-              return s.replicas === 1 || i.cluster?.leader ? i : undefined;
-            } catch {
-              return undefined;
-            }
-          },
-          60_000,
-        );
+        // its meta group has a leader: retry the whole creation until then (bounded).
+        let lastError: unknown = null;
+        let info: StreamInfo | undefined;
+        const deadline = Date.now() + STREAM_CREATE_TIMEOUT_MS;
+        while (!info && Date.now() < deadline) {
+          try {
+            const jsm = await jetstreamManager(nc, { timeout: 5000 });
+            await jsm.streams.add({ name: s.name, subjects: [s.subject], storage: StorageType.File, num_replicas: s.replicas });
+            const i = await jsm.streams.info(s.name);
+            if (s.replicas === 1 || i.cluster?.leader) info = i;
+          } catch (e) {
+            lastError = e;
+          }
+          if (!info) await new Promise((r) => setTimeout(r, 250));
+        }
+        if (!info) throw new Error(`JetStream stream ${s.name} not created in ${STREAM_CREATE_TIMEOUT_MS} ms: ${String(lastError)}\n${logs().slice(-3000)}`);
         const leader = info.cluster?.leader;
         const i = leader ? nodes.findIndex((n) => n.name === leader) : 0;
         return urls[Math.max(0, i)]!;

@@ -135,7 +135,7 @@ async function runSystem(spec: SystemSpec, recordBytes: number): Promise<Row[]> 
 
 function detailTable(rows: Row[]): string {
   return table(
-    ["system", "message", "shape", "msgs/s", "MB/s", "ack p50 / p99 / p99.9 ms", "e2e p50 / p99 ms", "broker CPU cores", "CPU µs/msg", "peak RSS MB", "errors"],
+    ["system", "message", "shape", "msgs/s", "MB/s", "ack p50 / p99 / p99.9 ms", "e2e p50 / p99 ms", "broker CPU cores", "CPU µs/msg", "load gen CPU cores", "peak RSS MB", "errors"],
     rows.map(({ spec, recordBytes, shape, m }) => [
       systemName(spec),
       sizeName(recordBytes),
@@ -146,6 +146,7 @@ function detailTable(rows: Row[]): string {
       `${ms(m.e2eP50)} / ${ms(m.e2eP99)}`,
       (m.cpuS / m.wallS).toFixed(2),
       m.records > 0 ? fmt.int((m.cpuS * 1e6) / m.records) : "-",
+      m.loadCpuS === undefined ? "-" : (m.loadCpuS / m.wallS).toFixed(2),
       fmt.mb(m.peakRssBytes),
       m.errors,
     ]),
