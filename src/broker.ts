@@ -29,7 +29,7 @@ import { Metrics, LATENCY_BUCKETS_S } from "./metrics.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Partition } from "./partition.ts";
 import { KeylessPartitioner, partitionForKey } from "./partitioner.ts";
-import { nodeFileSystem, type FileSystem } from "./runtime/fs.ts";
+import { joinPath, nodeFileSystem, type FileSystem } from "./runtime/fs.ts";
 import { systemClock, type Clock } from "./runtime/clock.ts";
 import { PartitionLog, type LogConfig } from "./storage/log.ts";
 import {
@@ -122,6 +122,8 @@ export interface BrokerDeps {
   fs?: FileSystem;
   clock?: Clock;
   logger?: Logger;
+  /** The registry /metrics renders; given when something made before the broker (the peer transport) counts into it too. */
+  metrics?: Metrics;
   /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
   cluster?: { transport: Transport; random?: () => number };
 }
@@ -171,7 +173,7 @@ interface BrokerMetrics {
 }
 
 export class Broker {
-  readonly metrics = new Metrics();
+  readonly metrics: Metrics;
   /** Consumer groups as the gateways call them: the coordinator here, or forwarded to the peer that coordinates. */
   readonly groups: GroupService;
   /** Membership, assignments, committed offsets (see src/groups/coordinator.ts); in a cluster active on one peer. */
@@ -195,7 +197,9 @@ export class Broker {
     private readonly fs: FileSystem,
     private readonly clock: Clock,
     readonly logger: Logger,
+    metrics: Metrics,
   ) {
+    this.metrics = metrics;
     this.store = new TopicMetadataStore(fs, config.dataDir);
     this.coordinator = new GroupCoordinator(
       {
@@ -250,6 +254,7 @@ export class Broker {
       deps.fs ?? nodeFileSystem,
       deps.clock ?? systemClock,
       deps.logger ?? createLogger(config.logLevel),
+      deps.metrics ?? new Metrics(),
     );
     if (config.cluster) {
       if (!deps.cluster) throw new Error("invariant broken: a cluster config needs a peer transport in BrokerDeps.cluster");
@@ -308,6 +313,7 @@ export class Broker {
   /** Cluster mode: the topics come from the controller's metadata, replayed from its log. */
   private async loadCluster(transport: Transport, random: () => number): Promise<void> {
     const c = this.config.cluster!;
+    await this.fs.mkdirp(joinPath(this.config.dataDir, "meta")); // the producer-id counter lives there
     this.producerIds = await ProducerIdAllocator.open(this.fs, this.config.dataDir);
     this.cluster = await ClusterNode.open(
       {
@@ -477,7 +483,7 @@ export class Broker {
       const leader = this.leaderOf(topic, index);
       if (!leader || leader === cluster.self) throw notLeader(topic.record.name, index, 0);
       return (await cluster.call(leader, "produce", { topic: topic.record.name, partition: index, batch, acks, idempotent })) as { baseOffset: number; lastOffset: number };
-    });
+    }, { unknownOutcome: idempotent });
   }
 
   /**
@@ -662,7 +668,12 @@ export class Broker {
   private async createInCluster(cluster: ClusterNode, record: TopicRecord): Promise<TopicDescription> {
     // A new cluster records its peers first (bootstrapCluster); placement draws on them.
     await this.untilLocal(() => cluster.controller.group.node.confState().voters.every((id) => cluster.metadata.peers().some((p) => p.id === id)));
-    await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
+    try {
+      await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
+    } catch (e) {
+      // A retry of our own command that had been applied after all.
+      if (!(isTributaryError(e) && e.code === "TOPIC_EXISTS" && cluster.metadata.topic(record.name)?.record.id === record.id)) throw e;
+    }
     await this.untilLocal(() => this.topics.get(record.name)?.record.id === record.id);
     this.logger.info("topic created", { topic: record.name, partitions: record.partitions, config: record.config });
     return this.describe(this.topics.get(record.name)!);
@@ -691,7 +702,9 @@ export class Broker {
       const topic = this.topic(name);
       if (isInternalTopic(name)) throw new TributaryError("INVALID_TOPIC_NAME", `topic ${name} is internal to the broker and cannot be deleted`);
       if (this.cluster) {
-        await this.cluster.proposeMeta({ type: "delete-topic", name });
+        await this.cluster.proposeMeta({ type: "delete-topic", name }).catch((e: unknown) => {
+          if (!(isTributaryError(e) && e.code === "TOPIC_NOT_FOUND")) throw e;
+        });
         await this.untilLocal(() => this.topics.get(name)?.record.id !== topic.record.id);
         return;
       }

@@ -94,14 +94,18 @@ describe("a three-broker cluster", () => {
     }
   });
 
-  it("rides through the leader's crash: a new leader takes the writes and nothing acknowledged is lost", async () => {
+  it("rides through the leader's crash: a new leader takes the writes, an idempotent producer's retries write nothing twice, nothing acknowledged is lost", async () => {
     await startCluster();
     await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
     await live()[0]!.createTopic("t", 1);
     await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
     const acked: string[] = [];
+    const id = await live()[0]!.initProducerId();
+    let seq = 0;
+    // Idempotent: the broker may retry a batch whose outcome a leader change left unknown.
+    const produce = (b: Broker, value: string) => b.produce("t", [{ key: null, value: enc.encode(value), partition: 0 }], -1, { ...id, baseSequence: seq++ });
     for (let i = 0; i < 20; i++) {
-      await live()[0]!.produce("t", [{ key: null, value: enc.encode(`a${i}`), partition: 0 }], -1);
+      await produce(live()[0]!, `a${i}`);
       acked.push(`a${i}`);
     }
     const leader = await waitFor("a partition leader", () => leaderOf("t", 0) || undefined);
@@ -112,7 +116,7 @@ describe("a three-broker cluster", () => {
     victim.broker = null;
     const survivor = live()[0]!;
     for (let i = 0; i < 10; i++) {
-      await survivor.produce("t", [{ key: null, value: enc.encode(`b${i}`), partition: 0 }], -1);
+      await produce(survivor, `b${i}`);
       acked.push(`b${i}`);
     }
     expect(leaderOf("t", 0)).not.toBe(victim.id);

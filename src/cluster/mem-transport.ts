@@ -184,7 +184,7 @@ export class MemNetwork {
         fn();
       };
       const cancel = clock.setTimer(deadlineMs - clock.now(), () =>
-        settle(() => reject(new TributaryError("PEER_UNAVAILABLE", `peer ${to} did not answer ${method} before the deadline`))),
+        settle(() => reject(new TributaryError("REQUEST_TIMED_OUT", `peer ${to} did not answer ${method} before the deadline; it may have run`))),
       );
       const refused = this.blocked(caller, to);
       if (refused) return this.dropAtSender(caller, to, "call", refused);
