@@ -1005,7 +1005,9 @@ export class Broker {
       // No replica here: ask the leader (it serves committed records, as every replica does).
       const leader = this.leaderOf(t, partitionIndex);
       const { signal: _signal, ...wire } = options;
-      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire })) as FetchResult;
+      // A long poll waits there: the call may take that long, plus the usual margin.
+      const deadline = this.clock.now() + Math.min(options.waitMs ?? 0, this.config.http.maxWaitMs) + 2000;
+      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire }, deadline)) as FetchResult;
     }
     const p = this.partition(topicName, partitionIndex);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new TributaryError("INVALID_REQUEST", `offset must be a non-negative integer, got ${String(offset)}`);
