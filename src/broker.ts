@@ -524,10 +524,16 @@ export class Broker {
   /** Calls other peers forward here. */
   private serveForwarded(cluster: ClusterNode): void {
     cluster.handle("produce", async (_from, body) => {
-      const { topic, partition, batch, acks, idempotent } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean };
+      const { topic, partition, batch, acks, idempotent, hops } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean; hops?: number };
       const t = this.topic(topic);
       const p = this.partition(topic, partition);
-      if (!p.replica?.isLeader) throw notLeader(topic, partition, p.replica?.leader ?? 0);
+      if (!p.replica?.isLeader) {
+        // A replica that is not the leader knows who is: pass it on once (a peer without a replica
+        // guessed the preferred leader). Never twice, so an election cannot bounce it around.
+        const leader = p.replica?.leader ?? 0;
+        if (leader && leader !== cluster.self && !hops) return cluster.call(leader, "produce", { ...(body as object), hops: 1 });
+        throw notLeader(topic, partition, leader);
+      }
       return this.appendAsLeader(p, t, new Uint8Array(batch), acks, idempotent === true);
     });
     cluster.handle("fetch", async (_from, body) => {

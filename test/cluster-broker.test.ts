@@ -26,8 +26,10 @@ interface Node {
 let nodes: Node[] = [];
 let network: MemNetwork;
 
+let replicationFactor = "3";
+
 async function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
-  const config = defaultConfig({ "cluster.node.id": String(n.id), "cluster.peers": PEERS, "cluster.tick.ms": "10", "data.dir": "/data", "cluster.request.timeout.ms": "5000" });
+  const config = defaultConfig({ "cluster.node.id": String(n.id), "cluster.peers": PEERS, "cluster.tick.ms": "10", "data.dir": "/data", "cluster.request.timeout.ms": "5000", "replication.factor": replicationFactor });
   n.broker = await Broker.open(config, { fs: n.fs, logger: createLogger("error"), cluster: { transport, random: rng(n.id * 31) } });
   return n.broker;
 }
@@ -63,6 +65,7 @@ function leaderOf(topic: string, partition: number): number {
 afterEach(async () => {
   await Promise.all(live().map((b) => b.close()));
   nodes = [];
+  replicationFactor = "3";
 });
 
 describe("a three-broker cluster", () => {
@@ -141,6 +144,23 @@ describe("a three-broker cluster", () => {
     expect(["NOT_LEADER", "PEER_UNAVAILABLE"]).toContain(code);
     network.heal();
   }, 20_000);
+});
+
+describe("partitions on some peers only", () => {
+  it("with one replica per partition, any peer produces and fetches by forwarding to the holder", async () => {
+    replicationFactor = "1";
+    await startCluster();
+    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
+    await live()[0]!.createTopic("t", 3);
+    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+    const holders = live().map((b) => b.describeTopic("t").partitions.filter((p) => p.highWatermark >= 0).length);
+    expect(holders).toEqual([1, 1, 1]); // each peer holds one of the three partitions
+    for (let p = 0; p < 3; p++) await live()[0]!.produce("t", [{ key: null, value: enc.encode(`p${p}`), partition: p }], -1);
+    for (let p = 0; p < 3; p++) {
+      const r = await live()[1]!.fetch("t", p, 0, {});
+      expect(r.records.map((x) => dec.decode(x.value!))).toEqual([`p${p}`]);
+    }
+  });
 });
 
 describe("consumer groups in a cluster", () => {
