@@ -75,17 +75,17 @@ export type TopicWelcome =
     };
 
 /**
- * One send for one source partition. It covers the source offsets [fromOffset, toOffset)
- * completely: every data batch of the source in that range is in `batches`, in offset order
- * (control batches, which carry no records, are left out). So the central can tell a replay
- * (fromOffset at or below its position) from a gap (above it), and a gap is accepted only when
- * `gaps` declares it.
+ * One send for one source partition: the data batches the edge read from `fromOffset` on, in
+ * offset order. Between fromOffset and the first batch, and between batches, lie only batches
+ * without records (control batches, batches compaction emptied), which are not sent. So the
+ * central can tell a replay (batches below its position) from a gap (fromOffset above it), and a
+ * gap is accepted only when `gaps` declares it.
  */
 export interface SourceSend {
   readonly source: SourcePartition;
+  /** Where the edge read from: the central's position as the edge last learnt it. */
   readonly fromOffset: number;
-  readonly toOffset: number;
-  /** RecordBatch v2, concatenated, as the edge stores them: baseOffset is the source offset. */
+  /** RecordBatch v2, concatenated, as the edge stores them (baseOffset is the source offset), stamped (stamp.ts). */
   readonly batches: Uint8Array;
   /** Lost source offsets between the central's position and fromOffset (resume.ts), declared. */
   readonly gaps: readonly Gap[];
@@ -93,7 +93,10 @@ export interface SourceSend {
 
 export interface MirrorAck {
   readonly source: SourcePartition;
-  /** The next source offset the central expects: everything below is durable there (or declared lost). */
+  /**
+   * The central's position: the end of its newest stamped batch of this source, so the next
+   * source offset it expects. Everything below is durable there, or was declared lost.
+   */
   readonly position: number;
 }
 
@@ -107,7 +110,7 @@ export interface MirrorAck {
  *
  * @example
  *   const welcome = await sink.open({ link: "to-dc", cluster: "site7", topics: [binding] });
- *   const [ack] = await sink.send([{ source, fromOffset: 120, toOffset: 180, batches, gaps: [] }]);
+ *   const [ack] = await sink.send([{ source, fromOffset: 120, batches, gaps: [] }]);
  */
 export interface MirrorSink {
   open(hello: LinkHello): Promise<readonly TopicWelcome[]>;
