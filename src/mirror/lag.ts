@@ -159,6 +159,9 @@ export class PartitionLag {
   /**
    * The central acknowledged up to `position` (its next expected offset), `bytes` newly mirrored;
    * `nextUnmirroredMs` is the timestamp of the record at `position` (ignored once caught up).
+   * The central's position ends at its newest data batch (stamp.ts); when the driver has read past
+   * it and found only batches without records (a new edge leader's control batch), it passes its
+   * read cursor instead, so a caught-up partition shows no lag.
    */
   acknowledged(position: number, bytes: number, nextUnmirroredMs: number | null, nowMs: number): void {
     this.sendRate.add(bytes, nowMs);

@@ -74,10 +74,3 @@ export function addToLedger<R extends OffsetRange>(ledger: readonly R[], added: 
   }
   return out;
 }
-
-/** Offsets covered by normalised ranges. */
-export function rangesSize(ranges: readonly OffsetRange[]): number {
-  let n = 0;
-  for (const r of ranges) n += r.to - r.from;
-  return n;
-}
