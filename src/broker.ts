@@ -285,7 +285,7 @@ export class Broker {
         const dir = this.store.partitionDir(record, i);
         await this.fs.mkdirp(dir);
         // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
-        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, ...(voters ? { highWatermark: "external" as const } : {}) });
+        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock }, voters ? REPLICATED_LOG : {});
         const p = new Partition(record.name, i, log, this.clock);
         partitions.push(p);
         if (voters) p.replica = await this.cluster!.addReplica(record.name, record.id, i, dir, log, voters);
@@ -322,7 +322,7 @@ export class Broker {
     );
     this.serveForwarded(this.cluster);
     this.state = "open";
-    void this.ensureOffsetsTopic();
+    void this.bootstrapCluster();
     this.scheduleMaintenance();
     this.logger.info("broker open as a cluster peer", { dataDir: this.config.dataDir, node: c.nodeId, peers: c.peers.map((p) => `${p.id}@${p.address}`) });
   }
@@ -358,8 +358,23 @@ export class Broker {
     this.logger.info("topic deleted", { topic: topic.record.name });
   }
 
-  /** The broker's own topic, created once by whichever peer gets there first. */
-  private async ensureOffsetsTopic(): Promise<void> {
+  /**
+   * The metadata a new cluster starts from, proposed by every peer until it is there (duplicates
+   * are harmless): the configured peers with their addresses (placement draws on them), then the
+   * broker's own offsets topic.
+   */
+  private async bootstrapCluster(): Promise<void> {
+    const cluster = this.cluster!;
+    for (const peer of cluster.peers) {
+      while (this.state === "open" && !cluster.metadata.peers().some((p) => p.id === peer.id)) {
+        try {
+          await cluster.proposeMeta({ type: "add-peer", peer });
+        } catch (e) {
+          if (!(isTributaryError(e) && e.retriable)) this.logger.error("could not record a peer in the cluster metadata", { peer: peer.id, error: e });
+          await cluster.sleep(200);
+        }
+      }
+    }
     while (this.state === "open" && !this.topics.has(OFFSETS)) {
       try {
         await this.createTopicWith(OFFSETS, 1, OFFSETS_TOPIC_CONFIG, true);
@@ -401,7 +416,7 @@ export class Broker {
         await this.groups.takeOver();
         if (epoch === this.coordinatorEpoch) this.coordinating = "yes";
       } catch (e) {
-        this.logger.error("could not load consumer groups", { error: e });
+        if (epoch === this.coordinatorEpoch && this.state === "open") this.logger.error("could not load consumer groups", { error: e });
         this.coordinating = "no";
       }
     })();
@@ -599,6 +614,8 @@ export class Broker {
 
   /** Cluster mode: the controller places and records the topic; every peer then opens its replicas. */
   private async createInCluster(cluster: ClusterNode, record: TopicRecord): Promise<TopicDescription> {
+    // A new cluster records its peers first (bootstrapCluster); placement draws on them.
+    await this.untilLocal(() => cluster.metadata.peers().length >= cluster.peers.length);
     await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
     await this.untilLocal(() => this.topics.get(record.name)?.record.id === record.id);
     this.logger.info("topic created", { topic: record.name, partitions: record.partitions, config: record.config });
@@ -946,7 +963,9 @@ export class Broker {
     let nextOffset = offset;
     for (const batch of splitBatches(read.batches)) {
       const header = readBatchHeader(batch);
-      for (const r of decodeRecords(batch)) {
+      // Control batches (a replicated partition's Raft no-ops and membership changes) are not records.
+      const decoded = header.isControl ? [] : decodeRecords(batch);
+      for (const r of decoded) {
         if (r.offset < offset) continue;
         if (records.length >= maxRecords) break;
         records.push(r);
@@ -1053,6 +1072,8 @@ export class Broker {
 }
 
 const INT16_MAX = 0x7fff;
+/** A replicated partition's log: its Raft log, so compaction keeps every batch (an index each). */
+const REPLICATED_LOG = { highWatermark: "external", keepEmptyBatches: true } as const;
 /** Producer ids in a cluster: counter * PEER_ID_SPACE + the issuing peer's id. */
 const PEER_ID_SPACE = 0x10000;
 

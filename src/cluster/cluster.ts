@@ -152,8 +152,12 @@ export class ClusterNode {
     this.handlers.set(method, fn);
   }
 
-  /** Call `method` on peer `to` with a CBOR body; the peer's TributaryError is rethrown here. */
-  async call(to: NodeId, method: string, body: unknown, deadlineMs = this.options.clock.now() + this.requestTimeoutMs): Promise<unknown> {
+  /**
+   * Call `method` on peer `to` with a CBOR body; the peer's TributaryError is rethrown here. One
+   * attempt waits at most two election timeouts by default: a leader that went silent is replaced
+   * by then, so a retry (`retrying`) asks the new one instead of spending the whole request there.
+   */
+  async call(to: NodeId, method: string, body: unknown, deadlineMs = this.options.clock.now() + this.attemptMs()): Promise<unknown> {
     if (to === this.self) {
       const h = this.handlers.get(method);
       if (!h) throw new Error(`invariant broken: no handler for ${method}`);
@@ -179,6 +183,11 @@ export class ClusterNode {
       await this.sleep(wait);
       wait = Math.min(RETRY_MAX_MS, wait * 2);
     }
+  }
+
+  private attemptMs(): number {
+    const t = this.host.timing;
+    return Math.min(this.requestTimeoutMs, 2 * t.electionTicks * t.tickMs);
   }
 
   sleep(ms: number): Promise<void> {

@@ -118,7 +118,7 @@ export async function rebuildProducerState(log: PartitionLog, seen: (producerId:
     for (const batch of list) {
       const h = readBatchHeader(batch);
       const lastOffset = h.baseOffset + h.lastOffsetDelta;
-      if (h.producerId >= 0 && h.baseSequence >= 0 && lastOffset >= offset) {
+      if (!h.isControl && h.producerId >= 0 && h.baseSequence >= 0 && lastOffset >= offset) {
         seen(h.producerId);
         table.record(h.producerId, h.producerEpoch, {
           firstSeq: h.baseSequence,

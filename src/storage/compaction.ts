@@ -10,7 +10,8 @@
  *    `<name>.log.cleaned`: a batch whose records all stay is copied byte for byte; one that loses
  *    some is re-encoded with the survivors, at their original offset deltas and with the
  *    original baseOffset, lastOffsetDelta, producer fields and flags, so offsets are never
- *    reused; one that loses all is dropped. The file is synced, then handed to `swap`, which
+ *    reused; one that loses all is dropped (or, with `keepEmptyBatches`, kept as an empty batch
+ *    of the same offsets, so a replicated log keeps its batch count: its Raft indexes). The file is synced, then handed to `swap`, which
  *    renames it over the segment and rebuilds its indexes.
  *
  * Tombstones (null value) that are the newest of their key are dropped once their record
@@ -43,6 +44,8 @@ export interface CompactionContext {
   nowMs: number;
   deleteRetentionMs: number;
   maxKeys?: number;
+  /** A batch that loses every record stays as an empty batch (same offsets, flags, epoch). */
+  keepEmptyBatches?: boolean;
   /** Checked between batches: true stops the work (the log is closing). */
   shouldStop: () => boolean;
   /** Rename `segment.cleanedPath` over the segment and take the new file into use. */
@@ -168,7 +171,7 @@ async function cleanSegment(
         const kept = records.filter(keep);
         recordsRemoved += records.length - kept.length;
         if (kept.length === records.length) return emit(bytes.slice());
-        if (kept.length > 0) return emit(reencode(bytes, kept));
+        if (kept.length > 0 || ctx.keepEmptyBatches) return emit(reencode(bytes, kept));
       });
       await writeChunk();
       if (done) await out.datasync();

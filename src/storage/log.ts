@@ -11,6 +11,11 @@
  *   read ──► segment by binary search ──► offset index ──► header scan ──► whole batches, CRC
  *            checked, never past the high watermark (readers never wait for the writer)
  *
+ *   replicated mode (`highWatermark: "external"`, used by src/cluster/replica-log.ts): durable
+ *   appends move only `durableEnd`; the owner moves the high watermark with `commitTo` (the Raft
+ *   commit), `readDurable` serves replication up to the durable end, retention asks the owner's
+ *   hook before deleting, and compaction keeps emptied batches so the batch count never changes.
+ *
  *   maintenance (one at a time, behind a small mutex): retention deletes old closed segments,
  *   compaction rewrites closed segments, truncateTo cuts the tail. Rolling happens in the writer
  *   and only ever adds a segment, so it needs no lock; compaction and retention only touch
@@ -25,13 +30,13 @@
  *   const { baseOffset } = await log.append(encodeBatch([{ key: null, value }], { timestamp: Date.now() }));
  *   const { batches } = await log.read(baseOffset, 1 << 20);
  */
-import { TributaryError } from "../errors.ts";
+import { TributaryError, assert } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { FileSystem } from "../runtime/fs.ts";
 import { compactSegments, type CompactionStats } from "./compaction.ts";
 import { GroupCommit, type PendingAppend } from "./flusher.ts";
-import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, decodeRecords, readBatchHeader, setBatchBaseOffset, verifyBatchCrc } from "./record-batch.ts";
+import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, decodeRecords, readBatchHeader, setBatchBaseOffset, verifyBatchCrc, type BatchHeader } from "./record-batch.ts";
 import { recoverSegments } from "./recovery.ts";
 import { segmentsToDelete } from "./retention.ts";
 import { BatchCursor, Segment, SEGMENT_MAX_BYTES, SEGMENT_MAX_OFFSETS, segmentFileName } from "./segment.ts";
@@ -76,6 +81,27 @@ export interface LogDeps {
   logger?: Logger;
 }
 
+/**
+ * How the log is used; the defaults are the single-node broker's.
+ * - highWatermark "durable" (default): a durable append moves the high watermark. "external": it
+ *   moves only `durableEnd`, and `commitTo` moves the high watermark (a replicated log, where
+ *   readers may only see what a quorum holds).
+ * - keepEmptyBatches: compaction leaves a batch that lost all its records in place as an empty
+ *   batch (header, lastOffsetDelta kept) instead of dropping it, so the number of batches (a
+ *   replicated log's Raft indexes) never changes. Default false.
+ */
+export interface LogOptions {
+  highWatermark?: "durable" | "external";
+  keepEmptyBatches?: boolean;
+}
+
+/**
+ * Called by retention with the log start offset it is about to move to, before any file goes;
+ * the deletion waits for it and is abandoned if it throws. A replicated log records its new Raft
+ * anchor here, so a crash between the two leaves the anchor ahead, which its owner repairs at open.
+ */
+export type RetentionHook = (newLogStartOffset: number) => Promise<void>;
+
 export interface AppendResult {
   baseOffset: number;
   lastOffset: number;
@@ -102,6 +128,9 @@ export class PartitionLog {
   private failure: TributaryError | null = null;
   private nextOffset: number;
   private hw: number;
+  /** Offsets below this are durable (in "durable" mode always equal to hw). */
+  private durable: number;
+  private retentionHook: RetentionHook | null = null;
   private readonly listeners = new Set<(highWatermark: number) => void>();
   private readonly flusher: GroupCommit;
   /** Segments written to since their last datasync. */
@@ -119,9 +148,12 @@ export class PartitionLog {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private segments: Segment[],
+    private readonly options: LogOptions,
   ) {
     this.nextOffset = this.active.nextOffset;
-    this.hw = this.nextOffset;
+    this.durable = this.nextOffset;
+    // Replicated: nothing is known committed until the owner says so (commitTo, after reading its state).
+    this.hw = this.external ? this.logStartOffset : this.nextOffset;
     this.flusher = new GroupCommit(
       {
         write: (items) => this.writeRound(items),
@@ -135,7 +167,7 @@ export class PartitionLog {
   }
 
   /** Open (creating if needed) and recover the log in `dir`: torn or corrupt tail truncated, indexes rebuilt. */
-  static async open(dir: string, config: LogConfig, deps: LogDeps): Promise<PartitionLog> {
+  static async open(dir: string, config: LogConfig, deps: LogDeps, options: LogOptions = {}): Promise<PartitionLog> {
     checkConfig(config);
     const logger = deps.logger ?? createLogger("info");
     await deps.fs.mkdirp(dir);
@@ -146,11 +178,15 @@ export class PartitionLog {
       indexIntervalBytes: config.indexIntervalBytes,
       maxMessageBytes: config.maxMessageBytes,
     });
-    return new PartitionLog(dir, config, deps.fs, deps.clock, logger, segments);
+    return new PartitionLog(dir, config, deps.fs, deps.clock, logger, segments, options);
   }
 
   private get active(): Segment {
     return this.segments[this.segments.length - 1]!;
+  }
+
+  private get external(): boolean {
+    return this.options.highWatermark === "external";
   }
 
   /** First offset still stored. */
@@ -161,9 +197,13 @@ export class PartitionLog {
   get logEndOffset(): number {
     return this.nextOffset;
   }
-  /** Offsets below this are durable under the flush policy; readers never see past it. */
+  /** Readers never see past it: offsets durable under the flush policy, or (external) the owner's commitTo. */
   get highWatermark(): number {
     return this.hw;
+  }
+  /** Offsets below this are durable under the flush policy (the high watermark, unless external). */
+  get durableEnd(): number {
+    return this.durable;
   }
   /** Bytes of all segments. */
   get sizeBytes(): number {
@@ -178,6 +218,10 @@ export class PartitionLog {
   /** Base offsets of the segments, oldest first (for tests and metrics). */
   get segmentBaseOffsets(): number[] {
     return this.segments.map((s) => s.baseOffset);
+  }
+  /** How the log was opened (see LogOptions). */
+  get logOptions(): Readonly<LogOptions> {
+    return this.options;
   }
   /** True once a write or sync failed: the log refuses appends until reopened. */
   get isFailed(): boolean {
@@ -320,8 +364,24 @@ export class PartitionLog {
       this.placementHead = 0;
     }
     const last = items[items.length - 1];
-    if (!last || last.lastOffset + 1 <= this.hw) return;
-    this.hw = last.lastOffset + 1;
+    if (!last || last.lastOffset + 1 <= this.durable) return;
+    this.durable = last.lastOffset + 1;
+    if (!this.external) this.moveHighWatermark(this.durable);
+  }
+
+  /**
+   * Replicated mode: offsets below `offset` are committed, so readers may see them. Monotonic
+   * (a lower value is ignored); never past the durable end, since a reader must never see what
+   * a crash could take back.
+   */
+  commitTo(offset: number): void {
+    assert(this.external, "commitTo is for a log opened with highWatermark: external");
+    assert(Number.isSafeInteger(offset) && offset <= this.durable, `commit to ${offset} beyond the durable end ${this.durable}`);
+    if (offset > this.hw) this.moveHighWatermark(offset);
+  }
+
+  private moveHighWatermark(hw: number): void {
+    this.hw = hw;
     for (const listener of this.listeners) {
       try {
         listener(this.hw);
@@ -347,21 +407,32 @@ export class PartitionLog {
    * so a reader can make progress), never past the high watermark. Empty at the high watermark.
    * OFFSET_OUT_OF_RANGE below logStartOffset or above highWatermark.
    */
-  async read(offset: number, maxBytes: number): Promise<ReadResult> {
-    const hw = this.hw;
+  read(offset: number, maxBytes: number): Promise<ReadResult> {
+    return this.readBelow(offset, maxBytes, this.hw);
+  }
+
+  /**
+   * As `read`, but up to the durable end rather than the high watermark: a replicated log's
+   * leader sends followers entries that are durable here and not yet committed.
+   */
+  readDurable(offset: number, maxBytes: number): Promise<ReadResult> {
+    return this.readBelow(offset, maxBytes, this.durable);
+  }
+
+  private async readBelow(offset: number, maxBytes: number, end: number): Promise<ReadResult> {
     const start = this.logStartOffset;
-    if (!Number.isSafeInteger(offset) || offset < start || offset > hw) {
-      throw new TributaryError("OFFSET_OUT_OF_RANGE", `offset ${offset} is outside the log [${start}, ${hw}]`);
+    if (!Number.isSafeInteger(offset) || offset < start || offset > end) {
+      throw new TributaryError("OFFSET_OUT_OF_RANGE", `offset ${offset} is outside the log [${start}, ${end}]`);
     }
     let seg: Segment | undefined = this.segmentFor(offset);
-    while (seg && offset < hw) {
+    while (seg && offset < end) {
       seg.acquire();
       try {
         const limit = seg.readableBytes;
         const found = await seg.findBatch(offset, limit);
         if (found) {
           const batches = await seg.readBatches(found.position, found.size, limit, maxBytes);
-          return { batches, highWatermark: this.hw, logStartOffset: this.logStartOffset };
+          return { batches: end < this.durable ? batchesBelow(batches, end) : batches, highWatermark: this.hw, logStartOffset: this.logStartOffset };
         }
       } finally {
         seg.release();
@@ -419,7 +490,8 @@ export class PartitionLog {
         if (cursor.problem) throw new TributaryError("CORRUPT_RECORD", `segment ${seg.logPath}: ${cursor.problem}`);
         return null;
       }
-      if (b.header.maxTimestamp < timestampMs) continue;
+      // Control batches (a replicated log's Raft no-ops and membership changes) hold no records for readers.
+      if (b.header.maxTimestamp < timestampMs || b.header.isControl) continue;
       const bytes = await seg.readBatches(b.position, b.size, limit, b.size);
       for (const r of decodeRecords(bytes.subarray(0, b.size))) {
         if (r.timestamp >= timestampMs && r.offset >= this.logStartOffset && r.offset < this.hw) return r.offset;
@@ -491,6 +563,7 @@ export class PartitionLog {
     seg.active = true;
     seg.createdAtMs = this.clock.now();
     this.nextOffset = newEnd;
+    if (this.durable > newEnd) this.durable = newEnd;
     if (this.hw > newEnd) this.hw = newEnd;
     if (newEnd > seg.nextOffset) {
       // No batch ends at newEnd (compaction left a gap there), so recovery could not find the end
@@ -510,19 +583,108 @@ export class PartitionLog {
     await seg.retire();
   }
 
-  /** Delete closed segments past retention.ms / retention.bytes; returns how many went. */
+  /**
+   * Delete closed segments past retention.ms / retention.bytes; returns how many went. Only
+   * segments wholly below the high watermark go (in replicated mode: committed ones), and with a
+   * hook installed (`setRetentionHook`) only after it resolved. A replicated log without a hook
+   * deletes nothing: its owner must learn of every move of the log start.
+   */
   enforceRetention(): Promise<number> {
     return this.exclusive(async () => {
       this.checkUsable();
       if (!this.config.cleanupPolicy.includes("delete")) return 0;
-      const candidates = this.segments.map((s) => ({ sizeBytes: s.size, maxTimestampMs: s.maxTimestamp, deletable: s.sealed }));
+      if (this.external && !this.retentionHook) return 0;
+      const candidates = this.segments.map((s) => ({ sizeBytes: s.size, maxTimestampMs: s.maxTimestamp, deletable: this.settled(s) }));
       const n = segmentsToDelete(candidates, this.clock.now(), this.config.retentionMs, this.config.retentionBytes);
       if (n === 0) return 0;
-      const gone = this.segments.slice(0, n);
-      this.segments = this.segments.slice(n);
-      for (const seg of gone) await this.deleteSegmentFiles(seg);
-      await this.fs.syncDir(this.dir);
+      await this.retentionHook?.(this.segments[n]!.baseOffset);
+      await this.dropFront(n);
       return n;
+    });
+  }
+
+  /** Install the hook retention calls before deleting (one per log; a replicated log's owner). */
+  setRetentionHook(hook: RetentionHook): void {
+    this.retentionHook = hook;
+  }
+
+  /**
+   * Delete the closed segments that lie wholly below `offset` (a replicated log's owner finishing
+   * a retention pass a crash interrupted, after its anchor had moved). Returns how many went.
+   */
+  deleteSegmentsBelow(offset: number): Promise<number> {
+    return this.exclusive(async () => {
+      this.checkUsable();
+      let n = 0;
+      while (n < this.segments.length - 1 && this.segments[n + 1]!.baseOffset <= offset && this.segments[n]!.sealed) n++;
+      if (n > 0) await this.dropFront(n);
+      return n;
+    });
+  }
+
+  private async dropFront(n: number): Promise<void> {
+    const gone = this.segments.slice(0, n);
+    this.segments = this.segments.slice(n);
+    for (const seg of gone) await this.deleteSegmentFiles(seg);
+    await this.fs.syncDir(this.dir);
+  }
+
+  /** Sealed and wholly below the high watermark: retention and compaction may touch it. */
+  private settled(s: Segment): boolean {
+    // In "durable" mode sealed implies below the high watermark; in external mode it does not.
+    return s.sealed && s.nextOffset <= this.hw;
+  }
+
+  /**
+   * Drop every segment and start empty at `offset`, durable when this resolves (a replicated log
+   * installing a snapshot). Not atomic: a crash midway leaves some old segments or none, so the
+   * caller records its intent first and calls this again at open.
+   */
+  resetTo(offset: number): Promise<void> {
+    assert(Number.isSafeInteger(offset) && offset >= 0, `reset to ${offset}: not an offset`);
+    return this.exclusive(async () => {
+      this.checkUsable();
+      this.state = "truncating";
+      try {
+        await this.flusher.syncAll();
+        await this.flusher.idle();
+        for (const seg of this.segments) await this.deleteSegmentFiles(seg);
+        await this.fs.syncDir(this.dir);
+        const name = `${this.dir}/${segmentFileName(offset, ".log")}`;
+        const handle = await this.fs.open(name, "create");
+        await this.fs.syncDir(this.dir);
+        const seg = new Segment(this.dir, offset, handle, { size: 0, createdAtMs: this.clock.now() });
+        seg.active = true;
+        this.segments = [seg];
+        this.placements.length = 0;
+        this.placementHead = 0;
+        this.nextOffset = offset;
+        this.durable = offset;
+        if (offset > this.hw) this.moveHighWatermark(offset);
+        else this.hw = offset;
+      } finally {
+        if (this.state === "truncating") this.state = "open";
+      }
+    });
+  }
+
+  /**
+   * Visit the header of every durable batch at or after `fromOffset`, in offset order, reading
+   * headers and skipping bodies (no CRC check: recovery checked the tail at open). For building
+   * an in-memory view of the batches, such as a replicated log's Raft index.
+   */
+  scanBatchHeaders(fromOffset: number, visit: (header: BatchHeader) => void): Promise<void> {
+    return this.exclusive(async () => {
+      this.checkUsable();
+      for (const seg of this.segments) {
+        if (seg.nextOffset <= fromOffset) continue;
+        seg.acquire();
+        try {
+          await seg.scanHeaders(fromOffset, seg.readableBytes, visit);
+        } finally {
+          seg.release();
+        }
+      }
     });
   }
 
@@ -534,7 +696,7 @@ export class PartitionLog {
       if (!this.config.cleanupPolicy.includes("compact")) return none;
       const sealed: Segment[] = [];
       for (const s of this.segments) {
-        if (!s.sealed) break;
+        if (!this.settled(s)) break;
         sealed.push(s);
       }
       if (sealed.length === 0) return none;
@@ -542,6 +704,7 @@ export class PartitionLog {
         fs: this.fs,
         nowMs: this.clock.now(),
         deleteRetentionMs: this.config.deleteRetentionMs,
+        keepEmptyBatches: this.options.keepEmptyBatches === true,
         shouldStop: () => this.state !== "open" && this.state !== "truncating",
         swap: (seg) => this.swapCleaned(seg),
       });
@@ -598,6 +761,16 @@ export class PartitionLog {
     });
     return this.closed;
   }
+}
+
+/**
+ * The prefix of whole `batches` starting below `end`. Segments hold durable bytes; in replicated
+ * mode the high watermark can be lower, and it always falls between batches.
+ */
+function batchesBelow(batches: Uint8Array, end: number): Uint8Array {
+  let pos = 0;
+  while (pos < batches.length && readBatchHeader(batches, pos).baseOffset < end) pos += batchSizeAt(batches, pos);
+  return pos === batches.length ? batches : batches.subarray(0, pos);
 }
 
 function checkConfig(c: LogConfig): void {

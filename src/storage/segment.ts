@@ -303,6 +303,20 @@ export class Segment {
     }
   }
 
+  /** Visit the headers of the batches at or after `fromOffset` below byte `limit`; bodies are skipped, CRCs not checked. */
+  async scanHeaders(fromOffset: number, limit: number, visit: (header: BatchHeader) => void): Promise<void> {
+    const start = this.offsetIndex.lookup(Math.max(0, fromOffset - this.baseOffset));
+    const cursor = new BatchCursor(this.handle, start, limit, { bodies: false, verifyCrc: false, windowBytes: 64 * 1024 });
+    for (;;) {
+      const b = await cursor.next();
+      if (!b) {
+        if (cursor.problem) throw new TributaryError("CORRUPT_RECORD", `segment ${this.logPath}: ${cursor.problem}`);
+        return;
+      }
+      if (b.header.baseOffset >= fromOffset) visit(b.header);
+    }
+  }
+
   /**
    * Whole batches from `position` (where a batch starts) up to `maxBytes`, but at least the first
    * one, never past `limit`. Every batch's CRC is checked: a corrupt batch is never served.
