@@ -20,7 +20,7 @@ import { TributaryError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { Entry, NodeId, Snapshot, SoftState } from "../raft/index.ts";
 import type { AppendResult, PartitionLog } from "../storage/log.ts";
-import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, readBatchHeader, verifyBatchCrc } from "../storage/record-batch.ts";
+import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, readBatchHeader, setBatchBaseOffset, verifyBatchCrc } from "../storage/record-batch.ts";
 import type { GroupMachine, GroupStore, RaftGroup } from "./group.ts";
 
 /** What a replica needs of its store beyond the core's: moving the high watermark with the commit. */
@@ -83,13 +83,18 @@ export class PartitionReplica implements GroupMachine {
     } catch (e) {
       return Promise.reject(e);
     }
-    const r = this.group.propose(batch);
+    // The proposal owns its bytes: the log stamps the baseOffset into them in place when it
+    // persists them, and a caller that retries after NOT_LEADER proposes its buffer again, which
+    // must not carry this attempt's offset to the next leader (it would refuse it as diverged).
+    const own = batch.slice();
+    setBatchBaseOffset(own, 0);
+    const r = this.group.propose(own);
     if (!r.ok) {
       if (r.reason === "overloaded") return Promise.reject(new TributaryError("OVERLOADED", `${this.topic}/${this.partition} has too many uncommitted bytes; retry later`));
       return Promise.reject(notLeader(this.topic, this.partition, r.leader));
     }
     if (acks === 0) return Promise.resolve({ baseOffset: -1, lastOffset: -1 });
-    return new Promise((resolve, reject) => this.waiters.set(r.index, { term: r.term, acks, batch, resolve, reject }));
+    return new Promise((resolve, reject) => this.waiters.set(r.index, { term: r.term, acks, batch: own, resolve, reject }));
   }
 
   // ---- GroupMachine ----
