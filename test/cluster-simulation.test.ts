@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { simulateCluster } from "./support/cluster-sim.ts";
-import { replaySeed, runSeeds } from "./support/cluster-sim-seeds.ts";
+import { SEEDS_TIMEOUT_MS, replaySeed, runSeeds } from "./support/cluster-sim-seeds.ts";
 
 describe("cluster simulation, 3 brokers", () => {
   it.runIf(replaySeed === undefined)("a seed replays exactly, without real timers or Math.random", async () => {
@@ -39,5 +39,5 @@ describe("cluster simulation, 3 brokers", () => {
     const run = await runSeeds("test/cluster-simulation.test.ts", { brokers: 3 });
     console.log(`cluster sim, 3 brokers: ${run.seeds} seeds in ${run.ms} ms: ${JSON.stringify(run.totals)}`);
     expect(run.totals.ackedAll).toBeGreaterThan(0);
-  }, 180_000);
+  }, SEEDS_TIMEOUT_MS);
 });

@@ -4,13 +4,17 @@
  *
  * `CLUSTER_SEED=n` runs that one seed alone and prints its step trace; `CLUSTER_SIM_BUDGET_MS`
  * changes how long each file keeps starting new seeds (default 45 s, so the two files together
- * take about 90-100 s on a 2-core machine); `CLUSTER_SEEDS` caps the count instead.
+ * take about 90-100 s on a 2-core machine); `CLUSTER_SEEDS` caps the count instead;
+ * `CLUSTER_FIRST_SEED` starts elsewhere (CI can spread seeds over runs).
  */
 import { simulateCluster, type ClusterSimOptions, type ClusterSimStats } from "./cluster-sim.ts";
 
 export const replaySeed = process.env.CLUSTER_SEED !== undefined ? Number(process.env.CLUSTER_SEED) : undefined;
 const BUDGET_MS = Number(process.env.CLUSTER_SIM_BUDGET_MS ?? 45_000);
+/** A test's timeout: the budget, plus room for the last seed started and for a slow machine. */
+export const SEEDS_TIMEOUT_MS = BUDGET_MS + 120_000;
 const MAX_SEEDS = Number(process.env.CLUSTER_SEEDS ?? Number.MAX_SAFE_INTEGER);
+const FIRST_SEED_OFFSET = Number(process.env.CLUSTER_FIRST_SEED ?? 0);
 
 export interface SeedsRun {
   seeds: number;
@@ -25,7 +29,7 @@ export async function runSeeds(file: string, options: Partial<ClusterSimOptions>
   const seeds = replaySeed !== undefined ? [replaySeed] : null;
   let count = 0;
   for (let i = 0; seeds ? i < seeds.length : Date.now() - started < BUDGET_MS && count < MAX_SEEDS; i++) {
-    const seed = seeds ? seeds[i]! : first + i;
+    const seed = seeds ? seeds[i]! : first + FIRST_SEED_OFFSET + i;
     const trace = seeds ? (line: string) => console.log(line) : null;
     let s: ClusterSimStats;
     try {

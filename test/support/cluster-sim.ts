@@ -30,10 +30,14 @@
  * every leader of a later term), monotonic commit (per group per broker life), committed entries
  * identical everywhere (term, and bytes where the log has them at hand), and state machine safety
  * through `broker.fetch`: the record at an offset below the high watermark is the same on every
- * replica and over the whole run. At the end the network heals, every broker restarts, the
+ * replica and over the whole run; a Raft group that stopped on a live broker (its store hit a
+ * broken invariant) fails the run at once. At the end the network heals, every broker restarts, the
  * cluster must converge (bounded), and every record acknowledged with acks=all must be on every
  * replica at its offset; acks=1 records lost are counted (a leader that crashed or was deposed
  * before replicating may lose them, as in Kafka).
+ *
+ * Some seeds (`retentionChance`) run with retention on, so log starts move under the replicas,
+ * Raft anchors are rewritten, and a follower that lagged behind the log start gets a snapshot.
  */
 import { Broker, type Acks } from "../../src/broker.ts";
 import type { RaftGroup } from "../../src/cluster/group.ts";
@@ -206,6 +210,11 @@ export interface ClusterSimOptions {
   readonly steps: number;
   readonly tickMs: number;
   readonly requestTimeoutMs: number;
+  /**
+   * Chance that a seed runs with retention on (retention.bytes over segments of 4 KiB, maintenance
+   * every 500 ms), so log starts move, anchors are rewritten and lagging followers need snapshots.
+   */
+  readonly retentionChance: number;
   /** Sim time the final convergence may take before the run fails. */
   readonly settleMs: number;
   /** Lines of the step trace (CLUSTER_SEED replays print it); null: only the recent tail is kept for failures. */
@@ -217,6 +226,7 @@ export const CLUSTER_SIM_DEFAULTS: ClusterSimOptions = {
   steps: 300,
   tickMs: 50,
   requestTimeoutMs: 3000,
+  retentionChance: 0.3,
   settleMs: 60_000,
   trace: null,
 };
@@ -232,6 +242,8 @@ export interface ClusterSimStats {
   abandoned: number;
   /** acks=1 records not at their offset in the end (leader crashed or deposed before replicating). */
   lostAcks1: number;
+  /** Of those, the ones whose leader did not crash (it was cut off and deposed, its tail overwritten). */
+  lostAcks1Deposed: number;
   crashes: number;
   restarts: number;
   partitions: number;
@@ -254,6 +266,8 @@ interface Produce {
   state: "pending" | "acked" | "failed" | "abandoned";
   offsets: number[];
   error?: string;
+  /** acks=1: the partition's leader when the ack came, and how many lives it had had then. */
+  leader?: { id: NodeId; lives: number };
 }
 
 // ---- the checker ----
@@ -284,7 +298,8 @@ export class ClusterChecker {
     const byGroup = new Map<string, { life: Life; g: RaftGroup }[]>();
     for (const life of lives) {
       for (const g of life.broker!.cluster!.host.allGroups()) {
-        if (g.isStopped) continue;
+        // Disks never fail under a live broker here: a stopped group is a bug (a broken invariant in its store).
+        if (g.isStopped) this.fail(`broker ${life.id} (life ${life.number}) stopped the Raft group ${g.id}: its store failed`);
         let list = byGroup.get(g.id);
         if (!list) byGroup.set(g.id, (list = []));
         list.push({ life, g });
@@ -537,8 +552,13 @@ export class ClusterSim {
 
   // ---- lives ----
 
+  /** Set by the seed at setup: retention.bytes, or null for none. */
+  private retentionBytes: number | null = null;
+
   private config(id: NodeId) {
+    const retention = this.retentionBytes === null ? {} : { "retention.bytes": String(this.retentionBytes), "maintenance.interval.ms": "500" };
     return defaultConfig({
+      ...retention,
       "cluster.node.id": String(id),
       "cluster.peers": this.ids.map((i) => `${i}@sim:${i}`).join(","),
       "data.dir": "/data",
@@ -572,8 +592,9 @@ export class ClusterSim {
   // ---- steps ----
 
   async setup(): Promise<void> {
+    if (this.random() < this.options.retentionChance) this.retentionBytes = this.pick([4096, 8192, 12288]);
     await Promise.all(this.ids.map((id) => this.start(id)));
-    this.note(`opened ${this.ids.length} brokers`);
+    this.note(`opened ${this.ids.length} brokers${this.retentionBytes === null ? "" : `, retention.bytes ${this.retentionBytes}`}`);
     await this.waitFor(() => this.live().some((l) => l.broker!.cluster!.controller.group.isLeader), 20_000, "a controller leader");
     this.partitions = 2 + Math.floor(this.random() * 2);
     const via = this.pick(this.live());
@@ -626,7 +647,9 @@ export class ClusterSim {
     const acks = this.pick([0, 1, 1, -1, -1, -1] as const);
     const partition = Math.floor(this.random() * this.partitions);
     const count = 1 + Math.floor(this.random() * 4);
-    const values = Array.from({ length: count }, (_, i) => `s${this.seed}-p${n}-r${i}`);
+    // Padded, so a partition's segments (4 KiB) roll every few dozen records.
+    const pad = "x".repeat(Math.floor(this.random() * 200));
+    const values = Array.from({ length: count }, (_, i) => `s${this.seed}-p${n}-r${i}-${pad}`);
     const p: Produce = { n, step: this.step, broker: life.id, partition, acks, values, state: "pending", offsets: [] };
     this.produces.push(p);
     this.note(`produce #${n} to broker ${life.id}: ${count} records to partition ${partition}, acks=${acks === -1 ? "all" : acks}`);
@@ -636,6 +659,7 @@ export class ClusterSim {
         if (!life.alive || p.state !== "pending") return; // answered after the crash: no client saw it
         p.state = "acked";
         p.offsets = results.map((x) => x.offset);
+        if (acks === 1) p.leader = this.leaderOf(partition);
         this.note(`  #${n} acked at ${p.offsets.join(",")}`);
       },
       (e: unknown) => {
@@ -645,6 +669,17 @@ export class ClusterSim {
         this.note(`  #${n} failed: ${p.error}`);
       },
     );
+  }
+
+  /** The live broker leading `partition` in the highest term, with its life count. */
+  private leaderOf(partition: number): { id: NodeId; lives: number } | undefined {
+    let best: { id: NodeId; lives: number; term: number } | undefined;
+    for (const l of this.live()) {
+      const topic = l.broker!.cluster!.metadata.topic(TOPIC);
+      const g = topic && l.broker!.cluster!.host.group(`${topic.record.id}/${partition}`);
+      if (g?.isLeader && (!best || g.node.term > best.term)) best = { id: l.id, lives: l.number, term: g.node.term };
+    }
+    return best && { id: best.id, lives: best.lives };
   }
 
   private partitionStep(): void {
@@ -745,6 +780,15 @@ export class ClusterSim {
     return n;
   }
 
+  private minLogStart(partition: number): number {
+    let min = Number.MAX_SAFE_INTEGER;
+    for (const l of this.live()) {
+      const d = l.broker!.describeTopic(TOPIC).partitions[partition]!;
+      if (d.highWatermark >= 0) min = Math.min(min, d.logStartOffset);
+    }
+    return min;
+  }
+
   private highWatermarksMatch(): boolean {
     for (let p = 0; p < this.partitions; p++) {
       const hws = new Set<number>();
@@ -760,6 +804,7 @@ export class ClusterSim {
   /** acks=all: on every replica at its offset. acks=1: counted when lost. */
   private checkAcknowledged(): void {
     let lost1 = 0;
+    let lostDeposed = 0;
     for (const p of this.produces) {
       if (p.state !== "acked" || p.acks === 0) continue;
       const m = this.checker.records.get(p.partition);
@@ -767,11 +812,17 @@ export class ClusterSim {
         const offset = p.offsets[i]!;
         const there = m?.get(offset);
         if (there === `|${v}`) return;
+        if (there === undefined && offset < this.minLogStart(p.partition)) return; // retention took it everywhere
         if (p.acks === -1) this.fail(`acks=all record lost: produce #${p.n} (step ${p.step}, via broker ${p.broker}) record ${v} at partition ${p.partition} offset ${offset} holds ${there === undefined ? "nothing" : JSON.stringify(there)}`);
+        // Never seen committed (the run's record map has another record there, or none): its
+        // leader lost it before a quorum had it, by crashing or by being deposed.
         lost1++;
+        const leader = p.leader;
+        if (leader && this.lifeCount.get(leader.id) === leader.lives) lostDeposed++;
       });
     }
     this.lostAcks1 = lost1;
+    this.lostAcks1Deposed = lostDeposed;
     // Every replica served every offset it holds; the checker compared them. Each replica must hold the whole committed log.
     for (const l of this.live()) {
       for (let p = 0; p < this.partitions; p++) {
@@ -785,6 +836,7 @@ export class ClusterSim {
   }
 
   private lostAcks1 = 0;
+  private lostAcks1Deposed = 0;
 
   result(): ClusterSimStats {
     const count = (f: (p: Produce) => boolean) => this.produces.filter(f).length;
@@ -797,6 +849,7 @@ export class ClusterSim {
       failed: count((p) => p.state === "failed"),
       abandoned: count((p) => p.state === "abandoned"),
       lostAcks1: this.lostAcks1,
+      lostAcks1Deposed: this.lostAcks1Deposed,
       crashes: this.stats.crashes,
       restarts: this.stats.restarts,
       partitions: this.stats.partitions,
