@@ -24,10 +24,13 @@ describe("cluster simulation, 3 brokers", () => {
       return realRandom();
     };
     try {
-      const a = await simulateCluster(11, { brokers: 3, steps: 120 });
-      const b = await simulateCluster(11, { brokers: 3, steps: 120 });
+      const traces: string[][] = [[], []];
+      const a = await simulateCluster(11, { brokers: 3, steps: 120, trace: (line) => traces[0]!.push(line) });
+      const b = await simulateCluster(11, { brokers: 3, steps: 120, trace: (line) => traces[1]!.push(line) });
       expect(b).toEqual(a);
+      expect(traces[1]).toEqual(traces[0]);
       expect(a.ackedAll).toBeGreaterThan(0);
+      expect(a.crashes).toBeGreaterThan(0);
     } finally {
       globalThis.setTimeout = realTimeout;
       Math.random = realRandom;

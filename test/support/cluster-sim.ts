@@ -416,6 +416,12 @@ export class ClusterChecker {
   }
 }
 
+/** A log line without its wall-clock timestamp, so traces of one seed are equal. */
+function withoutWallClock(line: string): string {
+  const { ts: _ts, ...rest } = JSON.parse(line) as Record<string, unknown>;
+  return JSON.stringify(rest);
+}
+
 function recordId(key: Uint8Array | null, value: Uint8Array | null): string {
   return `${key ? dec.decode(key) : ""}|${value ? dec.decode(value) : ""}`;
 }
@@ -451,7 +457,7 @@ export class ClusterSim {
     for (const id of this.ids) this.disks.set(id, new MemFileSystem());
     this.checker = new ClusterChecker((m) => this.fail(m));
     this.startMs = this.clock.now();
-    this.logger = options.trace ? createLogger("warn", (line) => this.note(`  log ${line.trim()}`)) : silentLogger;
+    this.logger = options.trace ? createLogger("warn", (line) => this.note(`  log ${withoutWallClock(line)}`)) : silentLogger;
   }
 
   /** A new seeded stream drawn from the run's one source. */
