@@ -10,7 +10,7 @@ import { MemNetwork } from "../src/cluster/mem-transport.ts";
 import { silentLogger } from "../src/logger.ts";
 import { MemFileSystem } from "../src/runtime/mem-fs.ts";
 import { PartitionLog } from "../src/storage/log.ts";
-import { SimClock } from "./support/cluster-sim.ts";
+import { SimClock } from "./support/sim-clock.ts";
 import { batchOf, logConfig } from "./support/log-fixtures.ts";
 import { rng } from "./support/random.ts";
 

@@ -1,8 +1,8 @@
 /**
  * Deterministic simulation of a whole Tributary cluster in one process: 3 or 5 real `Broker`s,
- * each on its own `MemFileSystem`, one shared `SimClock` (a `ManualClock` that also knows when
- * its next timer is due), one `MemNetwork`, and one seeded random source from which every choice
- * flows (the steps, the network's faults, each broker life's election jitter, the power cuts'
+ * each on its own `MemFileSystem`, one shared `SimClock` (sim-clock.ts: a manual clock that
+ * also knows when its next timer is due), one `MemNetwork`, and one seeded random source from
+ * which every choice flows (the steps, the network's faults, each broker life's election jitter, the power cuts'
  * torn tails, and the topic ids). A run is a seed; `simulateCluster(seed, options)` replays it
  * exactly.
  *
@@ -22,7 +22,7 @@
  * as dead as a killed process, and it is never called again. A restart opens a new Broker on the
  * same MemFileSystem with a fresh transport (`network.restart(id)`).
  *
- * ## Checks, after every step (`ClusterChecker`)
+ * ## Checks, after every step (`ClusterChecker`, in cluster-checker.ts)
  *
  * Over every live broker's Raft groups (`broker.cluster.host.allGroups()`): election safety (one
  * leader per group and term, over the whole run), log matching (equal terms at an index mean
@@ -50,114 +50,18 @@ import type { Clock } from "../../src/runtime/clock.ts";
 import type { FileHandle, FileSystem, OpenMode } from "../../src/runtime/fs.ts";
 import { MemFileSystem } from "../../src/runtime/mem-fs.ts";
 import { crc32c } from "../../src/storage/crc32c.ts";
+import { ClusterChecker, type CheckedLife } from "./cluster-checker.ts";
 import { rng } from "./random.ts";
+import { SimClock, macrotask } from "./sim-clock.ts";
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
 export const TOPIC = "sim";
-
-// ---- time ----
-
-/**
- * The simulation's clock: a `ManualClock` that can also say when its next timer is due, so the
- * simulation steps timer by timer, with a heap instead of a sorted list (a run holds thousands of
- * timers: every message in flight and every call's deadline). Timers may be due at fractional
- * milliseconds (the simulated network draws real-valued delays), but `now()` answers whole
- * milliseconds, as `Date.now()` does: the broker stores it in records that must be integers.
- */
-export class SimClock implements Clock {
-  private current: number;
-  private heap: { at: number; seq: number; fn: (() => void) | null }[] = [];
-  private seq = 0;
-
-  constructor(startMs = 1_700_000_000_000) {
-    this.current = startMs;
-  }
-
-  now(): number {
-    return Math.floor(this.current);
-  }
-
-  setTimer(ms: number, fn: () => void): () => void {
-    const t: { at: number; seq: number; fn: (() => void) | null } = { at: this.current + Math.max(0, ms), seq: this.seq++, fn };
-    heapPush(this.heap, t);
-    return () => {
-      t.fn = null;
-    };
-  }
-
-  /** When the next pending timer is due, or null when none is. */
-  nextTimerAt(): number | null {
-    while (this.heap.length > 0 && this.heap[0]!.fn === null) heapPop(this.heap);
-    return this.heap[0]?.at ?? null;
-  }
-
-  /** Fire every timer due up to `target` in time order (timers they set included); then stand at `target`. */
-  advanceTo(target: number): void {
-    for (;;) {
-      const at = this.nextTimerAt();
-      if (at === null || at > target) break;
-      const t = this.heap[0]!;
-      heapPop(this.heap);
-      this.current = Math.max(this.current, t.at);
-      const fn = t.fn!;
-      t.fn = null;
-      fn();
-    }
-    this.current = Math.max(this.current, target);
-  }
-
-  advance(ms: number): void {
-    this.advanceTo(this.current + ms);
-  }
-
-  /** The exact time, fractions included. */
-  get exactNow(): number {
-    return this.current;
-  }
-}
-
-type HeapItem = { at: number; seq: number };
-const before = (a: HeapItem, b: HeapItem) => a.at < b.at || (a.at === b.at && a.seq < b.seq);
-
-function heapPush<T extends HeapItem>(h: T[], x: T): void {
-  h.push(x);
-  let i = h.length - 1;
-  while (i > 0) {
-    const p = (i - 1) >> 1;
-    if (!before(h[i]!, h[p]!)) break;
-    [h[i], h[p]] = [h[p]!, h[i]!];
-    i = p;
-  }
-}
-
-function heapPop<T extends HeapItem>(h: T[]): void {
-  const last = h.pop()!;
-  if (h.length === 0) return;
-  h[0] = last;
-  let i = 0;
-  for (;;) {
-    const l = 2 * i + 1;
-    const r = l + 1;
-    let m = i;
-    if (l < h.length && before(h[l]!, h[m]!)) m = l;
-    if (r < h.length && before(h[r]!, h[m]!)) m = r;
-    if (m === i) return;
-    [h[i], h[m]] = [h[m]!, h[i]!];
-    i = m;
-  }
-}
-
-/** One macrotask: every microtask queued before it (and every one those queue) has run. */
-export function macrotask(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 // ---- a broker's life: fenced disk and clock ----
 
 /** One run of one broker process, from open to crash. */
-class Life {
+class Life implements CheckedLife {
   alive = true;
   broker: Broker | null = null;
   /** Commit index per group seen so far in this life (monotonic). */
@@ -270,161 +174,11 @@ interface Produce {
   leader?: { id: NodeId; lives: number };
 }
 
-// ---- the checker ----
-
-/**
- * Raft's safety properties over every live broker's groups, and state machine safety over the
- * partitions' records, checked after every step. Remembers what it saw over the whole run.
- */
-export class ClusterChecker {
-  /** group -> term -> leader. */
-  private readonly leaders = new Map<string, Map<number, NodeId>>();
-  /** group -> index -> committed entry: its term, the lowest term of a node that saw it committed, its CRC where seen. */
-  private readonly committed = new Map<string, { term: number; seenAt: number; crc: number | null }[]>();
-  /** partition -> offset -> record ("key|value") seen below a high watermark. */
-  readonly records = new Map<number, Map<number, string>>();
-  recordsChecked = 0;
-  leaderTerms = 0;
-
-  constructor(private readonly fail: (message: string) => never) {}
-
-  /**
-   * Raft properties across the live lives. A node's committed prefix is compared with the run's
-   * committed entries when it commits them (`recordCommitted`), so log matching and leader
-   * completeness need only look above the commit indexes each step; `full` (every few steps, and
-   * at the end) rescans whole logs, which would catch a committed prefix that changed later.
-   */
-  checkGroups(lives: readonly Life[], full: boolean): void {
-    const byGroup = new Map<string, { life: Life; g: RaftGroup }[]>();
-    for (const life of lives) {
-      for (const g of life.broker!.cluster!.host.allGroups()) {
-        // Disks never fail under a live broker here: a stopped group is a bug (a broken invariant in its store).
-        if (g.isStopped) this.fail(`broker ${life.id} (life ${life.number}) stopped the Raft group ${g.id}: its store failed`);
-        let list = byGroup.get(g.id);
-        if (!list) byGroup.set(g.id, (list = []));
-        list.push({ life, g });
-        this.checkNode(life, g);
-      }
-    }
-    for (const [group, list] of byGroup) {
-      for (const { life, g } of list) if (g.node.role === "leader") this.leaderComplete(group, life, g, full);
-      for (let a = 0; a < list.length; a++) for (let b = a + 1; b < list.length; b++) this.logMatching(group, list[a]!, list[b]!, full);
-    }
-  }
-
-  private checkNode(life: Life, g: RaftGroup): void {
-    const n = g.node;
-    if (n.role === "leader") {
-      let terms = this.leaders.get(g.id);
-      if (!terms) this.leaders.set(g.id, (terms = new Map()));
-      const prior = terms.get(n.term);
-      if (prior !== undefined && prior !== life.id) this.fail(`election safety: ${prior} and ${life.id} both lead ${g.id} in term ${n.term}`);
-      if (prior === undefined) this.leaderTerms++;
-      terms.set(n.term, life.id);
-    }
-    const c = n.log.committed;
-    const was = life.commits.get(g.id) ?? 0;
-    if (c < was) this.fail(`monotonic commit: broker ${life.id} (life ${life.number}) ${g.id} commit went back from ${was} to ${c}`);
-    life.commits.set(g.id, c);
-    if (n.log.applied > c) this.fail(`broker ${life.id} ${g.id} applied ${n.log.applied} beyond commit ${c}`);
-    if (c > n.log.lastIndex()) this.fail(`broker ${life.id} ${g.id} commit ${c} beyond its last index ${n.log.lastIndex()}`);
-    this.recordCommitted(life, g, Math.max(n.log.firstIndex(), was + 1), c);
-  }
-
-  /** Entries newly committed on a node: the same everywhere (term, and bytes where at hand). */
-  private recordCommitted(life: Life, g: RaftGroup, lo: number, hi: number): void {
-    if (lo > hi) return;
-    let list = this.committed.get(g.id);
-    if (!list) this.committed.set(g.id, (list = []));
-    const n = g.node;
-    const ents = n.log.slice(lo, hi + 1, Number.MAX_SAFE_INTEGER) ?? null;
-    for (let i = lo; i <= hi; i++) {
-      const term = n.log.term(i);
-      if (term === undefined) this.fail(`broker ${life.id} ${g.id} committed ${hi} but has no term at ${i}`);
-      const e = ents?.[i - lo];
-      const crc = e ? crc32c(e.data) : null;
-      const prior = list[i];
-      if (!prior) {
-        list[i] = { term, seenAt: n.term, crc };
-        continue;
-      }
-      if (prior.term !== term) this.fail(`committed entries differ: ${g.id} index ${i} is term ${term} on broker ${life.id}, term ${prior.term} elsewhere`);
-      if (crc !== null && prior.crc !== null && crc !== prior.crc) this.fail(`committed entries differ: ${g.id} index ${i}@${term} has other bytes on broker ${life.id}`);
-      if (prior.crc === null) prior.crc = crc;
-      prior.seenAt = Math.min(prior.seenAt, n.term);
-    }
-  }
-
-  /** A leader of term T holds every entry seen committed at a term below T. */
-  private leaderComplete(group: string, life: Life, g: RaftGroup, full: boolean): void {
-    const list = this.committed.get(group) ?? [];
-    const n = g.node;
-    const lo = full ? n.log.firstIndex() : Math.max(n.log.firstIndex(), n.log.committed + 1);
-    for (let i = list.length - 1; i >= lo; i--) {
-      const c = list[i];
-      if (!c || c.seenAt >= n.term) continue;
-      const t = n.log.term(i);
-      if (t !== c.term) this.fail(`leader completeness: broker ${life.id} leads ${group} in term ${n.term} without committed entry ${i}@${c.term} (it has ${t})`);
-    }
-  }
-
-  /** Log matching: from the highest index where the two logs agree on the term, they agree all the way down. */
-  private logMatching(group: string, a: { life: Life; g: RaftGroup }, b: { life: Life; g: RaftGroup }, full: boolean): void {
-    const la = a.g.node.log;
-    const lb = b.g.node.log;
-    const lo = Math.max(la.firstIndex(), lb.firstIndex(), full ? 0 : Math.min(la.committed, lb.committed));
-    let i = Math.min(la.lastIndex(), lb.lastIndex());
-    while (i >= lo && la.term(i) !== lb.term(i)) i--;
-    for (; i >= lo; i--) {
-      if (la.term(i) !== lb.term(i)) this.fail(`log matching: brokers ${a.life.id} and ${b.life.id} differ on ${group} at ${i} below a common entry`);
-    }
-  }
-
-  /** State machine safety: what each replica serves below its high watermark, read through the broker. */
-  async checkRecords(life: Life, partitions: number, drive: <T>(p: Promise<T>) => Promise<T>): Promise<void> {
-    const broker = life.broker!;
-    let desc;
-    try {
-      desc = broker.describeTopic(TOPIC);
-    } catch {
-      return; // not reconciled yet on this life
-    }
-    for (let p = 0; p < partitions; p++) {
-      const hw = desc.partitions[p]?.highWatermark ?? -1;
-      if (hw < 0) continue; // no replica here
-      let offset = Math.max(life.checkedTo.get(p) ?? 0, desc.partitions[p]!.logStartOffset);
-      while (offset < hw) {
-        const r = await drive(broker.fetch(TOPIC, p, offset, { maxRecords: 10_000, maxBytes: 16 << 20 }));
-        for (const rec of r.records) {
-          if (rec.offset >= hw) break;
-          this.sawRecord(life.id, p, rec.offset, recordId(rec.key, rec.value));
-        }
-        if (r.nextOffset <= offset) this.fail(`broker ${life.id} partition ${p}: fetch at ${offset} made no progress below high watermark ${hw}`);
-        offset = Math.min(r.nextOffset, hw);
-      }
-      life.checkedTo.set(p, hw);
-    }
-  }
-
-  sawRecord(broker: NodeId, partition: number, offset: number, id: string): void {
-    let m = this.records.get(partition);
-    if (!m) this.records.set(partition, (m = new Map()));
-    const prior = m.get(offset);
-    this.recordsChecked++;
-    if (prior === undefined) m.set(offset, id);
-    else if (prior !== id) this.fail(`state machine safety: partition ${partition} offset ${offset} is ${JSON.stringify(id)} on broker ${broker}, ${JSON.stringify(prior)} before`);
-  }
-}
-
-/** A log line without its wall-clock timestamp, so traces of one seed are equal. */
 function withoutWallClock(line: string): string {
   const { ts: _ts, ...rest } = JSON.parse(line) as Record<string, unknown>;
   return JSON.stringify(rest);
 }
 
-function recordId(key: Uint8Array | null, value: Uint8Array | null): string {
-  return `${key ? dec.decode(key) : ""}|${value ? dec.decode(value) : ""}`;
-}
 
 // ---- the simulation ----
 
@@ -721,7 +475,7 @@ export class ClusterSim {
   }
 
   async checkRecords(): Promise<void> {
-    for (const life of this.live()) await this.checker.checkRecords(life, this.partitions, this.drive);
+    for (const life of this.live()) await this.checker.checkRecords(life, TOPIC, this.partitions, this.drive);
   }
 
   /** The partition groups (and the controller) each have one leader that every live replica follows and has caught up with. */
