@@ -369,8 +369,10 @@ export class Broker {
    */
   private async bootstrapCluster(): Promise<void> {
     const cluster = this.cluster!;
+    // Only voters of the metadata group: a peer removed from it is not brought back by an old config.
+    const voter = (id: NodeId) => cluster.controller.group.node.confState().voters.includes(id);
     for (const peer of cluster.peers) {
-      while (this.state === "open" && !cluster.metadata.peers().some((p) => p.id === peer.id)) {
+      while (this.state === "open" && voter(peer.id) && !cluster.metadata.peers().some((p) => p.id === peer.id)) {
         try {
           await cluster.proposeMeta({ type: "add-peer", peer });
         } catch (e) {
@@ -534,6 +536,28 @@ export class Broker {
     });
   }
 
+  /** Add a peer to the running cluster (see ClusterNode.addPeer). */
+  async addPeer(id: number, address: string): Promise<void> {
+    const cluster = this.clusterOrRefuse();
+    if (!Number.isSafeInteger(id) || id < 1 || id > 0xffff || typeof address !== "string" || !/^.+:\d+$/.test(address)) {
+      throw new TributaryError("INVALID_REQUEST", "a peer is {\"id\": 1 to 65535, \"address\": \"host:port\"} of its peer listener");
+    }
+    await cluster.addPeer({ id, address });
+  }
+
+  /** Remove a peer that holds no replica from the running cluster. */
+  async removePeer(id: number): Promise<void> {
+    const cluster = this.clusterOrRefuse();
+    if (!cluster.peer(id)) throw new TributaryError("INVALID_REQUEST", `peer ${id} is not in the cluster`);
+    await cluster.removePeer(id);
+  }
+
+  private clusterOrRefuse(): ClusterNode {
+    this.checkOpen();
+    if (!this.cluster) throw new TributaryError("INVALID_REQUEST", "this broker is a single node: no cluster.peers");
+    return this.cluster;
+  }
+
   /** Every peer's view, gathered for `tributary cluster status`; peers out of reach are marked so. */
   async clusterStatus(): Promise<ClusterStatus | null> {
     const cluster = this.cluster;
@@ -637,7 +661,7 @@ export class Broker {
   /** Cluster mode: the controller places and records the topic; every peer then opens its replicas. */
   private async createInCluster(cluster: ClusterNode, record: TopicRecord): Promise<TopicDescription> {
     // A new cluster records its peers first (bootstrapCluster); placement draws on them.
-    await this.untilLocal(() => cluster.metadata.peers().length >= cluster.peers.length);
+    await this.untilLocal(() => cluster.controller.group.node.confState().voters.every((id) => cluster.metadata.peers().some((p) => p.id === id)));
     await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
     await this.untilLocal(() => this.topics.get(record.name)?.record.id === record.id);
     this.logger.info("topic created", { topic: record.name, partitions: record.partitions, config: record.config });

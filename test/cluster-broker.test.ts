@@ -158,3 +158,29 @@ describe("consumer groups in a cluster", () => {
     }
   });
 });
+
+describe("membership", () => {
+  it("adds a fourth peer to the running controller group and removes it again", async () => {
+    await startCluster();
+    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
+    await live()[0]!.createTopic("t", 1);
+    // The new peer starts with the full list, itself included; the others learn it from the metadata.
+    const four: Node = { id: 4, fs: new MemFileSystem(), broker: null };
+    nodes.push(four);
+    const config = defaultConfig({ "cluster.node.id": "4", "cluster.peers": `${PEERS},4@sim:4`, "cluster.tick.ms": "10", "data.dir": "/data" });
+    four.broker = await Broker.open(config, { fs: four.fs, logger: createLogger("error"), cluster: { transport: network.transport(4), random: rng(4) } });
+    await live()[1]!.addPeer(4, "sim:4");
+    const voters = () => live().map((b) => b.cluster!.controller.group.node.confState().voters.join(","));
+    await waitFor("every peer to count 4 as a voter", () => voters().every((v) => v === "1,2,3,4"));
+    await waitFor("the new peer to know the topic", () => four.broker!.listTopics().some((t) => t.name === "t"));
+    expect(four.broker.cluster!.peers.map((p) => p.id)).toEqual([1, 2, 3, 4]);
+    // Topic t's replicas are on 1, 2, 3: peer 4 holds none, so it may go.
+    expect(await codeOf(live()[0]!.removePeer(1))).toBe("INVALID_REQUEST");
+    await live()[2]!.removePeer(4);
+    const rest = live().filter((b) => b.cluster!.self !== 4);
+    await waitFor("the three to drop peer 4", () => rest.every((b) => b.cluster!.controller.group.node.confState().voters.join(",") === "1,2,3"));
+    await waitFor("the metadata to forget peer 4 everywhere", () => rest.every((b) => b.cluster!.metadata.peers().map((p) => p.id).join(",") === "1,2,3"));
+    // The cluster still commits without it.
+    await rest[0]!.produce("t", [{ key: null, value: enc.encode("after"), partition: 0 }], -1);
+  }, 30_000);
+});

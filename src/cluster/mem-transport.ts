@@ -293,6 +293,9 @@ export class MemTransport implements Transport {
     return this.network.sendCall(this, to, method, body, deadlineMs);
   }
 
+  /** The simulated network reaches every peer it holds: nothing to do. */
+  setPeers(): void {}
+
   listen(handlers: TransportHandlers): void {
     if (this.listening) throw new Error("invariant broken: listen is called once");
     this.listening = handlers;
