@@ -124,6 +124,8 @@ export interface BrokerDeps {
   logger?: Logger;
   /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
   cluster?: { transport: Transport; random?: () => number };
+  /** The registry GET /metrics renders; default a new one. Shared so the peer transport's counters show there too. */
+  metrics?: Metrics;
 }
 
 /** The cluster as `tributary cluster status` shows it. */
@@ -171,7 +173,7 @@ interface BrokerMetrics {
 }
 
 export class Broker {
-  readonly metrics = new Metrics();
+  readonly metrics: Metrics;
   /** Consumer groups as the gateways call them: the coordinator here, or forwarded to the peer that coordinates. */
   readonly groups: GroupService;
   /** Membership, assignments, committed offsets (see src/groups/coordinator.ts); in a cluster active on one peer. */
@@ -195,7 +197,9 @@ export class Broker {
     private readonly fs: FileSystem,
     private readonly clock: Clock,
     readonly logger: Logger,
+    metrics: Metrics,
   ) {
+    this.metrics = metrics;
     this.store = new TopicMetadataStore(fs, config.dataDir);
     this.coordinator = new GroupCoordinator(
       {
@@ -250,6 +254,7 @@ export class Broker {
       deps.fs ?? nodeFileSystem,
       deps.clock ?? systemClock,
       deps.logger ?? createLogger(config.logLevel),
+      deps.metrics ?? new Metrics(),
     );
     if (config.cluster) {
       if (!deps.cluster) throw new Error("invariant broken: a cluster config needs a peer transport in BrokerDeps.cluster");
