@@ -524,6 +524,9 @@ export class Broker {
   private serveForwarded(cluster: ClusterNode): void {
     cluster.handle("produce", async (_from, body) => {
       const { topic, partition, batch, acks, idempotent } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean };
+      // Closing, this peer hands its leaderships over (close()): the caller retries at the next
+      // leader. NOT_READY would end the caller's retries and fail a produce the cluster can take.
+      if (this.state !== "open") throw notLeader(topic, partition, 0);
       const t = this.topic(topic);
       const p = this.partition(topic, partition);
       if (!p.replica?.isLeader) throw notLeader(topic, partition, p.replica?.leader ?? 0);
