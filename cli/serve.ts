@@ -132,6 +132,7 @@ export async function runServe(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  // One registry for the broker and the peer transport, so GET /metrics shows the peer counters.
   const metrics = new Metrics();
   let transport: GrpcTransport | undefined;
   if (config.cluster) {

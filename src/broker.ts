@@ -126,6 +126,8 @@ export interface BrokerDeps {
   metrics?: Metrics;
   /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
   cluster?: { transport: Transport; random?: () => number };
+  /** The registry GET /metrics renders; default a new one. Shared so the peer transport's counters show there too. */
+  metrics?: Metrics;
 }
 
 /** The cluster as `tributary cluster status` shows it. */
@@ -525,6 +527,9 @@ export class Broker {
   private serveForwarded(cluster: ClusterNode): void {
     cluster.handle("produce", async (_from, body) => {
       const { topic, partition, batch, acks, idempotent, hops } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean; hops?: number };
+      // Closing, this peer hands its leaderships over (close()): the caller retries at the next
+      // leader. NOT_READY would end the caller's retries and fail a produce the cluster can take.
+      if (this.state !== "open") throw notLeader(topic, partition, 0);
       const t = this.topic(topic);
       const p = this.partition(topic, partition);
       if (!p.replica?.isLeader) {

@@ -133,6 +133,36 @@ describe("a three-broker cluster", () => {
     expect(r.records.map((x) => dec.decode(x.value!))).toEqual(acked);
   });
 
+  it("keeps taking produces through a follower while the leader shuts down: they go on to the next leader", async () => {
+    await startCluster();
+    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
+    await live()[0]!.createTopic("t", 1);
+    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+    const leader = await waitFor("a partition leader", () => leaderOf("t", 0) || undefined);
+    const closing = nodes.find((n) => n.id === leader)!;
+    const follower = live().find((b) => b.cluster!.self !== leader)!;
+    const failures: unknown[] = [];
+    let acked = 0;
+    let stop = false;
+    const load = (async () => {
+      for (let i = 0; !stop; i++) {
+        await follower.produce("t", [{ key: null, value: enc.encode(`v${i}`), partition: 0 }], -1).then(
+          () => acked++,
+          (e: unknown) => failures.push(e),
+        );
+      }
+    })();
+    await waitFor("produces through the follower", () => acked >= 20);
+    // A graceful stop (SIGTERM): forwarded produces that reach it meanwhile must be sent on, not refused.
+    await closing.broker!.close();
+    closing.broker = null;
+    const before = acked;
+    await waitFor("produces after the stop", () => acked >= before + 20);
+    stop = true;
+    await load;
+    expect(failures).toEqual([]);
+  });
+
   it("refuses a produce with NOT_LEADER-class retries exhausted when no quorum is left", async () => {
     await startCluster();
     await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));

@@ -206,6 +206,27 @@ describe("fault proxy", () => {
     expect(proxy.stats()).toMatchObject({ queuedBytes: 0, dropped: 0 });
   });
 
+  it("stall one way: holds that direction only while the other flows, and delivers what it held after heal", async () => {
+    const sink = await startSink();
+    const proxy = await proxyTo(sink.port);
+    const c = await dial(proxy.port);
+    await waitFor("the connection to reach the sink", () => sink.conns.length === 1);
+    const server = sink.conns[0]!;
+    proxy.stall("b->a");
+    const up = payload(7, 40 * KiB);
+    const down = payload(8, 60 * KiB);
+    server.socket.write(down);
+    c.socket.write(up);
+    await waitFor("the client's bytes at the target", () => server.bytes === up.length);
+    await waitFor("the proxy to hold the target's bytes", () => proxy.stats().queuedBytes === down.length);
+    expect(c.bytes).toBe(0);
+    proxy.heal();
+    await waitFor("every held byte at the client", () => c.bytes === down.length);
+    expect(c.digest()).toBe(sha256(down));
+    expect(server.digest()).toBe(sha256(up));
+    expect(proxy.stats()).toMatchObject({ queuedBytes: 0, dropped: 0 });
+  });
+
   it("stall: holds at most its bound and backs the sender up, while the same transfer through a healthy proxy completes", async () => {
     const boundBytes = 64 * KiB;
     // Larger than loopback's send and receive buffers together (tcp_wmem + tcp_rmem maxima, 36 MiB

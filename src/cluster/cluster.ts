@@ -265,7 +265,8 @@ export class ClusterNode {
   private async serve(from: NodeId, method: string, body: Uint8Array): Promise<Uint8Array> {
     const h = this.handlers.get(method);
     if (!h) throw new TributaryError("INVALID_REQUEST", `unknown peer method ${method}`);
-    if (this.closed) throw new TributaryError("NOT_READY", "this peer is shutting down");
+    // NOT_LEADER, not NOT_READY: the caller's retries (`retrying`) then go on to the next leader.
+    if (this.closed) throw new TributaryError("NOT_LEADER", "this peer is shutting down and leads nothing; retry");
     return encodeBody(await h(from, decodeBody(body)));
   }
 
