@@ -126,8 +126,6 @@ export interface BrokerDeps {
   metrics?: Metrics;
   /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
   cluster?: { transport: Transport; random?: () => number };
-  /** The registry GET /metrics renders; default a new one. Shared so the peer transport's counters show there too. */
-  metrics?: Metrics;
 }
 
 /** The cluster as `tributary cluster status` shows it. */
