@@ -29,7 +29,7 @@ import { Metrics, LATENCY_BUCKETS_S } from "./metrics.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Partition } from "./partition.ts";
 import { KeylessPartitioner, partitionForKey } from "./partitioner.ts";
-import { nodeFileSystem, type FileSystem } from "./runtime/fs.ts";
+import { joinPath, nodeFileSystem, type FileSystem } from "./runtime/fs.ts";
 import { systemClock, type Clock } from "./runtime/clock.ts";
 import { PartitionLog, type LogConfig } from "./storage/log.ts";
 import {
@@ -43,6 +43,7 @@ import {
   type RecordInput,
 } from "./storage/record-batch.ts";
 import { GroupCoordinator } from "./groups/coordinator.ts";
+import { callLocal, groupService, type GroupMethod, type GroupService } from "./groups/service.ts";
 import { ClusterNode, type GroupStatus } from "./cluster/cluster.ts";
 import type { ClusterMetadata } from "./cluster/metadata.ts";
 import { notLeader, type PartitionReplica } from "./cluster/partition-replica.ts";
@@ -121,6 +122,8 @@ export interface BrokerDeps {
   fs?: FileSystem;
   clock?: Clock;
   logger?: Logger;
+  /** The registry /metrics renders; given when something made before the broker (the peer transport) counts into it too. */
+  metrics?: Metrics;
   /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
   cluster?: { transport: Transport; random?: () => number };
 }
@@ -170,9 +173,11 @@ interface BrokerMetrics {
 }
 
 export class Broker {
-  readonly metrics = new Metrics();
-  /** Consumer groups: membership, assignments, committed offsets (see src/groups/coordinator.ts). */
-  readonly groups: GroupCoordinator;
+  readonly metrics: Metrics;
+  /** Consumer groups as the gateways call them: the coordinator here, or forwarded to the peer that coordinates. */
+  readonly groups: GroupService;
+  /** Membership, assignments, committed offsets (see src/groups/coordinator.ts); in a cluster active on one peer. */
+  private readonly coordinator: GroupCoordinator;
   private readonly topics = new Map<string, Topic>();
   private readonly m: BrokerMetrics;
   private readonly store: TopicMetadataStore;
@@ -192,9 +197,11 @@ export class Broker {
     private readonly fs: FileSystem,
     private readonly clock: Clock,
     readonly logger: Logger,
+    metrics: Metrics,
   ) {
+    this.metrics = metrics;
     this.store = new TopicMetadataStore(fs, config.dataDir);
-    this.groups = new GroupCoordinator(
+    this.coordinator = new GroupCoordinator(
       {
         partitionCount: (topic) => this.topics.get(topic)?.partitions.length,
         bounds: (topic, partition) => {
@@ -214,6 +221,7 @@ export class Broker {
       clock,
       logger,
     );
+    this.groups = groupService(this.coordinator, (method, args) => this.routeGroupCall(method, args));
     const mt = this.metrics;
     this.m = {
       recordsProduced: mt.counter("tributary_records_produced_total", "Records appended", ["topic"]),
@@ -246,6 +254,7 @@ export class Broker {
       deps.fs ?? nodeFileSystem,
       deps.clock ?? systemClock,
       deps.logger ?? createLogger(config.logLevel),
+      deps.metrics ?? new Metrics(),
     );
     if (config.cluster) {
       if (!deps.cluster) throw new Error("invariant broken: a cluster config needs a peer transport in BrokerDeps.cluster");
@@ -266,7 +275,7 @@ export class Broker {
     }
     this.state = "open";
     if (!this.topics.has(OFFSETS_TOPIC)) await this.createTopicWith(OFFSETS_TOPIC, 1, OFFSETS_TOPIC_CONFIG, true);
-    await this.groups.load();
+    await this.coordinator.load();
     this.scheduleMaintenance();
     this.logger.info("broker open", { dataDir: this.config.dataDir, topics: records.length });
   }
@@ -304,6 +313,7 @@ export class Broker {
   /** Cluster mode: the topics come from the controller's metadata, replayed from its log. */
   private async loadCluster(transport: Transport, random: () => number): Promise<void> {
     const c = this.config.cluster!;
+    await this.fs.mkdirp(joinPath(this.config.dataDir, "meta")); // the producer-id counter lives there
     this.producerIds = await ProducerIdAllocator.open(this.fs, this.config.dataDir);
     this.cluster = await ClusterNode.open(
       {
@@ -365,8 +375,10 @@ export class Broker {
    */
   private async bootstrapCluster(): Promise<void> {
     const cluster = this.cluster!;
+    // Only voters of the metadata group: a peer removed from it is not brought back by an old config.
+    const voter = (id: NodeId) => cluster.controller.group.node.confState().voters.includes(id);
     for (const peer of cluster.peers) {
-      while (this.state === "open" && !cluster.metadata.peers().some((p) => p.id === peer.id)) {
+      while (this.state === "open" && voter(peer.id) && !cluster.metadata.peers().some((p) => p.id === peer.id)) {
         try {
           await cluster.proposeMeta({ type: "add-peer", peer });
         } catch (e) {
@@ -402,7 +414,7 @@ export class Broker {
   private followCoordinator(leader: NodeId): void {
     const epoch = ++this.coordinatorEpoch;
     if (leader !== this.cluster?.self) {
-      if (this.coordinating !== "no") this.groups.resign();
+      if (this.coordinating !== "no") this.coordinator.resign();
       this.coordinating = "no";
       return;
     }
@@ -413,13 +425,26 @@ export class Broker {
       while (replica && epoch === this.coordinatorEpoch && replica.isLeader && replica.log.highWatermark < replica.log.logEndOffset) await this.cluster!.sleep(10);
       if (epoch !== this.coordinatorEpoch) return;
       try {
-        await this.groups.takeOver();
+        await this.coordinator.takeOver();
         if (epoch === this.coordinatorEpoch) this.coordinating = "yes";
       } catch (e) {
         if (epoch === this.coordinatorEpoch && this.state === "open") this.logger.error("could not load consumer groups", { error: e });
         this.coordinating = "no";
       }
     })();
+  }
+
+  /** A group call: here when this peer coordinates (or is a single node), else at the coordinator. */
+  private routeGroupCall(method: GroupMethod, args: unknown[]): Promise<unknown> {
+    const cluster = this.cluster;
+    if (!cluster) return callLocal(this.coordinator, method, args);
+    return cluster.retrying(async () => {
+      if (this.coordinating === "yes") return callLocal(this.coordinator, method, args);
+      const t = this.topics.get(OFFSETS);
+      const leader = t ? this.leaderOf(t, 0) : 0;
+      if (!leader || leader === cluster.self) this.checkCoordinator(); // throws NOT_COORDINATOR: retried
+      return cluster.call(leader, "groups", { method, args });
+    });
   }
 
   private checkCoordinator(): void {
@@ -458,7 +483,7 @@ export class Broker {
       const leader = this.leaderOf(topic, index);
       if (!leader || leader === cluster.self) throw notLeader(topic.record.name, index, 0);
       return (await cluster.call(leader, "produce", { topic: topic.record.name, partition: index, batch, acks, idempotent })) as { baseOffset: number; lastOffset: number };
-    });
+    }, { unknownOutcome: idempotent });
   }
 
   /**
@@ -499,10 +524,16 @@ export class Broker {
   /** Calls other peers forward here. */
   private serveForwarded(cluster: ClusterNode): void {
     cluster.handle("produce", async (_from, body) => {
-      const { topic, partition, batch, acks, idempotent } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean };
+      const { topic, partition, batch, acks, idempotent, hops } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean; hops?: number };
       const t = this.topic(topic);
       const p = this.partition(topic, partition);
-      if (!p.replica?.isLeader) throw notLeader(topic, partition, p.replica?.leader ?? 0);
+      if (!p.replica?.isLeader) {
+        // A replica that is not the leader knows who is: pass it on once (a peer without a replica
+        // guessed the preferred leader). Never twice, so an election cannot bounce it around.
+        const leader = p.replica?.leader ?? 0;
+        if (leader && leader !== cluster.self && !hops) return cluster.call(leader, "produce", { ...(body as object), hops: 1 });
+        throw notLeader(topic, partition, leader);
+      }
       return this.appendAsLeader(p, t, new Uint8Array(batch), acks, idempotent === true);
     });
     cluster.handle("fetch", async (_from, body) => {
@@ -510,6 +541,33 @@ export class Broker {
       return this.fetch(topic, partition, offset, options);
     });
     cluster.handle("status", async () => cluster.status());
+    cluster.handle("groups", async (_from, body) => {
+      const { method, args } = body as { method: GroupMethod; args: unknown[] };
+      this.checkCoordinator();
+      return callLocal(this.coordinator, method, args);
+    });
+  }
+
+  /** Add a peer to the running cluster (see ClusterNode.addPeer). */
+  async addPeer(id: number, address: string): Promise<void> {
+    const cluster = this.clusterOrRefuse();
+    if (!Number.isSafeInteger(id) || id < 1 || id > 0xffff || typeof address !== "string" || !/^.+:\d+$/.test(address)) {
+      throw new TributaryError("INVALID_REQUEST", "a peer is {\"id\": 1 to 65535, \"address\": \"host:port\"} of its peer listener");
+    }
+    await cluster.addPeer({ id, address });
+  }
+
+  /** Remove a peer that holds no replica from the running cluster. */
+  async removePeer(id: number): Promise<void> {
+    const cluster = this.clusterOrRefuse();
+    if (!cluster.peer(id)) throw new TributaryError("INVALID_REQUEST", `peer ${id} is not in the cluster`);
+    await cluster.removePeer(id);
+  }
+
+  private clusterOrRefuse(): ClusterNode {
+    this.checkOpen();
+    if (!this.cluster) throw new TributaryError("INVALID_REQUEST", "this broker is a single node: no cluster.peers");
+    return this.cluster;
   }
 
   /** Every peer's view, gathered for `tributary cluster status`; peers out of reach are marked so. */
@@ -615,8 +673,13 @@ export class Broker {
   /** Cluster mode: the controller places and records the topic; every peer then opens its replicas. */
   private async createInCluster(cluster: ClusterNode, record: TopicRecord): Promise<TopicDescription> {
     // A new cluster records its peers first (bootstrapCluster); placement draws on them.
-    await this.untilLocal(() => cluster.metadata.peers().length >= cluster.peers.length);
-    await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
+    await this.untilLocal(() => cluster.controller.group.node.confState().voters.every((id) => cluster.metadata.peers().some((p) => p.id === id)));
+    try {
+      await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
+    } catch (e) {
+      // A retry of our own command that had been applied after all.
+      if (!(isTributaryError(e) && e.code === "TOPIC_EXISTS" && cluster.metadata.topic(record.name)?.record.id === record.id)) throw e;
+    }
     await this.untilLocal(() => this.topics.get(record.name)?.record.id === record.id);
     this.logger.info("topic created", { topic: record.name, partitions: record.partitions, config: record.config });
     return this.describe(this.topics.get(record.name)!);
@@ -645,7 +708,9 @@ export class Broker {
       const topic = this.topic(name);
       if (isInternalTopic(name)) throw new TributaryError("INVALID_TOPIC_NAME", `topic ${name} is internal to the broker and cannot be deleted`);
       if (this.cluster) {
-        await this.cluster.proposeMeta({ type: "delete-topic", name });
+        await this.cluster.proposeMeta({ type: "delete-topic", name }).catch((e: unknown) => {
+          if (!(isTributaryError(e) && e.code === "TOPIC_NOT_FOUND")) throw e;
+        });
         await this.untilLocal(() => this.topics.get(name)?.record.id !== topic.record.id);
         return;
       }
@@ -946,7 +1011,9 @@ export class Broker {
       // No replica here: ask the leader (it serves committed records, as every replica does).
       const leader = this.leaderOf(t, partitionIndex);
       const { signal: _signal, ...wire } = options;
-      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire })) as FetchResult;
+      // A long poll waits there: the call may take that long, plus the usual margin.
+      const deadline = this.clock.now() + Math.min(options.waitMs ?? 0, this.config.http.maxWaitMs) + 2000;
+      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire }, deadline)) as FetchResult;
     }
     const p = this.partition(topicName, partitionIndex);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new TributaryError("INVALID_REQUEST", `offset must be a non-negative integer, got ${String(offset)}`);
@@ -1052,7 +1119,7 @@ export class Broker {
     this.coordinatorEpoch++;
     this.state = "closing";
     this.cancelMaintenance?.();
-    this.groups.close();
+    this.coordinator.close();
     await this.maintenanceRunning;
     await this.adminChain;
     if (this.cluster) {

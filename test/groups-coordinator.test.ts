@@ -111,7 +111,7 @@ class Scenario {
       this.note(m.name, m.last);
       for (const k of [...m.positions.keys()]) if (!m.last.assignment.some((tp) => key(tp) === k)) m.positions.delete(k);
       for (const tp of m.last.assignment) {
-        const pos = m.positions.get(key(tp)) ?? this.b.groups.startOffset(this.group, tp.topic, tp.partition, "earliest");
+        const pos = m.positions.get(key(tp)) ?? (await this.b.groups.startOffset(this.group, tp.topic, tp.partition, "earliest"));
         const r = await this.b.fetch(tp.topic, tp.partition, pos, { maxRecords: 3 });
         m.positions.set(key(tp), r.nextOffset);
       }
@@ -131,7 +131,7 @@ class Scenario {
       this.fenced++;
       return;
     }
-    for (const c of this.b.groups.fetchCommittedOffsets(this.group)) {
+    for (const c of (await this.b.groups.fetchCommittedOffsets(this.group))) {
       const k = key(c);
       expect(c.offset, `committed offset of ${k} went backwards`).toBeGreaterThanOrEqual(this.committed.get(k) ?? 0);
       this.committed.set(k, c.offset);
@@ -180,7 +180,7 @@ describe("group coordinator", () => {
       for (const m of s.members.values()) expect(m.last.assignment).toEqual([]);
       await s.run(5000);
       s.expectStable(6);
-      expect(b.groups.describeGroup("g").state).toBe("stable");
+      expect((await b.groups.describeGroup("g")).state).toBe("stable");
 
       const dead = s.kill("c");
       const deadGeneration = dead.last.generationId;
@@ -202,7 +202,7 @@ describe("group coordinator", () => {
       await s.join("e");
       await s.run(4000);
       s.expectStable(6);
-      const d = b.groups.describeGroup("g");
+      const d = (await b.groups.describeGroup("g"));
       expect(d.members.map((m) => m.clientId).sort()).toEqual(["a", "d", "e"]);
       expect(d.partitions.every((p) => p.memberId !== null && p.committedOffset !== null)).toBe(true);
       expect(d.totalLag).toBe(d.partitions.reduce((n, p) => n + p.highWatermark - p.committedOffset!, 0));
@@ -254,13 +254,13 @@ describe("group coordinator", () => {
     await b.close();
 
     b = await open();
-    expect(b.groups.fetchCommittedOffsets("g").map((c) => [c.partition, c.offset, c.metadata])).toEqual([[0, 8, ""], [1, 3, ""]]);
-    expect(b.groups.listGroups()).toEqual([{ groupId: "g", state: "empty", members: 0, assignor: null }]);
-    const d = b.groups.describeGroup("g");
+    expect((await b.groups.fetchCommittedOffsets("g")).map((c) => [c.partition, c.offset, c.metadata])).toEqual([[0, 8, ""], [1, 3, ""]]);
+    expect((await b.groups.listGroups())).toEqual([{ groupId: "g", state: "empty", members: 0, assignor: null }]);
+    const d = (await b.groups.describeGroup("g"));
     expect(d.partitions.map((p) => p.lag)).toEqual([2, 7]);
-    expect(b.groups.startOffset("g", "t", 0, "latest")).toBe(8);
-    expect(b.groups.startOffset("other", "t", 0, "latest")).toBe(10);
-    expect(b.groups.startOffset("other", "t", 0, "earliest")).toBe(0);
+    expect((await b.groups.startOffset("g", "t", 0, "latest"))).toBe(8);
+    expect((await b.groups.startOffset("other", "t", 0, "latest"))).toBe(10);
+    expect((await b.groups.startOffset("other", "t", 0, "earliest"))).toBe(0);
 
     expect((await b.groups.resetOffsets("g", "t", { to: "earliest" })).map((c) => c.offset)).toEqual([0, 0]);
     expect((await b.groups.resetOffsets("g", "t", { to: "offset", offset: 99 }, [1])).map((c) => c.offset)).toEqual([10]);
@@ -268,16 +268,16 @@ describe("group coordinator", () => {
     expect((await b.groups.resetOffsets("g", "t", { to: "latest" })).map((c) => c.offset)).toEqual([10, 10]);
     // An empty group takes tool commits without member or generation.
     await b.groups.commitOffsets({ groupId: "g", memberId: "", generationId: -1, offsets: [{ topic: "t", partition: 0, offset: 5 }] });
-    expect(b.groups.fetchCommittedOffsets("g", [{ topic: "t", partition: 0 }])[0]!.offset).toBe(5);
+    expect((await b.groups.fetchCommittedOffsets("g", [{ topic: "t", partition: 0 }]))[0]!.offset).toBe(5);
     await b.close();
 
     b = await open();
-    expect(b.groups.fetchCommittedOffsets("g").map((c) => c.offset)).toEqual([5, 10]);
+    expect((await b.groups.fetchCommittedOffsets("g")).map((c) => c.offset)).toEqual([5, 10]);
     await b.groups.deleteGroup("g");
-    expect(await codeOf(Promise.resolve().then(() => b.groups.describeGroup("g")))).toBe("GROUP_NOT_FOUND");
+    expect(await codeOf(b.groups.describeGroup("g"))).toBe("GROUP_NOT_FOUND");
     await b.close();
     b = await open();
-    expect(b.groups.listGroups()).toEqual([]);
+    expect((await b.groups.listGroups())).toEqual([]);
     // The offsets topic is the broker's own.
     expect(b.listTopics().map((t) => t.name)).toEqual(["t"]);
     expect(b.listTopics({ includeInternal: true }).map((t) => t.name)).toEqual(["__consumer_offsets", "t"]);
@@ -297,7 +297,7 @@ describe("group coordinator", () => {
     expect(await codeOf(b.groups.commitOffsets({ groupId: "g", memberId: "nobody", generationId: m.generationId, offsets: [] }))).toBe("UNKNOWN_MEMBER_ID");
     expect(await codeOf(b.groups.leave("g", "nobody"))).toBe("UNKNOWN_MEMBER_ID");
     await b.groups.leave("g", m.memberId);
-    expect(b.groups.listGroups()).toEqual([]);
+    expect((await b.groups.listGroups())).toEqual([]);
   });
 
   it("rebalances when a subscribed topic appears", async () => {

@@ -663,6 +663,10 @@ describe("operations", () => {
       INVALID_SESSION_TIMEOUT: 400,
       UNAUTHENTICATED: 401,
       PERMISSION_DENIED: 403,
+      NOT_LEADER: 503,
+      PEER_UNAVAILABLE: 503,
+      NOT_COORDINATOR: 503,
+      REQUEST_TIMED_OUT: 503,
     };
     expect(Object.keys(expected).sort()).toEqual([...ERROR_CODES].sort());
     const original = broker.describeTopic.bind(broker);

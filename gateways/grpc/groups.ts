@@ -103,13 +103,13 @@ export function groupsHandlers({ broker }: GrpcDeps): ServiceHandlers<Methods> {
     },
     async fetchOffsets(req) {
       const wanted = req.partitions.length > 0 ? flatten(req.partitions) : undefined;
-      return { offsets: groups().fetchCommittedOffsets(req.groupId, wanted).map(toCommitted) };
+      return { offsets: (await groups().fetchCommittedOffsets(req.groupId, wanted)).map(toCommitted) };
     },
     async listGroups() {
-      return { groups: groups().listGroups().map((g) => ({ groupId: g.groupId, state: g.state, members: g.members, assignor: g.assignor ?? "" })) };
+      return { groups: (await groups().listGroups()).map((g) => ({ groupId: g.groupId, state: g.state, members: g.members, assignor: g.assignor ?? "" })) };
     },
     async describeGroup(req) {
-      const d = groups().describeGroup(req.groupId);
+      const d = await groups().describeGroup(req.groupId);
       return {
         groupId: d.groupId,
         state: d.state,

@@ -175,7 +175,7 @@ class ConsumerInstances {
       inst.last = await this.broker.groups.heartbeat({ groupId: inst.group, memberId: last.memberId, ownedPartitions: this.owned(inst) });
     }
     for (const tp of inst.last!.assignment) {
-      if (!inst.positions.has(k(tp))) inst.positions.set(k(tp), { tp, offset: this.broker.groups.startOffset(inst.group, tp.topic, tp.partition, inst.reset) });
+      if (!inst.positions.has(k(tp))) inst.positions.set(k(tp), { tp, offset: await this.broker.groups.startOffset(inst.group, tp.topic, tp.partition, inst.reset) });
     }
   }
 
@@ -260,7 +260,7 @@ export function consumerRoutes(app: Hono, { broker, options, longPolls }: Gatewa
     const group = c.req.param("group");
     const body = (await optionalBody(c, options.maxRequestBytes)) ?? {};
     // Check the group id now rather than at subscribe.
-    broker.groups.fetchCommittedOffsets(group);
+    await broker.groups.fetchCommittedOffsets(group);
     const inst = instances.create(group, object(body, `{"name"?, "auto.offset.reset"?, "session.timeout.ms"?, "assignor"?}`));
     return reply(out, 201, { instanceId: inst.id, group }, { location: `/v1/consumers/${group}/instances/${inst.id}` });
   });
@@ -306,9 +306,9 @@ export function consumerRoutes(app: Hono, { broker, options, longPolls }: Gatewa
     return c.body(null, 204);
   });
 
-  app.get("/v1/groups", (c) => reply(negotiate(c.req.raw), 200, { groups: broker.groups.listGroups() }));
+  app.get("/v1/groups", async (c) => reply(negotiate(c.req.raw), 200, { groups: await broker.groups.listGroups() }));
 
-  app.get("/v1/groups/:group", (c) => reply(negotiate(c.req.raw), 200, broker.groups.describeGroup(c.req.param("group"))));
+  app.get("/v1/groups/:group", async (c) => reply(negotiate(c.req.raw), 200, await broker.groups.describeGroup(c.req.param("group"))));
 
   app.post("/v1/groups/:group/offsets/reset", async (c) => {
     const out = negotiate(c.req.raw);

@@ -117,10 +117,10 @@ export class EgressRule {
   private async startPosition(p: number): Promise<number | null> {
     const file = joinPath(this.legacyDir, `${p}.json`);
     const tp = { topic: this.rule.topic, partition: p };
-    const [prior] = this.broker.groups.fetchCommittedOffsets(this.groupId, [tp]);
+    const [prior] = await this.broker.groups.fetchCommittedOffsets(this.groupId, [tp]);
     if (prior !== undefined) {
       await this.fs.remove(file);
-      const offset = this.broker.groups.startOffset(this.groupId, this.rule.topic, p, this.rule.startFrom);
+      const offset = await this.broker.groups.startOffset(this.groupId, this.rule.topic, p, this.rule.startFrom);
       if (offset === prior.offset) {
         this.committed.set(p, offset);
         return offset;
@@ -129,7 +129,7 @@ export class EgressRule {
       return (await this.commit(p, offset)) ? offset : null;
     }
     const legacy = await this.loadLegacy(file);
-    let offset = this.broker.groups.startOffset(this.groupId, this.rule.topic, p, this.rule.startFrom);
+    let offset = await this.broker.groups.startOffset(this.groupId, this.rule.topic, p, this.rule.startFrom);
     let metadata = this.metadata;
     if (legacy !== null) {
       const d = this.broker.describeTopic(this.rule.topic).partitions[p]!;
@@ -149,12 +149,12 @@ export class EgressRule {
     let offset = start;
     while (!this.stopped) {
       try {
-        offset = this.movedFromOutside(p) ?? offset;
+        offset = (await this.movedFromOutside(p)) ?? offset;
         const res = await this.broker.fetch(this.rule.topic, p, offset, { maxRecords: this.rule.batchRecords, waitMs: WAIT_MS, signal: this.abort.signal });
         if (this.stopped) return;
         if (res.records.length === 0 && res.nextOffset === offset) continue;
         await this.withTimeout(Promise.all(res.records.map((r) => this.publish(p, r.key, r.value, r.headers))));
-        const moved = this.movedFromOutside(p);
+        const moved = await this.movedFromOutside(p);
         if (moved !== null) {
           offset = moved;
           continue;
@@ -182,8 +182,8 @@ export class EgressRule {
    * reset-offsets`), else null. A group deleted under the bridge is not a move: the next commit
    * creates it again.
    */
-  private movedFromOutside(p: number): number | null {
-    const [c] = this.broker.groups.fetchCommittedOffsets(this.groupId, [{ topic: this.rule.topic, partition: p }]);
+  private async movedFromOutside(p: number): Promise<number | null> {
+    const [c] = await this.broker.groups.fetchCommittedOffsets(this.groupId, [{ topic: this.rule.topic, partition: p }]);
     if (c === undefined || c.offset === this.committed.get(p)) return null;
     this.logger.info("MQTT egress: the group's offset was moved from outside; following it", { group: this.groupId, topic: this.rule.topic, partition: p, from: this.committed.get(p), to: c.offset });
     this.committed.set(p, c.offset);

@@ -83,6 +83,8 @@ export class PeerLink {
   /** A unary Call with the deadline (epoch ms); the handler's refusal is rethrown as it was. */
   call(method: string, body: Uint8Array, deadlineMs: number): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new TributaryError("NOT_READY", "the peer transport is closed"));
+    // Nothing is sent past the deadline, so nothing can have run: not an unknown outcome.
+    if (deadlineMs <= this.env.clock.now()) return Promise.reject(new TributaryError("PEER_UNAVAILABLE", `the deadline of ${method} to peer ${this.peer.id} has passed`));
     const request = create(CallRequestSchema, { from: this.env.self, method, body });
     return new Promise((resolve, reject) => {
       const done = (err: grpc.ServiceError | null, res?: CallResponse) => {
@@ -136,6 +138,8 @@ export class PeerLink {
     if (typeof code === "string" && code !== "INTERNAL") return refusal(code, err?.details ?? "");
     if (err?.code === grpc.status.INTERNAL) return new Error(`${what} failed: ${err.details}`, { cause: err });
     if (err?.code === grpc.status.RESOURCE_EXHAUSTED) return new TributaryError("RECORD_TOO_LARGE", `${what}: ${err.details}`, { cause: err });
+    // The request may have arrived and run: the caller must not assume it did not.
+    if (err?.code === grpc.status.DEADLINE_EXCEEDED) return new TributaryError("REQUEST_TIMED_OUT", `${what} did not answer before the deadline; it may have run`, { cause: err });
     return new TributaryError("PEER_UNAVAILABLE", `${what} did not answer: ${err?.details ?? "no reply"}`, { cause: err });
   }
 }

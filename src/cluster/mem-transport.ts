@@ -184,7 +184,7 @@ export class MemNetwork {
         fn();
       };
       const cancel = clock.setTimer(deadlineMs - clock.now(), () =>
-        settle(() => reject(new TributaryError("PEER_UNAVAILABLE", `peer ${to} did not answer ${method} before the deadline`))),
+        settle(() => reject(new TributaryError("REQUEST_TIMED_OUT", `peer ${to} did not answer ${method} before the deadline; it may have run`))),
       );
       const refused = this.blocked(caller, to);
       if (refused) return this.dropAtSender(caller, to, "call", refused);
@@ -292,6 +292,9 @@ export class MemTransport implements Transport {
     if (this.dead) return Promise.reject(new TributaryError("NOT_READY", "the peer transport is closed"));
     return this.network.sendCall(this, to, method, body, deadlineMs);
   }
+
+  /** The simulated network reaches every peer it holds: nothing to do. */
+  setPeers(): void {}
 
   listen(handlers: TransportHandlers): void {
     if (this.listening) throw new Error("invariant broken: listen is called once");

@@ -316,8 +316,12 @@ export class ReplicaLog implements Storage {
     await this.writeState();
   }
 
-  /** Wait for raft.json writes under way (the partition log is closed by its owner). */
+  /**
+   * Record the applied index if it moved since raft.json was last written (so a clean restart
+   * serves reads up to where it was), and wait for writes under way. The owner closes the log.
+   */
   async close(): Promise<void> {
+    if (Math.min(this.applied, this.lastIndex()) > this.state.commit) await this.writeState();
     await this.stateWrites;
   }
 

@@ -50,6 +50,11 @@ export interface Transport {
   call(to: NodeId, method: string, body: Uint8Array, deadlineMs: number): Promise<Uint8Array>;
   /** Installs the receiver; called once, before any frame can arrive. */
   listen(handlers: TransportHandlers): void;
+  /**
+   * The cluster's peers changed (a peer added, removed or moved, as the controller applied it):
+   * talk to these from now on; frames from others are dropped.
+   */
+  setPeers(peers: readonly PeerInfo[]): void;
   close(): Promise<void>;
 }
 

@@ -103,7 +103,8 @@ export class ProducerStateTable {
 }
 
 /**
- * Rebuild a partition's table from the batch headers of its newest REBUILD_SEGMENTS segments.
+ * Rebuild a partition's table from the batch headers of its newest REBUILD_SEGMENTS segments, up
+ * to the durable end of the log (on a single node the high watermark).
  * Calls `seen` with every producer id met, so the id allocator can stay above them.
  */
 export async function rebuildProducerState(log: PartitionLog, seen: (producerId: number) => void): Promise<ProducerStateTable> {
@@ -111,8 +112,10 @@ export async function rebuildProducerState(log: PartitionLog, seen: (producerId:
   const bases = log.segmentBaseOffsets;
   let offset = Math.max(log.logStartOffset, bases[Math.max(0, bases.length - REBUILD_SEGMENTS)] ?? 0);
   const done = Promise.resolve();
-  while (offset < log.highWatermark) {
-    const { batches } = await log.read(offset, REBUILD_READ_BYTES);
+  // Up to the durable end, not the high watermark: a new Raft leader must know the batches it holds
+  // but has not committed yet (they will commit), or a producer's retry of one is written twice.
+  while (offset < log.durableEnd) {
+    const { batches } = await log.readDurable(offset, REBUILD_READ_BYTES);
     const list = splitBatches(batches);
     if (list.length === 0) break;
     for (const batch of list) {

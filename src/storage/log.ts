@@ -631,8 +631,8 @@ export class PartitionLog {
 
   /** Sealed and wholly below the high watermark: retention and compaction may touch it. */
   private settled(s: Segment): boolean {
-    // In "durable" mode sealed implies below the high watermark; in external mode it does not.
-    return s.sealed && s.nextOffset <= this.hw;
+    // In "durable" mode sealed already means acknowledged; in external mode the commit may lag the disk.
+    return s.sealed && (!this.external || s.nextOffset <= this.hw);
   }
 
   /**

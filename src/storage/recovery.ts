@@ -14,7 +14,8 @@
  *    the offsets), and the warning says so.
  *
  * Everything that survives was on disk and intact, so the log opens with
- * highWatermark = logEndOffset.
+ * highWatermark = logEndOffset (durableEnd = logEndOffset in replicated mode, where the owner
+ * sets the high watermark from its Raft state).
  */
 import type { Logger } from "../logger.ts";
 import type { Clock } from "../runtime/clock.ts";

@@ -14,10 +14,15 @@ import type { MqttClient } from "mqtt";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BrokerProcess } from "./broker-process.ts";
+import { freePort } from "./ports.ts";
+
+// Re-exported: the MQTT tests import them from here; they live in their own files for every test.
+export { freePort } from "./ports.ts";
+export { waitFor } from "./wait.ts";
 
 export interface MosquittoOptions {
   /** QoS 1/2 messages queued per offline (or slow) persistent client before Mosquitto drops them; Mosquitto's default is 1000. */
@@ -47,18 +52,6 @@ export function mosquittoBinary(): string {
     if (existsSync(p)) return p;
   }
   return "mosquitto";
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -187,16 +180,6 @@ export async function readPartition(url: string, topic: string, partition: numbe
 }
 
 /** Poll `check` until it returns a value other than undefined; fail with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** A counter's value from GET /metrics, summed over label sets matching `labels`. */
 export async function metricValue(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
