@@ -294,7 +294,7 @@ export class Broker {
         const dir = this.store.partitionDir(record, i);
         await this.fs.mkdirp(dir);
         // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
-        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock }, voters ? REPLICATED_LOG : {});
+        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, logger: this.logger }, voters ? REPLICATED_LOG : {});
         const p = new Partition(record.name, i, log, this.clock);
         partitions.push(p);
         if (voters) p.replica = await this.cluster!.addReplica(record.name, record.id, i, dir, log, voters);
