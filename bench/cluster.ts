@@ -30,7 +30,7 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fmt, machine, npmBin, percentile, REPO, runLoadProcess, table, type LoadResult } from "./lib.ts";
+import { appendToSection, fmt, machine, npmBin, percentile, REPO, runLoadProcess, table, type LoadResult } from "./lib.ts";
 import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.ts";
 import { startClusterProcess } from "../test/support/cluster-process.ts";
 import { waitFor } from "../test/support/wait.ts";
@@ -338,17 +338,6 @@ function targetsTable(rows: Measured[], ratios: number[]): string {
   );
 }
 
-/** Add `run` at the end of the Replication section of bench/RESULTS.md (made if missing). */
-async function recordRun(run: string): Promise<void> {
-  const path = join(REPO, "bench", "RESULTS.md");
-  const text = await readFile(path, "utf8");
-  const at = text.indexOf(HEADING);
-  if (at < 0) return writeFile(path, `${text.trimEnd()}\n\n${HEADING}\n\n${run}\n`);
-  const next = text.indexOf("\n## ", at + HEADING.length);
-  const cut = next < 0 ? text.length : next + 1;
-  await writeFile(path, `${text.slice(0, cut).trimEnd()}\n\n${run}\n${next < 0 ? "" : `\n${text.slice(cut)}`}`);
-}
-
 const bunVersion = execFileSync(npmBin("bun"), ["--version"], { encoding: "utf8" }).trim();
 const date = new Date().toISOString().slice(0, 10);
 const SYNC_PROBE_MS = 1000;
@@ -369,4 +358,7 @@ const run = [
   targetsTable(rows, ratios),
 ].join("\n");
 console.log(run);
-if (record) await recordRun(run);
+if (record) {
+  const path = join(REPO, "bench", "RESULTS.md");
+  await writeFile(path, appendToSection(await readFile(path, "utf8"), HEADING, run));
+}
