@@ -171,7 +171,8 @@ describe("a three-broker cluster", () => {
     const alone = nodes[0]!;
     network.isolate(alone.id);
     const code = await codeOf(alone.broker!.produce("t", [{ key: null, value: enc.encode("x"), partition: 0 }], -1));
-    expect(["NOT_LEADER", "PEER_UNAVAILABLE"]).toContain(code);
+    // Refused before it was written, or taken by a leader that then lost its quorum (outcome unknown).
+    expect(["NOT_LEADER", "PEER_UNAVAILABLE", "REQUEST_TIMED_OUT"]).toContain(code);
     network.heal();
   }, 20_000);
 });
