@@ -50,6 +50,9 @@ export class PeerLink {
   private readonly client: grpc.Client;
   private stream: FramesStream | null = null;
   private inflight = 0;
+  private inflightBytes = 0;
+  /** Sizes of the unanswered frames, oldest first. */
+  private sizes: number[] = [];
   private backoffMs = INITIAL_BACKOFF_MS;
   private retryAtMs = 0;
   private closed = false;
@@ -75,7 +78,11 @@ export class PeerLink {
     const stream = this.stream ?? this.open();
     if (!stream) return "disconnected";
     if (this.inflight >= this.env.limits.maxInflightFrames) return "inflight";
+    // One frame always goes (a frame is at most maxFrameBytes); past the byte window, drop.
+    if (this.inflight > 0 && this.inflightBytes + frame.byteLength > (this.env.limits.maxInflightBytes ?? Infinity)) return "inflight";
     this.inflight++;
+    this.inflightBytes += frame.byteLength;
+    this.sizes.push(frame.byteLength);
     stream.write(frame);
     return null;
   }
@@ -96,6 +103,12 @@ export class PeerLink {
     });
   }
 
+  private resetWindow(): void {
+    this.inflight = 0;
+    this.inflightBytes = 0;
+    this.sizes = [];
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -109,7 +122,9 @@ export class PeerLink {
     const stream: FramesStream = this.client.makeBidiStreamRequest(FRAMES, writeRaw, readAck, new grpc.Metadata(), {});
     stream.on("data", () => {
       if (this.stream !== stream) return;
+      // Acks come in frame order (one stream): the oldest unanswered frame was answered.
       this.inflight = Math.max(0, this.inflight - 1);
+      this.inflightBytes = Math.max(0, this.inflightBytes - (this.sizes.shift() ?? 0));
       this.backoffMs = INITIAL_BACKOFF_MS;
     });
     const broken = () => this.broken(stream);
@@ -117,14 +132,14 @@ export class PeerLink {
     stream.on("status", broken);
     stream.on("end", broken);
     this.stream = stream;
-    this.inflight = 0;
+    this.resetWindow();
     return stream;
   }
 
   private broken(stream: FramesStream): void {
     if (this.stream !== stream) return;
     this.stream = null;
-    this.inflight = 0;
+    this.resetWindow();
     stream.cancel();
     const waitMs = this.backoffMs / 2 + (this.env.random() * this.backoffMs) / 2;
     this.retryAtMs = this.env.clock.now() + waitMs;
