@@ -10,7 +10,7 @@
 import { simulateCluster, type ClusterSimOptions, type ClusterSimStats } from "./cluster-sim.ts";
 
 export const replaySeed = process.env.CLUSTER_SEED !== undefined ? Number(process.env.CLUSTER_SEED) : undefined;
-const BUDGET_MS = Number(process.env.CLUSTER_SIM_BUDGET_MS ?? 45_000);
+const BUDGET_MS = Number(process.env.CLUSTER_SIM_BUDGET_MS ?? 100_000);
 /** A test's timeout: the budget, plus room for the last seed started and for a slow machine. */
 export const SEEDS_TIMEOUT_MS = BUDGET_MS + 120_000;
 const MAX_SEEDS = Number(process.env.CLUSTER_SEEDS ?? Number.MAX_SAFE_INTEGER);
