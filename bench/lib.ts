@@ -49,26 +49,38 @@ export function appendToSection(text: string, heading: string, block: string): s
 export const REPO = resolve(import.meta.dirname, "..");
 export const npmBin = (name: string): string => join(REPO, "node_modules", ".bin", name);
 
-/** What a load generator (bench/http-load.ts, bench/grpc-load.ts) prints as its one JSON line. */
+/**
+ * What a load generator (bench/http-load.ts, bench/grpc-load.ts, bench/nats-load.ts) prints as
+ * its one JSON line. Latencies in ms; the optional ones come from the generators built on
+ * bench/load-stats.ts (null in the JSON when there was no sample).
+ */
 export interface LoadResult {
   records: number;
   bytes: number;
   elapsedMs: number;
   p50: number;
   p99: number;
+  p999?: number | null;
+  /** Produce to a consumer seeing it, p50 and p99; e2eSamples how many messages were matched. */
+  e2eP50?: number | null;
+  e2eP99?: number | null;
+  e2eSamples?: number;
+  /** CPU seconds the generator process itself used (all of its life). */
+  loadCpuS?: number;
   errors: number;
 }
 
 /**
  * Run a load generator as its own Bun process, so it does not share an event loop with the
- * broker, and return the JSON line it prints.
+ * broker, and return the JSON line it prints. `env` adds to this process's environment (the
+ * generators' LOAD_* options).
  *
  * @example
  *   const r = await runLoadProcess(["bench/http-load.ts", url, "bench", "1024", "100", "8", "3000"]);
  */
-export function runLoadProcess(args: string[]): Promise<LoadResult> {
+export function runLoadProcess(args: string[], env: Record<string, string> = {}): Promise<LoadResult> {
   return new Promise((resolveLoad, reject) => {
-    const child = spawn(npmBin("bun"), args, { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(npmBin("bun"), args, { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     child.on("exit", (code) => (code === 0 ? resolveLoad(JSON.parse(out) as LoadResult) : reject(new Error(`load generator ${args[0]} exited ${code}`))));

@@ -9,6 +9,8 @@
  *      with the bridge subscribed instead; time from the first publish until the log's high
  *      watermark (durable records) reaches the count.
  * Prints a markdown table. BENCH_MQTT_MESSAGES (default 50000) sets the messages per phase.
+ * `runMqttFanIn` is the same run for bench/vs.ts (scenario d), with the CPU seconds of Mosquitto
+ * and of the broker, and the broker's peak RSS, over each phase.
  *
  * usage: npm run bench:mqtt
  */
@@ -19,6 +21,7 @@ import { join } from "node:path";
 import { runSimulation } from "../devices/simulate.ts";
 import { startBrokerProcess } from "../test/support/broker-process.ts";
 import { startMosquitto, waitFor, writeBridgeConfig } from "../test/support/mosquitto.ts";
+import { cpuSeconds, peakRssBytes } from "./proc-stats.ts";
 
 const DEVICES = 100;
 const MESSAGES = Number(process.env.BENCH_MQTT_MESSAGES ?? 50_000);
@@ -26,11 +29,17 @@ const PER_DEVICE = Math.ceil(MESSAGES / DEVICES);
 const TOTAL = PER_DEVICE * DEVICES;
 const RECEIVE_MAXIMUM = 2000;
 
-interface Row {
+export interface MqttRow {
   path: string;
+  messages: number;
   seconds: number;
   rate: number;
+  /** CPU seconds over the phase: Mosquitto's, and the Tributary broker's (bridge phase only). */
+  mosquittoCpuS: number;
+  brokerCpuS?: number;
+  brokerPeakRssBytes?: number;
 }
+type Row = Omit<MqttRow, "mosquittoCpuS" | "messages">;
 
 async function plain(url: string): Promise<Row> {
   const sub = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: "bench-plain", properties: { receiveMaximum: RECEIVE_MAXIMUM } });
@@ -67,31 +76,48 @@ async function bridge(url: string, dir: string): Promise<Row> {
       return /tributary_mqtt_connects_total\{[^}]*\} [1-9]/.test(m) ? true : undefined;
     });
     const started = performance.now();
+    const cpu0 = cpuSeconds(broker.pid);
     await runSimulation({ protocol: "mqtt", url, devices: DEVICES, count: PER_DEVICE, rate: 0, qos: 1, format: "json", idPrefix: "bridge-", onTick: () => {} });
     await waitFor(`${TOTAL} durable records`, async () => ((await durable()) >= TOTAL ? true : undefined), 300_000);
     const seconds = (performance.now() - started) / 1000;
-    return { path: "Mosquitto -> bridge -> durable log (fdatasync per group commit)", seconds, rate: TOTAL / seconds };
+    return {
+      path: "Mosquitto -> bridge -> durable log (fdatasync per group commit)",
+      seconds,
+      rate: TOTAL / seconds,
+      brokerCpuS: cpuSeconds(broker.pid) - cpu0,
+      brokerPeakRssBytes: peakRssBytes(broker.pid),
+    };
   } finally {
     await broker.stop();
   }
 }
 
-async function main(): Promise<void> {
+/** Both phases on one private Mosquitto: the plain subscriber first, then the bridge. */
+export async function runMqttFanIn(): Promise<MqttRow[]> {
   const mq = await startMosquitto({ maxQueuedMessages: 1_000_000 });
   const dir = await mkdtemp(join(tmpdir(), "tributary-bench-mqtt-"));
   try {
-    const a = await plain(mq.url);
-    const b = await bridge(mq.url, dir);
-    console.log(`\nMQTT ingest, ${DEVICES} devices, ${TOTAL} QoS 1 messages of ~110 bytes (JSON), one Mosquitto ${process.platform}/${process.arch}:\n`);
-    console.log("| path | messages | seconds | messages/s | vs plain |");
-    console.log("|---|---:|---:|---:|---:|");
-    for (const r of [a, b]) {
-      console.log(`| ${r.path} | ${TOTAL} | ${r.seconds.toFixed(2)} | ${Math.round(r.rate)} | ${((r.rate / a.rate) * 100).toFixed(0)}% |`);
+    const rows: MqttRow[] = [];
+    for (const phase of [() => plain(mq.url), () => bridge(mq.url, dir)]) {
+      const cpu0 = cpuSeconds(mq.pid);
+      const row = await phase();
+      rows.push({ ...row, messages: TOTAL, mosquittoCpuS: cpuSeconds(mq.pid) - cpu0 });
     }
+    return rows;
   } finally {
     await mq.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-await main();
+export const MQTT_DEVICES = DEVICES;
+
+if (import.meta.main) {
+  const rows = await runMqttFanIn();
+  console.log(`\nMQTT ingest, ${DEVICES} devices, ${TOTAL} QoS 1 messages of ~110 bytes (JSON), one Mosquitto ${process.platform}/${process.arch}:\n`);
+  console.log("| path | messages | seconds | messages/s | vs plain |");
+  console.log("|---|---:|---:|---:|---:|");
+  for (const r of rows) {
+    console.log(`| ${r.path} | ${TOTAL} | ${r.seconds.toFixed(2)} | ${Math.round(r.rate)} | ${((r.rate / rows[0]!.rate) * 100).toFixed(0)}% |`);
+  }
+}

@@ -14,7 +14,11 @@ function labelKey(names: readonly string[], labels: Labels | undefined): string 
   return names.map((n) => `${n}="${escapeLabel(labels?.[n] ?? "")}"`).join(",");
 }
 
+const NEEDS_ESCAPE = /[\\\n"]/;
+
+/** Runs on every inc and observe: one test, and the three replaces only for the rare value that needs them. */
 function escapeLabel(v: string): string {
+  if (!NEEDS_ESCAPE.test(v)) return v;
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 

@@ -3,6 +3,8 @@
  * run by a simulated clock in tests. Only drivers and edges hold a Clock; pure cores take `now`
  * as an argument.
  */
+import { clearImmediate, setImmediate } from "node:timers";
+
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
   now(): number;
@@ -13,6 +15,15 @@ export interface Clock {
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(ms, fn) {
+    // "As soon as this turn is over" (the Raft host coalesces a turn's messages so) is the next
+    // macrotask, not a timeout: runtimes clamp setTimeout(0) to 1 ms or more, which cost a 3-peer
+    // cluster about 1 ms per hop (a single-record acks=all produce went from 6.5 to 3.6 ms p50).
+    // Not unref'd: it keeps a process alive for one turn only, and Node runs an unref'd
+    // immediate late (its poll phase then blocks until other I/O arrives).
+    if (ms <= 0) {
+      const i = setImmediate(fn);
+      return () => clearImmediate(i);
+    }
     const t = setTimeout(fn, ms);
     // A pending flush or retention timer must never keep a process alive on its own.
     (t as { unref?: () => void }).unref?.();

@@ -23,6 +23,8 @@ export interface BrokerProcessOptions {
   env?: Record<string, string>;
   /** Extra `serve` flags, after --data-dir and --http-port. */
   args?: string[];
+  /** Flags for the runtime itself, before the script (a profiler: `--inspect=127.0.0.1:0` on Deno, `--cpu-prof` on Bun). */
+  runtimeArgs?: string[];
   /** How long to wait for the "listening" line; default 30 s. */
   startTimeoutMs?: number;
 }
@@ -46,9 +48,9 @@ export interface BrokerProcess {
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 /** The command line that runs `cli/main.ts` with `args` under `runtime`, from the repository root. */
-export function runtimeCommand(runtime: Runtime, args: string[]): { command: string; args: string[] } {
-  if (runtime === "bun") return { command: join(REPO_ROOT, "node_modules/.bin/bun"), args: ["cli/main.ts", ...args] };
-  return { command: join(REPO_ROOT, "node_modules/.bin/deno"), args: ["run", "-A", "cli/main.ts", ...args] };
+export function runtimeCommand(runtime: Runtime, args: string[], runtimeArgs: string[] = []): { command: string; args: string[] } {
+  if (runtime === "bun") return { command: join(REPO_ROOT, "node_modules/.bin/bun"), args: [...runtimeArgs, "cli/main.ts", ...args] };
+  return { command: join(REPO_ROOT, "node_modules/.bin/deno"), args: ["run", "-A", ...runtimeArgs, "cli/main.ts", ...args] };
 }
 
 /** Keep at most this many stderr lines: a long test must not grow memory without bound. */
@@ -82,7 +84,7 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     "--grpc-port",
     "0",
     ...(options.args ?? []),
-  ]);
+  ], options.runtimeArgs);
   const child = spawn(cmd.command, cmd.args, {
     cwd: REPO_ROOT,
     env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...options.env },

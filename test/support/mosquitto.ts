@@ -37,6 +37,8 @@ export interface Mosquitto {
   url: string;
   port: number;
   dir: string;
+  /** The running process's id (changes on restart; -1 while stopped): benchmarks read its CPU and RSS. */
+  readonly pid: number;
   /** Every stderr/stdout line so far (Mosquitto logs there). */
   logLines(): string[];
   /** Stop gracefully (SIGTERM: it saves its persistence file) and start again on the same port. */
@@ -126,6 +128,9 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     url: `mqtt://127.0.0.1:${port}`,
     port,
     dir,
+    get pid() {
+      return child?.pid ?? -1;
+    },
     logLines: () => [...lines],
     start,
     kill,
