@@ -1,36 +1,27 @@
 /**
- * gRPC load generator, run as its own process (with bun) so it does not share an event loop with
- * the broker.
+ * gRPC produce load generator, run as its own process (with bun) so it does not share an event
+ * loop with the broker. Keeps up to `inflight` batches of `batch` records of `recordBytes` bytes
+ * outstanding for `durationMs`, either on one ProduceStream ("stream": the next batch goes out as
+ * each ack comes back) or as unary Produce calls ("unary"), and prints one JSON line like
+ * bench/http-load.ts: requests, errors, records, bytes, elapsedMs, p50, p99 (ms per batch).
  *
- *   stream | unary: keeps `inflight` batches of `batch` records of `recordBytes` bytes outstanding
- *     for `durationMs`, either on one ProduceStream ("stream": the next batch goes out as each ack
- *     comes back) or as unary Produce calls ("unary"), and times each batch until its ack.
- *   catchup: reads COUNT records of partition 0 from its start with Subscribe (a live tail from
- *     EARLIEST) and reports the rate; DURATION_MS is a deadline. The backlog was written before.
- *
- * Options (env), for the side-by-side benchmarks (bench/vs.ts):
- *   LOAD_ACKS=all   produce with acks=all (default: the broker's default, acks=1).
- *   LOAD_E2E=1      stream mode: a Subscribe tail on partition 0 (from LATEST) runs alongside, and
- *                   end-to-end latency is matched by offset (bench/load-stats.ts).
- *   LOAD_RATE=N     pace the batches to N records/s (0: as fast as acks allow).
- *   LOAD_COUNT=N    stream mode: stop after N records (DURATION_MS still bounds the run); fills
- *                   a backlog for the catch-up read.
- *
- * Prints one JSON line (LoadResult in bench/lib.ts): records, bytes, elapsedMs, p50, p99, p999
- * (ms per batch until its ack), e2e p50/p99 and errors.
+ * ACKS (default 1) is what every batch asks for: 0, 1, or all (-1: a quorum's durable write in a
+ * cluster). RATE (stream only; default 0, as fast as the window allows) paces the stream at that
+ * many records per second, open loop: batch i is due at start + i * batch / RATE and leaves then
+ * (unless `inflight` batches are still unacknowledged, when it leaves as soon as one is), and its
+ * latency runs from when it was due, so a broker that falls behind shows it in the percentiles
+ * instead of slowing the producer down (no coordinated omission).
  *
  * The request bytes are encoded once with protobuf-es; a stream batch differs only in its
  * sequence, written as field 1 in front of the shared bytes (protobuf fields may come in any
  * order), so the generator spends its time on the wire and not on encoding.
  *
- * usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS
- *        bun bench/grpc-load.ts catchup ADDRESS TOPIC COUNT DURATION_MS
+ * usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS [ACKS [RATE]]
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { decoder, methodPath } from "../gateways/grpc/bridge.ts";
-import { connect, serverStream } from "../gateways/grpc/client.ts";
-import { ConsumerService, StartPosition } from "../gateways/grpc/gen/tributary/v1/consumer_pb.ts";
+import { connect } from "../gateways/grpc/client.ts";
 import {
   ProduceRequestSchema,
   ProduceResponseSchema,
@@ -39,18 +30,33 @@ import {
   ProduceStreamResponseSchema,
 } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
 import { Acks } from "../gateways/grpc/gen/tributary/v1/records_pb.ts";
-import { endToEnd, loadSummary, Pacer, SeqTimes } from "./load-stats.ts";
+import { percentile } from "./lib.ts";
 
-const [mode, address, topic, ...rest] = process.argv.slice(2);
-if ((mode !== "stream" && mode !== "unary" && mode !== "catchup") || !address || !topic) {
-  console.error("usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS | catchup ADDRESS TOPIC COUNT DURATION_MS");
+const USAGE = "usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS [ACKS [RATE]]";
+const ACKS: Record<string, Acks> = { "0": Acks.NONE, "1": Acks.LEADER, all: Acks.ALL, "-1": Acks.ALL };
+const [mode, address, topic, recordBytesArg, batchArg, inflightArg, durationArg, acksArg = "1", rateArg = "0"] = process.argv.slice(2);
+const acks = ACKS[acksArg];
+const ratePerS = Number(rateArg);
+if ((mode !== "stream" && mode !== "unary") || !address || !topic || acks === undefined || !(ratePerS >= 0) || (mode === "unary" && ratePerS > 0)) {
+  console.error(`${USAGE}\n  ACKS: 0, 1 or all; RATE: records per second, stream only (0: unpaced)`);
   process.exit(2);
 }
+const recordBytes = Number(recordBytesArg);
+const batch = Number(batchArg);
+const inflight = Number(inflightArg);
+const durationMs = Number(durationArg);
+
+const enc = new TextEncoder();
+const value = new Uint8Array(recordBytes).fill(120);
+const records = Array.from({ length: batch }, (_, i) => ({ key: enc.encode(`device-${i % 100}`), value }));
 const client = connect(address, { "grpc.max_send_message_length": -1, "grpc.max_receive_message_length": -1 });
 const identity = (b: Buffer): Buffer => b;
-const acks = process.env.LOAD_ACKS === "all" ? Acks.ALL : Acks.UNSPECIFIED;
-/** Records per Subscribe message: the server's default. */
-const SUBSCRIBE_MAX_RECORDS = 500;
+
+const latencies: number[] = [];
+let requests = 0;
+let errors = 0;
+const started = performance.now();
+const end = started + durationMs;
 
 function varint(n: number): number[] {
   const out: number[] = [];
@@ -62,115 +68,69 @@ function varint(n: number): number[] {
   return out;
 }
 
-interface Tail {
-  count: number;
-  bytes: number;
-  cancel(): void;
-}
-
-/** A Subscribe tail of partition 0 that stamps each record's offset with when it arrived. */
-function tail(received: SeqTimes, position: StartPosition): Tail {
-  const call = serverStream(client, ConsumerService.method.subscribe, { topic, partition: 0, start: { case: "position", value: position }, maxRecords: SUBSCRIBE_MAX_RECORDS });
-  const t: Tail = { count: 0, bytes: 0, cancel: () => call.cancel() };
-  call.on("data", (m: { records: { offset: bigint; value?: Uint8Array }[] }) => {
-    const now = performance.now();
-    for (const r of m.records) {
-      received.set(Number(r.offset), now);
-      t.count++;
-      t.bytes += r.value?.length ?? 0;
-    }
-  });
-  call.on("error", () => {}); // cancelled at the end
-  return t;
-}
-
-async function runStream(recordBytes: number, batch: number, inflight: number, durationMs: number): Promise<string> {
-  const value = new Uint8Array(recordBytes).fill(120);
-  const enc = new TextEncoder();
-  const records = Array.from({ length: batch }, (_, i) => ({ key: enc.encode(`device-${i % 100}`), value }));
+async function runStream(): Promise<void> {
   const shared = toBinary(ProduceStreamRequestSchema, create(ProduceStreamRequestSchema, { topic, records, acks }));
-  const sent = new SeqTimes();
-  const received = new SeqTimes();
-  const consumer = process.env.LOAD_E2E === "1" ? tail(received, StartPosition.LATEST) : null;
-  const pacer = new Pacer(Number(process.env.LOAD_RATE ?? 0) / batch);
-  const stream = client.makeBidiStreamRequest(methodPath(ProducerService.method.produceStream), identity, decoder(ProduceStreamResponseSchema), new grpc.Metadata(), {});
-  const sentAt = new Map<bigint, number>();
-  const ackLatencies: number[] = [];
-  let requests = 0;
-  let errors = 0;
+  const method = ProducerService.method.produceStream;
+  const stream = client.makeBidiStreamRequest(methodPath(method), identity, decoder(ProduceStreamResponseSchema), new grpc.Metadata(), {});
+  /** Per outstanding sequence, when its batch was due (paced) or sent (unpaced). */
+  const dueAt = new Map<bigint, number>();
+  const intervalMs = ratePerS > 0 ? (batch / ratePerS) * 1000 : 0;
+  let nextDue = started;
   let next = 1;
-  const started = performance.now();
-  const end = started + durationMs;
-  const countMax = Number(process.env.LOAD_COUNT ?? 0);
-  const more = () => performance.now() < end && (countMax === 0 || (next - 1) * batch < countMax);
-  let waiting = 0; // sends held back by the pacer
-  let finish = () => {};
-  const endIfDone = () => {
-    if (sentAt.size === 0 && waiting === 0) finish();
-  };
-  const send = () => {
+  let ended = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const send = (due: number) => {
     const seq = next++;
-    sentAt.set(BigInt(seq), performance.now());
+    dueAt.set(BigInt(seq), due);
     stream.write(Buffer.concat([Buffer.from([0x08, ...varint(seq)]), shared]));
   };
-  const sendPaced = () => {
-    const wait = pacer.next();
-    if (wait === 0) return send();
-    waiting++;
-    setTimeout(() => {
-      waiting--;
-      if (more()) send();
-      else endIfDone();
-    }, wait);
+  // Send what is due and fits in the window; end the stream once the time is up and all is acked.
+  const pump = () => {
+    const now = performance.now();
+    while (dueAt.size < inflight && now < end && (intervalMs === 0 || nextDue <= now)) {
+      send(intervalMs === 0 ? now : nextDue);
+      nextDue += intervalMs;
+    }
+    if (now >= end && dueAt.size === 0 && !ended) {
+      ended = true;
+      clearTimeout(timer);
+      stream.end();
+    } else if (intervalMs > 0 && timer === undefined && now < end && dueAt.size < inflight) {
+      // A full window waits for an ack (which pumps), not for a timer.
+      timer = setTimeout(() => {
+        timer = undefined;
+        pump();
+      }, Math.max(0, Math.min(nextDue, end) - now));
+    }
   };
   await new Promise<void>((resolve, reject) => {
-    finish = () => {
-      finish = () => {};
-      stream.end();
-    };
-    stream.on("data", (ack: { sequence: bigint; runs: { baseOffset: bigint }[]; error?: unknown }) => {
-      const t0 = sentAt.get(ack.sequence);
-      sentAt.delete(ack.sequence);
+    stream.on("data", (ack: { sequence: bigint; error?: unknown }) => {
+      const t0 = dueAt.get(ack.sequence);
+      dueAt.delete(ack.sequence);
       if (ack.error) errors++;
       else if (t0 !== undefined) {
-        ackLatencies.push(performance.now() - t0);
+        latencies.push(performance.now() - t0);
         requests++;
-        const run = ack.runs[0];
-        if (run) sent.set(Number(run.baseOffset), t0);
       }
-      if (more()) sendPaced();
-      else endIfDone();
+      pump();
     });
     stream.on("end", () => resolve());
     stream.on("error", reject);
-    for (let i = 0; i < inflight; i++) sendPaced();
+    pump();
   });
-  const elapsedMs = performance.now() - started;
-  const deadline = performance.now() + 2000;
-  while (consumer && consumer.count < requests * batch && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  consumer?.cancel();
-  return loadSummary({ records: requests * batch, bytes: requests * batch * recordBytes, errors, elapsedMs, ackLatencies, e2e: consumer ? endToEnd(sent, received) : [] });
 }
 
-async function runUnary(recordBytes: number, batch: number, inflight: number, durationMs: number): Promise<string> {
-  const value = new Uint8Array(recordBytes).fill(120);
-  const enc = new TextEncoder();
-  const records = Array.from({ length: batch }, (_, i) => ({ key: enc.encode(`device-${i % 100}`), value }));
+async function runUnary(): Promise<void> {
   const body = Buffer.from(toBinary(ProduceRequestSchema, create(ProduceRequestSchema, { topic, records, acks })));
   const path = methodPath(ProducerService.method.produce);
   const decode = decoder(ProduceResponseSchema);
-  const ackLatencies: number[] = [];
-  let requests = 0;
-  let errors = 0;
-  const started = performance.now();
-  const end = started + durationMs;
   const once = () =>
     new Promise<void>((resolve) => {
       const t0 = performance.now();
       client.makeUnaryRequest(path, identity, decode, body, new grpc.Metadata(), {}, (err) => {
         if (err) errors++;
         else {
-          ackLatencies.push(performance.now() - t0);
+          latencies.push(performance.now() - t0);
           requests++;
         }
         resolve();
@@ -180,25 +140,21 @@ async function runUnary(recordBytes: number, batch: number, inflight: number, du
     while (performance.now() < end) await once();
   };
   await Promise.all(Array.from({ length: inflight }, worker));
-  return loadSummary({ records: requests * batch, bytes: requests * batch * recordBytes, errors, elapsedMs: performance.now() - started, ackLatencies, e2e: [] });
 }
 
-async function runCatchup(count: number, durationMs: number): Promise<string> {
-  const started = performance.now();
-  const consumer = tail(new SeqTimes(), StartPosition.EARLIEST);
-  let firstMs = NaN;
-  const deadline = started + durationMs;
-  while (consumer.count < count && performance.now() < deadline) {
-    if (Number.isNaN(firstMs) && consumer.count > 0) firstMs = performance.now() - started;
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  const elapsedMs = performance.now() - started;
-  consumer.cancel();
-  return loadSummary({ records: consumer.count, bytes: consumer.bytes, errors: consumer.count < count ? 1 : 0, elapsedMs, ackLatencies: [firstMs], e2e: [] });
-}
-
-const n = rest.map(Number);
-const out = mode === "catchup" ? await runCatchup(n[0]!, n[1]!) : mode === "stream" ? await runStream(n[0]!, n[1]!, n[2]!, n[3]!) : await runUnary(n[0]!, n[1]!, n[2]!, n[3]!);
+await (mode === "stream" ? runStream() : runUnary());
+const elapsedMs = performance.now() - started;
 client.close();
-console.log(out);
+latencies.sort((a, b) => a - b);
+console.log(
+  JSON.stringify({
+    requests,
+    errors,
+    records: requests * batch,
+    bytes: requests * batch * recordBytes,
+    elapsedMs,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  }),
+);
 process.exit(0);

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:profile [bun|deno] [RECORD_BYTES:BATCH:INFLIGHT]`: where a broker's CPU goes in
- * produce and fetch. One broker process runs under its runtime's profiler while bench/grpc-load.ts
+ * produce and fetch. One broker process runs under its runtime's profiler while bench/vs-grpc-load.ts
  * (another process) produces on a ProduceStream with a Subscribe tail alongside (the fetch path),
  * for BENCH_SECONDS (default 5); BENCH_FLUSH sets flush.mode (default batch).
  *
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
       const send = runtime === "deno" ? await inspector(broker) : null;
       await send?.("Profiler.enable");
       await send?.("Profiler.start");
-      const r = await runLoadProcess(["bench/grpc-load.ts", "stream", broker.grpcAddress, TOPIC, size!, batch!, inflight!, String(seconds * 1000)], { LOAD_E2E: "1" });
+      const r = await runLoadProcess(["bench/vs-grpc-load.ts", "stream", broker.grpcAddress, TOPIC, size!, batch!, inflight!, String(seconds * 1000)], { LOAD_E2E: "1" });
       console.log(`load: ${Math.round(r.records / (r.elapsedMs / 1000))} records/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`);
       profile = send ? ((await send("Profiler.stop")) as { profile: CpuProfile }).profile : { nodes: [] };
     } finally {

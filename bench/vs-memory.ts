@@ -115,7 +115,7 @@ async function soak(runtime: Runtime, seconds: number, rate: number): Promise<So
       const t0 = performance.now();
       const timer = setInterval(() => samples.push({ atS: (performance.now() - t0) / 1000, rssBytes: rssBytes(broker.pid) }), sampleMs);
       const r = await runLoadProcess(
-        ["bench/grpc-load.ts", "stream", broker.grpcAddress, TOPIC, "1024", "100", "16", String(seconds * 1000)],
+        ["bench/vs-grpc-load.ts", "stream", broker.grpcAddress, TOPIC, "1024", "100", "16", String(seconds * 1000)],
         { LOAD_RATE: String(Math.round(rate)), LOAD_E2E: "0" },
       ).finally(() => clearInterval(timer));
       samples.push({ atS: (performance.now() - t0) / 1000, rssBytes: rssBytes(broker.pid) });

@@ -3,7 +3,7 @@
  * shape: Tributary (one broker through `startBrokerProcess`, or a 3-peer cluster through
  * `startClusterProcess`) and NATS JetStream (bench/nats-server.ts, one server or an R3 cluster).
  * Each gets one partition / one stream (`bench` / `BENCH` on subject `bench`), and its load runs
- * in a separate Bun process with the system's own client: bench/grpc-load.ts (gRPC ProduceStream,
+ * in a separate Bun process with the system's own client: bench/vs-grpc-load.ts (gRPC ProduceStream,
  * a Subscribe tail for end-to-end latency) or bench/nats-load.ts (js.publish, an ordered consumer).
  * Broker CPU and peak RSS come from /proc over the run (bench/proc-stats.ts): CPU summed over a
  * cluster's processes, peak RSS of its largest one.
@@ -105,9 +105,9 @@ function tributaryRunning(spec: SystemSpec & { system: "tributary" }, target: Br
     restart,
     produce: (p) =>
       measure(pids, () =>
-        runLoadProcess(["bench/grpc-load.ts", "stream", target.grpcAddress, TOPIC, String(p.recordBytes), String(p.batch), String(p.inflight), String(p.durationMs)], loadEnv(p, acks)),
+        runLoadProcess(["bench/vs-grpc-load.ts", "stream", target.grpcAddress, TOPIC, String(p.recordBytes), String(p.batch), String(p.inflight), String(p.durationMs)], loadEnv(p, acks)),
       ),
-    catchup: (count, deadlineMs) => measure(pids, () => runLoadProcess(["bench/grpc-load.ts", "catchup", target.grpcAddress, TOPIC, String(count), String(deadlineMs)])),
+    catchup: (count, deadlineMs) => measure(pids, () => runLoadProcess(["bench/vs-grpc-load.ts", "catchup", target.grpcAddress, TOPIC, String(count), String(deadlineMs)])),
   };
 }
 

@@ -47,6 +47,8 @@ commands:
   group delete GROUP
   cluster status [--json]            peers, the controller's leader, and per partition its leader,
                                      replicas, term, commit and each replica's lag
+  cluster add-peer ID@HOST:PORT      add a peer (start it first with the full --cluster-peers)
+  cluster remove-peer ID             remove a peer that holds no partition replica
   token create NAME [--file F]       add a token for principal NAME to the token file; prints it once
   token revoke NAME|ID [--file F]    revoke every live token of NAME (or the one token ID)
   token list [--file F]              ids, names, dates; never secrets
@@ -550,11 +552,28 @@ function groupLines(d: GroupDescription): string[] {
 
 async function clusterCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== "status") throw new UsageError(sub === undefined ? "cluster needs a subcommand: status" : `unknown cluster subcommand ${JSON.stringify(sub)}`);
+  if (sub === "add-peer" || sub === "remove-peer") return membershipCommand(sub, rest);
+  if (sub !== "status") throw new UsageError(sub === undefined ? "cluster needs a subcommand: status, add-peer or remove-peer" : `unknown cluster subcommand ${JSON.stringify(sub)}`);
   const { values, positionals } = parse(rest, { json: { type: "boolean" } });
   if (positionals.length > 0) throw new UsageError("cluster status takes no arguments");
   const status = await apiJson<ClusterStatus>(baseUrl(values), "/v1/cluster");
   await printLines(values.json ? [JSON.stringify(status, null, 2)] : clusterLines(status));
+  return 0;
+}
+
+async function membershipCommand(sub: "add-peer" | "remove-peer", rest: string[]): Promise<number> {
+  const { values, positionals } = parse(rest, {});
+  const arg = onePositional(positionals, sub === "add-peer" ? "a peer: cluster add-peer ID@HOST:PORT" : "a peer id: cluster remove-peer ID");
+  if (sub === "add-peer") {
+    const m = /^(\d+)@(.+:\d+)$/.exec(arg);
+    if (!m) throw new UsageError(`cluster add-peer takes ID@HOST:PORT (the new peer's peer listener), got ${JSON.stringify(arg)}`);
+    await api(baseUrl(values), "/v1/cluster/peers", { method: "POST", body: JSON.stringify({ id: Number(m[1]), address: m[2] }), contentType: "application/json" });
+    await printLines([`added peer ${m[1]} at ${m[2]}`]);
+  } else {
+    const id = intFlag(arg, "peer id", 1)!;
+    await api(baseUrl(values), `/v1/cluster/peers/${id}`, { method: "DELETE" });
+    await printLines([`removed peer ${id}`]);
+  }
   return 0;
 }
 

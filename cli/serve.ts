@@ -20,6 +20,7 @@ import { exposureVerdict } from "../src/security/exposure.ts";
 import { SecurityGuard } from "../src/security/guard.ts";
 import { readTlsMaterial, type TlsMaterial } from "../src/security/tls.ts";
 import { createLogger } from "../src/logger.ts";
+import { Metrics } from "../src/metrics.ts";
 import { startHttpServer } from "../src/runtime/http-server.ts";
 import { createHttpApp } from "../gateways/http/app.ts";
 import { startGrpcGateway } from "../gateways/grpc/index.ts";
@@ -131,6 +132,8 @@ export async function runServe(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  // One registry for the broker and the peer transport, so GET /metrics shows the peer counters.
+  const metrics = new Metrics();
   let transport: GrpcTransport | undefined;
   if (config.cluster) {
     const c = config.cluster;
@@ -139,11 +142,13 @@ export async function runServe(argv: string[]): Promise<number> {
       host: c.listenHost,
       port: c.listenPort,
       peers: c.peers,
+      metrics,
+      logger,
       ...(tls && config.tls?.caFile ? { tls: { cert: tls.cert, key: tls.key, ca: tls.ca! } } : {}),
     });
     logger.info("listening", { listener: "peer", url: `${c.listenHost}:${transport.port}`, port: transport.port, node: c.nodeId });
   }
-  const broker = await Broker.open(config, { logger, ...(transport ? { cluster: { transport } } : {}) });
+  const broker = await Broker.open(config, { logger, metrics, ...(transport ? { cluster: { transport } } : {}) });
   let guard: SecurityGuard | undefined;
   if (authOn) {
     try {

@@ -29,7 +29,7 @@ import { Metrics, LATENCY_BUCKETS_S } from "./metrics.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Partition } from "./partition.ts";
 import { KeylessPartitioner, partitionForKey } from "./partitioner.ts";
-import { nodeFileSystem, type FileSystem } from "./runtime/fs.ts";
+import { joinPath, nodeFileSystem, type FileSystem } from "./runtime/fs.ts";
 import { systemClock, type Clock } from "./runtime/clock.ts";
 import { PartitionLog, type LogConfig } from "./storage/log.ts";
 import {
@@ -122,6 +122,8 @@ export interface BrokerDeps {
   fs?: FileSystem;
   clock?: Clock;
   logger?: Logger;
+  /** The registry /metrics renders; given when something made before the broker (the peer transport) counts into it too. */
+  metrics?: Metrics;
   /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
   cluster?: { transport: Transport; random?: () => number };
 }
@@ -171,7 +173,7 @@ interface BrokerMetrics {
 }
 
 export class Broker {
-  readonly metrics = new Metrics();
+  readonly metrics: Metrics;
   /** Consumer groups as the gateways call them: the coordinator here, or forwarded to the peer that coordinates. */
   readonly groups: GroupService;
   /** Membership, assignments, committed offsets (see src/groups/coordinator.ts); in a cluster active on one peer. */
@@ -195,7 +197,9 @@ export class Broker {
     private readonly fs: FileSystem,
     private readonly clock: Clock,
     readonly logger: Logger,
+    metrics: Metrics,
   ) {
+    this.metrics = metrics;
     this.store = new TopicMetadataStore(fs, config.dataDir);
     this.coordinator = new GroupCoordinator(
       {
@@ -250,6 +254,7 @@ export class Broker {
       deps.fs ?? nodeFileSystem,
       deps.clock ?? systemClock,
       deps.logger ?? createLogger(config.logLevel),
+      deps.metrics ?? new Metrics(),
     );
     if (config.cluster) {
       if (!deps.cluster) throw new Error("invariant broken: a cluster config needs a peer transport in BrokerDeps.cluster");
@@ -289,7 +294,7 @@ export class Broker {
         const dir = this.store.partitionDir(record, i);
         await this.fs.mkdirp(dir);
         // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
-        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock }, voters ? REPLICATED_LOG : {});
+        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, logger: this.logger }, voters ? REPLICATED_LOG : {});
         const p = new Partition(record.name, i, log, this.clock);
         partitions.push(p);
         if (voters) p.replica = await this.cluster!.addReplica(record.name, record.id, i, dir, log, voters);
@@ -308,6 +313,7 @@ export class Broker {
   /** Cluster mode: the topics come from the controller's metadata, replayed from its log. */
   private async loadCluster(transport: Transport, random: () => number): Promise<void> {
     const c = this.config.cluster!;
+    await this.fs.mkdirp(joinPath(this.config.dataDir, "meta")); // the producer-id counter lives there
     this.producerIds = await ProducerIdAllocator.open(this.fs, this.config.dataDir);
     this.cluster = await ClusterNode.open(
       {
@@ -369,8 +375,10 @@ export class Broker {
    */
   private async bootstrapCluster(): Promise<void> {
     const cluster = this.cluster!;
+    // Only voters of the metadata group: a peer removed from it is not brought back by an old config.
+    const voter = (id: NodeId) => cluster.controller.group.node.confState().voters.includes(id);
     for (const peer of cluster.peers) {
-      while (this.state === "open" && !cluster.metadata.peers().some((p) => p.id === peer.id)) {
+      while (this.state === "open" && voter(peer.id) && !cluster.metadata.peers().some((p) => p.id === peer.id)) {
         try {
           await cluster.proposeMeta({ type: "add-peer", peer });
         } catch (e) {
@@ -475,7 +483,7 @@ export class Broker {
       const leader = this.leaderOf(topic, index);
       if (!leader || leader === cluster.self) throw notLeader(topic.record.name, index, 0);
       return (await cluster.call(leader, "produce", { topic: topic.record.name, partition: index, batch, acks, idempotent })) as { baseOffset: number; lastOffset: number };
-    });
+    }, { unknownOutcome: idempotent });
   }
 
   /**
@@ -516,10 +524,19 @@ export class Broker {
   /** Calls other peers forward here. */
   private serveForwarded(cluster: ClusterNode): void {
     cluster.handle("produce", async (_from, body) => {
-      const { topic, partition, batch, acks, idempotent } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean };
+      const { topic, partition, batch, acks, idempotent, hops } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean; hops?: number };
+      // Closing, this peer hands its leaderships over (close()): the caller retries at the next
+      // leader. NOT_READY would end the caller's retries and fail a produce the cluster can take.
+      if (this.state !== "open") throw notLeader(topic, partition, 0);
       const t = this.topic(topic);
       const p = this.partition(topic, partition);
-      if (!p.replica?.isLeader) throw notLeader(topic, partition, p.replica?.leader ?? 0);
+      if (!p.replica?.isLeader) {
+        // A replica that is not the leader knows who is: pass it on once (a peer without a replica
+        // guessed the preferred leader). Never twice, so an election cannot bounce it around.
+        const leader = p.replica?.leader ?? 0;
+        if (leader && leader !== cluster.self && !hops) return cluster.call(leader, "produce", { ...(body as object), hops: 1 });
+        throw notLeader(topic, partition, leader);
+      }
       return this.appendAsLeader(p, t, new Uint8Array(batch), acks, idempotent === true);
     });
     cluster.handle("fetch", async (_from, body) => {
@@ -532,6 +549,28 @@ export class Broker {
       this.checkCoordinator();
       return callLocal(this.coordinator, method, args);
     });
+  }
+
+  /** Add a peer to the running cluster (see ClusterNode.addPeer). */
+  async addPeer(id: number, address: string): Promise<void> {
+    const cluster = this.clusterOrRefuse();
+    if (!Number.isSafeInteger(id) || id < 1 || id > 0xffff || typeof address !== "string" || !/^.+:\d+$/.test(address)) {
+      throw new TributaryError("INVALID_REQUEST", "a peer is {\"id\": 1 to 65535, \"address\": \"host:port\"} of its peer listener");
+    }
+    await cluster.addPeer({ id, address });
+  }
+
+  /** Remove a peer that holds no replica from the running cluster. */
+  async removePeer(id: number): Promise<void> {
+    const cluster = this.clusterOrRefuse();
+    if (!cluster.peer(id)) throw new TributaryError("INVALID_REQUEST", `peer ${id} is not in the cluster`);
+    await cluster.removePeer(id);
+  }
+
+  private clusterOrRefuse(): ClusterNode {
+    this.checkOpen();
+    if (!this.cluster) throw new TributaryError("INVALID_REQUEST", "this broker is a single node: no cluster.peers");
+    return this.cluster;
   }
 
   /** Every peer's view, gathered for `tributary cluster status`; peers out of reach are marked so. */
@@ -637,8 +676,13 @@ export class Broker {
   /** Cluster mode: the controller places and records the topic; every peer then opens its replicas. */
   private async createInCluster(cluster: ClusterNode, record: TopicRecord): Promise<TopicDescription> {
     // A new cluster records its peers first (bootstrapCluster); placement draws on them.
-    await this.untilLocal(() => cluster.metadata.peers().length >= cluster.peers.length);
-    await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
+    await this.untilLocal(() => cluster.controller.group.node.confState().voters.every((id) => cluster.metadata.peers().some((p) => p.id === id)));
+    try {
+      await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
+    } catch (e) {
+      // A retry of our own command that had been applied after all.
+      if (!(isTributaryError(e) && e.code === "TOPIC_EXISTS" && cluster.metadata.topic(record.name)?.record.id === record.id)) throw e;
+    }
     await this.untilLocal(() => this.topics.get(record.name)?.record.id === record.id);
     this.logger.info("topic created", { topic: record.name, partitions: record.partitions, config: record.config });
     return this.describe(this.topics.get(record.name)!);
@@ -667,7 +711,9 @@ export class Broker {
       const topic = this.topic(name);
       if (isInternalTopic(name)) throw new TributaryError("INVALID_TOPIC_NAME", `topic ${name} is internal to the broker and cannot be deleted`);
       if (this.cluster) {
-        await this.cluster.proposeMeta({ type: "delete-topic", name });
+        await this.cluster.proposeMeta({ type: "delete-topic", name }).catch((e: unknown) => {
+          if (!(isTributaryError(e) && e.code === "TOPIC_NOT_FOUND")) throw e;
+        });
         await this.untilLocal(() => this.topics.get(name)?.record.id !== topic.record.id);
         return;
       }
@@ -968,7 +1014,9 @@ export class Broker {
       // No replica here: ask the leader (it serves committed records, as every replica does).
       const leader = this.leaderOf(t, partitionIndex);
       const { signal: _signal, ...wire } = options;
-      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire })) as FetchResult;
+      // A long poll waits there: the call may take that long, plus the usual margin.
+      const deadline = this.clock.now() + Math.min(options.waitMs ?? 0, this.config.http.maxWaitMs) + 2000;
+      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire }, deadline)) as FetchResult;
     }
     const p = this.partition(topicName, partitionIndex);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new TributaryError("INVALID_REQUEST", `offset must be a non-negative integer, got ${String(offset)}`);

@@ -7,6 +7,8 @@ import { defaultConfig, type SettingKey } from "../src/config.ts";
 import { TributaryError } from "../src/errors.ts";
 import { silentLogger } from "../src/logger.ts";
 import { ProducerStateTable } from "../src/idempotence/producer-state.ts";
+import { ProducerIdAllocator } from "../src/idempotence/producer-ids.ts";
+import { MemFileSystem } from "../src/runtime/mem-fs.ts";
 import { codeOf } from "./support/errors.ts";
 
 const enc = new TextEncoder();
@@ -119,6 +121,16 @@ describe("idempotent producer", () => {
     expect(await values(b, "t")).toEqual(["a-0", "a-1", "b-0", "b-1", "c-0"]);
     // The id counter survives as well, and a fresh id is never one found in the log.
     expect((await b.initProducerId()).producerId).toBe(id.producerId + 1);
+  });
+});
+
+describe("ProducerIdAllocator", () => {
+  it("makes its meta/ directory itself: a cluster peer's data dir has none (its metadata is in cluster/meta/)", async () => {
+    const fs = new MemFileSystem();
+    await fs.mkdirp("/data");
+    const ids = await ProducerIdAllocator.open(fs, "/data");
+    expect(await ids.allocate()).toBe(0);
+    expect(await (await ProducerIdAllocator.open(fs, "/data")).allocate()).toBe(1);
   });
 });
 

@@ -3,6 +3,7 @@
  *   GET /healthz  200 {"status":"ok"} while the process serves requests (liveness)
  *   GET /readyz   200 {"status":"ready"} once every partition is recovered, else 503 NOT_READY
  *   GET /metrics  the broker's registry in Prometheus text format 0.0.4
+ *   POST /v1/cluster/peers {"id", "address"}  add a peer; DELETE /v1/cluster/peers/{id}  remove one
  *   GET /v1/cluster  peers, the controller's leader, and per partition its replicas, leader, term,
  *                    commit index and each replica's lag (from every peer's view; 404 on a single node)
  */
@@ -10,8 +11,10 @@ import type { Hono } from "hono";
 import { TributaryError } from "../../src/errors.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { errorResponse } from "./app.ts";
+import { decodeBody, readBody, requestFormat } from "./media.ts";
 
 const JSON_TYPE = { "content-type": "application/json" };
+const MEMBERSHIP_BODY_BYTES = 4096;
 
 export function opsRoutes(app: Hono, { broker }: GatewayDeps): void {
   app.get("/healthz", () => new Response(JSON.stringify({ status: "ok" }), { headers: JSON_TYPE }));
@@ -25,6 +28,20 @@ export function opsRoutes(app: Hono, { broker }: GatewayDeps): void {
     const status = await broker.clusterStatus();
     if (!status) return errorResponse(c, "NOT_FOUND", "this broker is a single node: no cluster.peers");
     return new Response(JSON.stringify(status), { headers: JSON_TYPE });
+  });
+
+  // Membership: add a peer (started with the full cluster.peers), remove one that holds no replica.
+  app.post("/v1/cluster/peers", async (c) => {
+    const body = decodeBody(await readBody(c.req.raw, MEMBERSHIP_BODY_BYTES), requestFormat(c.req.raw)) as { id?: unknown; address?: unknown } | null;
+    await broker.addPeer(Number(body?.id), String(body?.address ?? ""));
+    return c.body(null, 204);
+  });
+
+  app.delete("/v1/cluster/peers/:id", async (c) => {
+    const id = Number(c.req.param("id"));
+    if (!Number.isSafeInteger(id)) throw new TributaryError("INVALID_REQUEST", "a peer id is an integer");
+    await broker.removePeer(id);
+    return c.body(null, 204);
   });
 
   app.get("/metrics", () => new Response(broker.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));

@@ -31,7 +31,7 @@ import { systemClock, type Clock } from "../../src/runtime/clock.ts";
 import { serverImplementation, type ErrorReporter } from "../grpc/bridge.ts";
 import { PeerService } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
 import { encodeFrame } from "./codec.ts";
-import { PeerLink, type DropReason } from "./link.ts";
+import { PeerLink, type DropReason, type LinkEnv } from "./link.ts";
 import { Receiver, type ReceiveDropReason } from "./receiver.ts";
 
 /** PEM contents, not file names. */
@@ -78,6 +78,7 @@ function peerMetrics(m: Metrics): PeerMetrics {
 export class GrpcTransport implements Transport {
   private handlers: TransportHandlers | undefined;
   private readonly links = new Map<NodeId, PeerLink>();
+  private readonly env: LinkEnv;
   private readonly notices: UnreachableNotices;
   private readonly metrics: PeerMetrics;
   private closing: Promise<void> | null = null;
@@ -88,6 +89,8 @@ export class GrpcTransport implements Transport {
     private readonly server: grpc.Server,
     private readonly receiver: Receiver,
     private readonly boundPort: number,
+    /** Peer ids the receiver takes frames from (shared with it). */
+    private readonly known: Set<NodeId>,
   ) {
     const clock = options.clock ?? systemClock;
     this.notices = new UnreachableNotices(clock);
@@ -96,8 +99,21 @@ export class GrpcTransport implements Transport {
     const credentials = options.tls
       ? grpc.credentials.createSsl(Buffer.from(options.tls.ca), Buffer.from(options.tls.key), Buffer.from(options.tls.cert))
       : grpc.credentials.createInsecure();
-    const env = { self: options.self, limits, credentials, clock, random: options.random ?? Math.random, onBroken: (p: NodeId) => this.unreachable(p) };
-    for (const peer of options.peers) if (peer.id !== options.self) this.links.set(peer.id, new PeerLink(peer, env));
+    this.env = { self: options.self, limits, credentials, clock, random: options.random ?? Math.random, onBroken: (p: NodeId) => this.unreachable(p) };
+    for (const peer of options.peers) if (peer.id !== options.self) this.links.set(peer.id, new PeerLink(peer, this.env));
+  }
+
+  setPeers(peers: readonly PeerInfo[]): void {
+    if (this.closing) return;
+    this.known.clear();
+    for (const p of peers) this.known.add(p.id);
+    for (const [id, link] of [...this.links]) {
+      const now = peers.find((p) => p.id === id);
+      if (now && now.address === link.peer.address) continue;
+      link.close();
+      this.links.delete(id);
+    }
+    for (const p of peers) if (p.id !== this.options.self && !this.links.has(p.id)) this.links.set(p.id, new PeerLink(p, this.env));
   }
 
   /** Binds the listener and returns the transport; frames are dropped until `listen`. */
@@ -117,7 +133,7 @@ export class GrpcTransport implements Transport {
     };
     server.addService(...serverImplementation(PeerService, receiver.service(), report));
     const port = await bind(server, options);
-    transport = new GrpcTransport(options, limits, server, receiver, port);
+    transport = new GrpcTransport(options, limits, server, receiver, port, known);
     return transport;
   }
 

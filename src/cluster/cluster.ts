@@ -17,7 +17,8 @@ import { Encoder } from "cbor-x/encode";
 import { TributaryError, isTributaryError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { Clock } from "../runtime/clock.ts";
-import type { FileSystem } from "../runtime/fs.ts";
+import { joinPath, writeFileAtomic, type FileSystem } from "../runtime/fs.ts";
+import type { ConfChange } from "../raft/index.ts";
 import type { PartitionLog } from "../storage/log.ts";
 import { Controller, resultError } from "./controller.ts";
 import { RaftHost, type GroupLimits, type RaftTiming } from "./host.ts";
@@ -61,7 +62,6 @@ export type CallHandler = (from: NodeId, body: unknown) => Promise<unknown>;
 
 export class ClusterNode {
   readonly self: NodeId;
-  readonly peers: readonly PeerInfo[];
   readonly host: RaftHost;
   readonly controller: Controller;
   readonly requestTimeoutMs: number;
@@ -73,9 +73,9 @@ export class ClusterNode {
     private readonly options: ClusterOptions,
     store: MetaStore,
     onMetadata: (metadata: ClusterMetadata) => Promise<void>,
+    bootstrapVoters: readonly NodeId[],
   ) {
     this.self = options.self;
-    this.peers = options.peers;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.host = new RaftHost({
       self: options.self,
@@ -87,18 +87,32 @@ export class ClusterNode {
       ...(options.limits ? { limits: options.limits } : {}),
       onCall: (from, method, body) => this.serve(from, method, body),
     });
-    this.controller = new Controller(store, onMetadata, options.logger);
-    this.controller.group = this.host.addGroup(META_GROUP, { voters: options.peers.map((p) => p.id) }, store, this.controller);
+    this.controller = new Controller(
+      store,
+      async (metadata) => {
+        options.transport.setPeers(this.peers);
+        await onMetadata(metadata);
+      },
+      options.logger,
+    );
+    this.controller.group = this.host.addGroup(META_GROUP, { voters: bootstrapVoters }, store, this.controller);
     this.handle("meta.propose", async (_from, body) => {
       const { command } = body as { command: MetaCommand };
       return this.controller.propose(command);
     });
+    this.handle("meta.confchange", async (_from, body) => this.controller.proposeConfChange(body as ConfChange));
   }
 
-  /** Open the controller's store, join the metadata group and start ticking. */
+  /**
+   * Open the controller's store, join the metadata group and start ticking. The metadata group's
+   * first voters are the peers configured when this peer first started (kept in
+   * `cluster/bootstrap.json`); later membership comes from the group's own log, never from a
+   * changed `cluster.peers`, so two peers never count a quorum over different voters.
+   */
   static async open(options: ClusterOptions, onMetadata: (metadata: ClusterMetadata) => Promise<void>): Promise<ClusterNode> {
     const store = await MetaStore.open(metaStoreDir(options.dataDir), options.fs, options.logger);
-    const node = new ClusterNode(options, store, onMetadata);
+    const voters = await bootstrapVotersOf(options);
+    const node = new ClusterNode(options, store, onMetadata, voters);
     node.host.start();
     return node;
   }
@@ -107,8 +121,52 @@ export class ClusterNode {
     return this.controller.metadata;
   }
 
+  /** The peers: as the metadata records them once it does, else as configured. */
+  get peers(): readonly PeerInfo[] {
+    const recorded = this.controller.metadata.peers();
+    if (recorded.length === 0) return this.options.peers;
+    const extra = this.options.peers.filter((p) => !recorded.some((r) => r.id === p.id));
+    return [...recorded, ...extra].sort((a, b) => a.id - b.id);
+  }
+
   peer(id: NodeId): PeerInfo | undefined {
     return this.peers.find((p) => p.id === id);
+  }
+
+  // ---- membership ----
+
+  /**
+   * Add a peer to the cluster without stopping it: its address goes into the metadata (so every
+   * peer's transport reaches it and new topics may be placed on it), then it becomes a voter of
+   * the metadata group. Start the new peer with the full `cluster.peers` (itself included).
+   */
+  async addPeer(peer: PeerInfo): Promise<void> {
+    await this.proposeMeta({ type: "add-peer", peer });
+    await this.confChange({ type: "add-voter", nodeId: peer.id });
+  }
+
+  /** Remove a peer that holds no partition replica: out of the metadata group, then out of the metadata. */
+  async removePeer(id: NodeId): Promise<void> {
+    const holding = this.metadata.topics().filter((t) => t.replicas.some((r) => r.includes(id)));
+    if (holding.length > 0) {
+      throw new TributaryError("INVALID_REQUEST", `peer ${id} holds replicas of ${holding.map((t) => t.record.name).join(", ")}: only a peer without replicas can be removed`);
+    }
+    if (this.controller.group.node.confState().voters.includes(id)) await this.confChange({ type: "remove-voter", nodeId: id });
+    await this.proposeMeta({ type: "remove-peer", id });
+  }
+
+  private async confChange(cc: ConfChange): Promise<void> {
+    const result = await this.retrying(async () => {
+      const g = this.controller.group;
+      // A retry after an unknown outcome may find the change made: that is success.
+      const voter = g.node.confState().voters.includes(cc.nodeId);
+      if (voter === (cc.type === "add-voter")) return { ok: true as const, event: null };
+      if (g.isLeader) return this.controller.proposeConfChange(cc);
+      if (!g.leader) throw new TributaryError("NOT_LEADER", "the controller has no leader yet");
+      return (await this.call(g.leader, "meta.confchange", cc)) as Awaited<ReturnType<Controller["proposeConfChange"]>>;
+    }, { unknownOutcome: true });
+    const err = resultError(result);
+    if (err) throw err;
   }
 
   // ---- replicas ----
@@ -135,14 +193,18 @@ export class ClusterNode {
 
   // ---- metadata ----
 
-  /** Apply a metadata command through the controller's leader, wherever it is; throws its refusal. */
+  /**
+   * Apply a metadata command through the controller's leader, wherever it is; throws its refusal.
+   * A command whose outcome was unknown is proposed again, so callers take "already done"
+   * refusals (TOPIC_EXISTS for their own topic id, TOPIC_NOT_FOUND for a delete) as success.
+   */
   async proposeMeta(command: MetaCommand): Promise<void> {
     const result = await this.retrying(async () => {
       const g = this.controller.group;
       if (g.isLeader) return this.controller.propose(command);
       if (!g.leader) throw new TributaryError("NOT_LEADER", "the controller has no leader yet");
       return (await this.call(g.leader, "meta.propose", { command })) as Awaited<ReturnType<Controller["propose"]>>;
-    });
+    }, { unknownOutcome: true });
     const err = resultError(result);
     if (err) throw err;
   }
@@ -170,15 +232,20 @@ export class ClusterNode {
 
   /**
    * Run `fn` until it succeeds, retrying NOT_LEADER, NOT_COORDINATOR and PEER_UNAVAILABLE (an
-   * election, a coordinator replaying offsets, a peer restarting) with backoff until the request timeout; other errors go straight through.
+   * election, a coordinator replaying offsets, a peer restarting: nothing was done) with backoff
+   * until the request timeout. REQUEST_TIMED_OUT (it may have been done) is retried only when
+   * `unknownOutcome` says doing it twice is harmless (an idempotent produce, a metadata command);
+   * otherwise it goes back to the client, as every other error does.
    */
-  async retrying<T>(fn: () => Promise<T>, deadlineMs = this.options.clock.now() + this.requestTimeoutMs): Promise<T> {
+  async retrying<T>(fn: () => Promise<T>, options: { deadlineMs?: number; unknownOutcome?: boolean } = {}): Promise<T> {
+    const deadlineMs = options.deadlineMs ?? this.options.clock.now() + this.requestTimeoutMs;
     let wait = RETRY_MIN_MS;
     for (;;) {
       try {
         return await fn();
       } catch (e) {
-        const again = isTributaryError(e) && (e.code === "NOT_LEADER" || e.code === "PEER_UNAVAILABLE" || e.code === "NOT_COORDINATOR");
+        const code = isTributaryError(e) ? e.code : null;
+        const again = code === "NOT_LEADER" || code === "PEER_UNAVAILABLE" || code === "NOT_COORDINATOR" || (code === "REQUEST_TIMED_OUT" && options.unknownOutcome === true);
         if (!again || this.closed || this.options.clock.now() + wait > deadlineMs) throw e;
       }
       await this.sleep(wait);
@@ -198,7 +265,8 @@ export class ClusterNode {
   private async serve(from: NodeId, method: string, body: Uint8Array): Promise<Uint8Array> {
     const h = this.handlers.get(method);
     if (!h) throw new TributaryError("INVALID_REQUEST", `unknown peer method ${method}`);
-    if (this.closed) throw new TributaryError("NOT_READY", "this peer is shutting down");
+    // NOT_LEADER, not NOT_READY: the caller's retries (`retrying`) then go on to the next leader.
+    if (this.closed) throw new TributaryError("NOT_LEADER", "this peer is shutting down and leads nothing; retry");
     return encodeBody(await h(from, decodeBody(body)));
   }
 
@@ -243,6 +311,23 @@ export class ClusterNode {
     await Promise.allSettled([...this.replicas.values()].map((r) => r.store.close()));
     await this.options.transport.close();
   }
+}
+
+/** The metadata group's first voters: written at a peer's first start, read ever after. */
+async function bootstrapVotersOf(options: ClusterOptions): Promise<NodeId[]> {
+  const file = joinPath(options.dataDir, "cluster", "bootstrap.json");
+  const bytes = await options.fs.readFile(file);
+  if (bytes) {
+    const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { version?: number; voters?: unknown };
+    if (parsed.version !== 1 || !Array.isArray(parsed.voters) || !parsed.voters.every((v) => Number.isSafeInteger(v) && v > 0)) {
+      throw new TributaryError("CORRUPT_RECORD", `${file} is damaged: restore it (it names the cluster's first voters)`);
+    }
+    return parsed.voters as NodeId[];
+  }
+  const voters = options.peers.map((p) => p.id);
+  await options.fs.mkdirp(joinPath(options.dataDir, "cluster"));
+  await writeFileAtomic(options.fs, file, new TextEncoder().encode(`${JSON.stringify({ version: 1, voters })}\n`));
+  return voters;
 }
 
 export interface GroupStatus {

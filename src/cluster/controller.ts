@@ -11,7 +11,7 @@
  */
 import { TributaryError, type ErrorCode } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import type { Entry, Snapshot, SoftState } from "../raft/index.ts";
+import { EntryType, type ConfChange, type Entry, type ProposeResult, type Snapshot, type SoftState } from "../raft/index.ts";
 import type { GroupMachine, RaftGroup } from "./group.ts";
 import type { MetaStore } from "./meta-store.ts";
 import { ClusterMetadata, encodeCommand, type ApplyResult, type MetaCommand } from "./metadata.ts";
@@ -59,7 +59,26 @@ export class Controller implements GroupMachine {
    * Resolves with the command's result; rejects with NOT_LEADER when this peer does not lead.
    */
   propose(cmd: MetaCommand): Promise<ApplyResult> {
-    const r = this.group.propose(encodeCommand(cmd));
+    return this.waitFor(this.group.propose(encodeCommand(cmd)));
+  }
+
+  /**
+   * Add or remove a voter of the metadata group (one at a time; this peer must lead), and wait
+   * until the change is applied. A change still pending refuses another with OVERLOADED (retry).
+   */
+  proposeConfChange(cc: ConfChange): Promise<ApplyResult> {
+    let r: ProposeResult = { ok: false, reason: "not-leader", leader: 0 };
+    this.group.poke((n) => {
+      r = n.proposeConfChange(cc);
+    });
+    if (!r.ok && r.reason === "conf-change-pending") return Promise.reject(new TributaryError("OVERLOADED", "another membership change is still being applied; retry"));
+    if (!r.ok && r.reason === "invalid") {
+      return Promise.reject(new TributaryError("INVALID_REQUEST", cc.type === "add-voter" ? `peer ${cc.nodeId} is already a voter` : `peer ${cc.nodeId} is not a voter, or is the last one`));
+    }
+    return this.waitFor(r);
+  }
+
+  private waitFor(r: ProposeResult): Promise<ApplyResult> {
     if (!r.ok) {
       if (r.reason === "overloaded") return Promise.reject(new TributaryError("OVERLOADED", "the controller has too many uncommitted changes; retry later"));
       return Promise.reject(new TributaryError("NOT_LEADER", r.leader ? `peer ${r.leader} leads the controller` : "the controller has no leader yet; retry"));
@@ -74,25 +93,28 @@ export class Controller implements GroupMachine {
       this.logger.info("controller state restored from a snapshot", { index: snapshot.meta.index });
       await this.onChange(this.metadata);
     }
+    let confChanged = false;
     for (const e of committed) {
       if (e.index <= this.metadata.appliedIndex) continue;
+      if (e.type === EntryType.ConfChange) confChanged = true;
       // applyEntry also moves the applied index past no-ops and conf changes (no event).
       const result = this.metadata.applyEntry(e);
       if (result.ok && result.event) await this.onChange(this.metadata);
       const w = this.waiters.get(e.index);
       if (!w) continue;
       this.waiters.delete(e.index);
-      if (w.term !== e.term) w.reject(new TributaryError("NOT_LEADER", "the controller's leader changed before the change was committed; retry"));
+      if (w.term !== e.term) w.reject(new TributaryError("NOT_LEADER", "a new controller leader replaced the change before it was committed: it was not applied; retry"));
       else w.resolve(result);
     }
-    await this.maybeSnapshot();
+    // The node switches voters only in advance(), after this: a snapshot now would record the old ones.
+    if (!confChanged) await this.maybeSnapshot();
   }
 
   softState(state: SoftState): void {
     if (state.role === "leader") return;
     const ws = [...this.waiters.values()];
     this.waiters.clear();
-    for (const w of ws) w.reject(new TributaryError("NOT_LEADER", "this peer stopped leading the controller; retry"));
+    for (const w of ws) w.reject(new TributaryError("REQUEST_TIMED_OUT", "this peer stopped leading the controller before the change was committed: it may or may not be applied"));
   }
 
   private async maybeSnapshot(): Promise<void> {

@@ -93,12 +93,20 @@ export class RaftHost {
   /** Start ticking. Groups added before or after take part. */
   start(): void {
     if (this.cancelTick || this.closed) return;
+    const clock = this.options.clock;
+    const tickMs = this.timing.tickMs;
+    // Each tick is due tickMs after the previous one was due, not after it ran: a busy event loop
+    // delays a tick but does not stretch every later one (20 ticks of a late timer each would make
+    // a 2 s election timeout 2.5 s). A tick more than one behind is skipped, never run in a burst.
+    let dueMs = clock.now() + tickMs;
     const tick = () => {
       if (this.closed) return;
       for (const g of this.groups.values()) g.tick();
-      this.cancelTick = this.options.clock.setTimer(this.timing.tickMs, tick);
+      const now = clock.now();
+      dueMs = Math.max(dueMs + tickMs, now);
+      this.cancelTick = clock.setTimer(dueMs - now, tick);
     };
-    this.cancelTick = this.options.clock.setTimer(this.timing.tickMs, tick);
+    this.cancelTick = clock.setTimer(tickMs, tick);
   }
 
   addGroup(id: GroupId, options: AddGroupOptions, store: GroupStore, machine: GroupMachine): RaftGroup {

@@ -50,6 +50,11 @@ export interface Transport {
   call(to: NodeId, method: string, body: Uint8Array, deadlineMs: number): Promise<Uint8Array>;
   /** Installs the receiver; called once, before any frame can arrive. */
   listen(handlers: TransportHandlers): void;
+  /**
+   * The cluster's peers changed (a peer added, removed or moved, as the controller applied it):
+   * talk to these from now on; frames from others are dropped.
+   */
+  setPeers(peers: readonly PeerInfo[]): void;
   close(): Promise<void>;
 }
 
@@ -65,6 +70,13 @@ export interface TransportLimits {
   readonly maxInflightFrames: number;
   /** Largest frame in bytes; a bigger one is refused by the receiver. */
   readonly maxFrameBytes: number;
+  /** Bytes of unanswered frames to one peer (the real transport; the twin counts frames only). */
+  readonly maxInflightBytes?: number;
 }
 
-export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = { maxInflightFrames: 16, maxFrameBytes: 16 * 1024 * 1024 };
+/**
+ * Frames also carry heartbeats, responses and commit-only appends, so the frame window is well
+ * above a group's own append window (DEFAULT_GROUP_LIMITS.maxInflightMsgs, 16): a slow follower
+ * must not make the transport drop appends Raft counted as sent. Bytes bound the memory instead.
+ */
+export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = { maxInflightFrames: 256, maxFrameBytes: 16 * 1024 * 1024, maxInflightBytes: 32 * 1024 * 1024 };

@@ -25,7 +25,10 @@ export class ProducerIdAllocator {
   ) {}
 
   static async open(fs: FileSystem, dataDir: string): Promise<ProducerIdAllocator> {
-    const file = joinPath(dataDir, "meta", "producer-ids.json");
+    const dir = joinPath(dataDir, "meta");
+    // A cluster peer keeps its metadata elsewhere (cluster/meta/), so nothing else makes meta/.
+    await fs.mkdirp(dir);
+    const file = joinPath(dir, "producer-ids.json");
     const bytes = await fs.readFile(file);
     let next = 0;
     if (bytes) {

@@ -8,11 +8,15 @@
  * and gRPC ports are picked by the broker at first start (0) and kept for restarts, so a test's
  * clients can reconnect to a restarted peer at the same address.
  *
- * With `viaProxy`, every directed link goes through its own fault proxy: `link(i, j)` carries
- * the connections peer i opens to peer j. A peer listens on the port of its own entry in
- * `cluster.peers`, so each peer gets its own peers string: its own entry names its real peer
- * port, the entry of each other peer j names the port of `link(i, j)`. The proxies outlive
- * restarts (a link to a peer that is down resets its connections, as a dead host would).
+ * Every peer gets the same `cluster.peers`, naming each peer's real peer port, as the README asks
+ * of a deployment: the cluster metadata records those addresses and every peer's transport
+ * follows the metadata, so an address that differs per peer would not stay in use.
+ *
+ * With `viaProxy`, every directed link goes through its own fault proxy all the same: `link(i,
+ * j)` carries the connections peer i opens to peer j. Peer i runs with `grpc_proxy` naming its
+ * own HTTP CONNECT proxy (connect-proxy.ts), its egress: grpc-js tunnels each peer channel
+ * through it, and it sends a tunnel to peer j's port on through `link(i, j)`. The proxies
+ * outlive restarts (a link to a peer that is down resets its connections, as a dead host would).
  *
  * One proxy per directed link rather than one per target peer: it costs n(n-1) proxies (6 for 3
  * peers) and lets a test cut one link, or isolate one peer, without touching the others.
@@ -20,6 +24,7 @@
  * @example
  *   const cluster = await startClusterProcess({ runtime: "bun", viaProxy: true, tickMs: 50 });
  *   cluster.isolate(0);                       // peer 1 is cut off from peers 2 and 3
+ *   cluster.oneWay(1, 0);                     // peer 1 stops hearing peer 2 (peer 2 still hears peer 1)
  *   cluster.healAll();
  *   await cluster.restart(1, "SIGKILL");      // peer 2 crashes and comes back on the same ports
  *   await cluster.stop();
@@ -28,6 +33,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBrokerProcess, type BrokerProcess, type Runtime } from "./broker-process.ts";
+import { startConnectProxy, type ConnectProxy } from "./connect-proxy.ts";
 import { faultGroup, startFaultProxy, type FaultControls, type FaultProxy } from "./fault-proxy.ts";
 import { freePorts } from "./ports.ts";
 
@@ -54,8 +60,8 @@ export interface ClusterProcess {
   readonly dataDirs: readonly string[];
   /** The port each peer's peer listener binds. */
   readonly peerPorts: readonly number[];
-  /** The `cluster.peers` value peer i is started with. */
-  peersSetting(i: number): string;
+  /** The `cluster.peers` value every peer is started with. */
+  readonly peersSetting: string;
   /** Signal peer i (default SIGKILL) and wait for its exit; `start(i)` brings it back. */
   kill(i: number, signal?: NodeJS.Signals): Promise<void>;
   /** Start peer i again: same data dir, same HTTP, gRPC and peer ports. */
@@ -71,6 +77,9 @@ export interface ClusterProcess {
   /**
    * viaProxy only: peer `to` stops hearing from peer `from`, on both kinds of connection: what
    * `from` sends on the connections it opens to `to`, and its replies on those `to` opens to it.
+   * Held, not dropped (a one-way stall, see fault-proxy.ts): bytes lost from the middle of a TCP
+   * stream would leave the peers' acknowledged frame streams wedged after the heal, a fault no
+   * real network makes; a connection a peer closes meanwhile (keepalive) loses what it held.
    */
   oneWay(from: number, to: number): void;
   /** viaProxy only: every link back to a plain pipe. */
@@ -95,27 +104,36 @@ class ClusterOfProcesses implements ClusterProcess {
   private readonly ports: PeerPorts[];
   /** links[i][j]: peer i to peer j; null on the diagonal and without viaProxy. */
   private readonly links: (FaultProxy | null)[][];
+  /** egress[i]: the CONNECT proxy peer i tunnels its peer channels through; empty without viaProxy. */
+  private readonly egress: ConnectProxy[];
 
   constructor(
     private readonly options: ClusterProcessOptions,
     readonly dir: string,
     private readonly ownsDir: boolean,
     peerPorts: number[],
-    links: (FaultProxy | null)[][],
+    proxies: Proxies,
   ) {
     this.peerPorts = peerPorts;
     this.ports = peerPorts.map((peer) => ({ peer, http: null, grpc: null }));
     this.dataDirs = peerPorts.map((_, i) => join(dir, `node-${i + 1}`));
-    this.links = links;
+    this.links = proxies.links;
+    this.egress = proxies.egress;
   }
 
   get size(): number {
     return this.peerPorts.length;
   }
 
-  peersSetting(i: number): string {
-    this.checkIndex(i);
-    return this.peerPorts.map((port, j) => `${j + 1}@127.0.0.1:${j === i ? port : (this.links[i]![j]?.port ?? port)}`).join(",");
+  get peersSetting(): string {
+    return this.peerPorts.map((port, j) => `${j + 1}@127.0.0.1:${port}`).join(",");
+  }
+
+  /** Peer i's environment: with viaProxy, its egress proxy for grpc-js (and no exceptions to it). */
+  private envOf(i: number): Record<string, string> | undefined {
+    const egress = this.egress[i];
+    if (!egress) return this.options.env;
+    return { ...this.options.env, grpc_proxy: `http://127.0.0.1:${egress.port}`, no_grpc_proxy: "no-such-host.invalid" };
   }
 
   async start(i: number): Promise<BrokerProcess> {
@@ -124,13 +142,13 @@ class ClusterOfProcesses implements ClusterProcess {
     const node = await startBrokerProcess({
       runtime: this.options.runtime,
       dataDir: this.dataDirs[i]!,
-      env: this.options.env,
+      env: this.envOf(i),
       startTimeoutMs: this.options.startTimeoutMs,
       args: [
         "--cluster-node-id",
         String(i + 1),
         "--cluster-peers",
-        this.peersSetting(i),
+        this.peersSetting,
         ...(this.options.tickMs === undefined ? [] : ["--cluster-tick-ms", String(this.options.tickMs)]),
         // After startBrokerProcess's own "--http-port 0 --grpc-port 0": the last flag wins.
         ...(ports.http === null ? [] : ["--http-port", String(ports.http)]),
@@ -176,8 +194,8 @@ class ClusterOfProcesses implements ClusterProcess {
   }
 
   oneWay(from: number, to: number): void {
-    this.link(from, to).blackhole("a->b");
-    this.link(to, from).blackhole("b->a");
+    this.link(from, to).stall("a->b");
+    this.link(to, from).stall("b->a");
   }
 
   healAll(): void {
@@ -186,7 +204,7 @@ class ClusterOfProcesses implements ClusterProcess {
 
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop()));
-    await Promise.all(this.allLinks().map((p) => p.close()));
+    await closeProxies({ links: this.links, egress: this.egress });
     if (this.ownsDir) await rm(this.dir, { recursive: true, force: true });
   }
 
@@ -204,19 +222,39 @@ class ClusterOfProcesses implements ClusterProcess {
   }
 }
 
-/** A proxy per directed link i -> j (i != j), in front of peer j's peer listener. */
-async function startLinks(peerPorts: number[], viaProxy: boolean): Promise<(FaultProxy | null)[][]> {
-  const links: (FaultProxy | null)[][] = [];
+interface Proxies {
+  links: (FaultProxy | null)[][];
+  egress: ConnectProxy[];
+}
+
+async function closeProxies(p: Proxies): Promise<void> {
+  await Promise.all([...p.links.flat().map((l) => l?.close()), ...p.egress.map((e) => e.close())]);
+}
+
+/**
+ * A fault proxy per directed link i -> j (i != j), in front of peer j's peer listener, and per
+ * peer i a CONNECT proxy that sends a tunnel to peer j's port through link(i, j).
+ */
+async function startProxies(peerPorts: number[], viaProxy: boolean): Promise<Proxies> {
+  const proxies: Proxies = { links: [], egress: [] };
+  if (!viaProxy) {
+    proxies.links = peerPorts.map(() => peerPorts.map(() => null));
+    return proxies;
+  }
   try {
     for (let i = 0; i < peerPorts.length; i++) {
-      links.push([]);
-      for (let j = 0; j < peerPorts.length; j++) {
-        links[i]!.push(viaProxy && i !== j ? await startFaultProxy({ target: `127.0.0.1:${peerPorts[j]}` }) : null);
-      }
+      const row: (FaultProxy | null)[] = [];
+      proxies.links.push(row);
+      for (let j = 0; j < peerPorts.length; j++) row.push(i !== j ? await startFaultProxy({ target: `127.0.0.1:${peerPorts[j]}` }) : null);
+      const route = (_host: string, port: number) => {
+        const link = row[peerPorts.indexOf(port)];
+        return link ? link.address : null;
+      };
+      proxies.egress.push(await startConnectProxy({ route }));
     }
-    return links;
+    return proxies;
   } catch (e) {
-    await Promise.all(links.flat().map((p) => p?.close()));
+    await closeProxies(proxies);
     throw e;
   }
 }
@@ -227,7 +265,7 @@ export async function startClusterProcess(options: ClusterProcessOptions): Promi
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "tributary-cluster-")));
   const peerPorts = await freePorts(size);
   for (let i = 0; i < size; i++) await mkdir(join(dir, `node-${i + 1}`), { recursive: true });
-  const cluster = new ClusterOfProcesses(options, dir, options.dir === undefined, peerPorts, await startLinks(peerPorts, options.viaProxy ?? false));
+  const cluster = new ClusterOfProcesses(options, dir, options.dir === undefined, peerPorts, await startProxies(peerPorts, options.viaProxy ?? false));
   const started = await Promise.allSettled(peerPorts.map((_, i) => cluster.start(i)));
   const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) {

@@ -18,7 +18,8 @@ const THROTTLE_BURST_MS = 100;
 
 /** The state of the faults, shared by every pipe of the proxy. */
 export interface Faults {
-  stalled: boolean;
+  /** Directions whose bytes are held (a stall both ways holds both). */
+  stalled: Set<Direction>;
   cut: boolean;
   blackholed: Set<Direction>;
   delayMs: number;
@@ -26,7 +27,7 @@ export interface Faults {
 }
 
 export function noFaults(): Faults {
-  return { stalled: false, cut: false, blackholed: new Set(), delayMs: 0, buckets: { "a->b": null, "b->a": null } };
+  return { stalled: new Set(), cut: false, blackholed: new Set(), delayMs: 0, buckets: { "a->b": null, "b->a": null } };
 }
 
 export const nowMs = (): number => performance.now();
@@ -130,7 +131,7 @@ export class Pipe {
     if (this.closed || this.waitingDrain || this.timer !== null) return;
     for (;;) {
       const faults = this.faults();
-      if (faults.stalled) break;
+      if (faults.stalled.has(this.direction)) break;
       if (faults.blackholed.has(this.direction)) {
         this.dropHeld();
         break;

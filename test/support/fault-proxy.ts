@@ -1,8 +1,14 @@
 /**
  * A TCP fault proxy for tests: it listens on loopback, and every connection a client (side "a")
  * opens to it gets its own connection to the target (side "b"). Bytes are piped both ways, and
- * the test turns faults on and off while connections live: cut, stall, one-way blackhole,
- * throttle, delay, reset. `heal()` turns every fault off.
+ * the test turns faults on and off while connections live: cut, stall (both ways or one way),
+ * one-way blackhole, throttle, delay, reset. `heal()` turns every fault off.
+ *
+ * A one-way stall is the one-way partition a TCP connection can have: what is sent is held (the
+ * sender's TCP would retransmit it) and arrives, in order, after the heal, unless the connection
+ * is closed first. A blackhole drops bytes from the middle of a stream, which no TCP link does: a
+ * protocol on top that counts on every byte (HTTP/2 framing, acknowledged frames) may be left
+ * wedged after the heal, so model a partition with a stall and keep the blackhole for what it is.
  *
  * How it works: each direction of each connection is a `Pipe` (fault-pipe.ts), a FIFO of chunks from
  * its source socket. `pump()` moves chunks to the destination socket as far as the faults allow
@@ -70,8 +76,8 @@ export interface FaultProxy {
   readonly address: string;
   /** Reset every open connection now, and reset new ones at accept until `heal()`. */
   cut(): void;
-  /** Stop forwarding bytes both ways on every connection (held up to the bound, then backpressure). */
-  stall(): void;
+  /** Stop forwarding bytes on every connection, both ways or in `direction` only (held up to the bound, then backpressure). */
+  stall(direction?: Direction): void;
   /** Drop bytes of one direction silently (counted in `dropped`); the other direction flows. */
   blackhole(direction: Direction): void;
   /** Limit each direction to `bytesPerSec` (shared by all connections); 0 or Infinity removes it. */
@@ -217,8 +223,8 @@ class FaultProxyServer implements FaultProxy {
     this.reset();
   }
 
-  stall(): void {
-    this.faults.stalled = true;
+  stall(direction?: Direction): void {
+    for (const d of direction ? [direction] : (["a->b", "b->a"] as const)) this.faults.stalled.add(d);
   }
 
   blackhole(direction: Direction): void {
@@ -281,7 +287,7 @@ export function faultGroup(proxies: readonly FaultProxy[]): FaultControls {
   const each = (f: (p: FaultProxy) => void) => proxies.forEach(f);
   return {
     cut: () => each((p) => p.cut()),
-    stall: () => each((p) => p.stall()),
+    stall: (direction) => each((p) => p.stall(direction)),
     blackhole: (direction) => each((p) => p.blackhole(direction)),
     throttle: (bytesPerSec) => each((p) => p.throttle(bytesPerSec)),
     delay: (ms) => each((p) => p.delay(ms)),
