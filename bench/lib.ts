@@ -50,8 +50,8 @@ export const REPO = resolve(import.meta.dirname, "..");
 export const npmBin = (name: string): string => join(REPO, "node_modules", ".bin", name);
 
 /**
- * What a load generator (bench/http-load.ts, bench/grpc-load.ts, bench/nats-load.ts) prints as
- * its one JSON line. Latencies in ms; the optional ones come from the generators built on
+ * What a load generator (bench/http-load.ts, bench/grpc-load.ts, bench/vs-grpc-load.ts,
+ * bench/nats-load.ts) prints as its one JSON line. Latencies in ms; the optional ones come from the generators built on
  * bench/load-stats.ts (null in the JSON when there was no sample).
  */
 export interface LoadResult {

@@ -1,5 +1,5 @@
 /**
- * What the load generators (bench/grpc-load.ts, bench/nats-load.ts) share to measure alike:
+ * What the load generators (bench/vs-grpc-load.ts, bench/nats-load.ts) share to measure alike:
  *
  * - `SeqTimes`: a time per stream position (a Tributary offset, a JetStream stream sequence),
  *   grown in place. The producer stores each message's send time under the position its ack

@@ -1,5 +1,5 @@
 /**
- * NATS JetStream load generator, run as its own Bun process (like bench/grpc-load.ts for
+ * NATS JetStream load generator, run as its own Bun process (like bench/vs-grpc-load.ts for
  * Tributary) with the official client (@nats-io/jetstream over @nats-io/transport-node).
  *
  *   publish: keeps INFLIGHT `js.publish` calls outstanding for DURATION_MS, each one message of
