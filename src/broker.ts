@@ -1123,11 +1123,13 @@ export class Broker {
     this.state = "closing";
     this.cancelMaintenance?.();
     this.coordinator.close();
+    // First of all, hand over what this peer leads, so the site does not wait for an election
+    // timeout (a maintenance pass finishing meanwhile must not delay it).
+    const handover = this.cluster?.transferLeadership(2000).catch(() => {});
     await this.maintenanceRunning;
     await this.adminChain;
     if (this.cluster) {
-      // Hand over what this peer leads, so the site does not wait for an election timeout.
-      await this.cluster.transferLeadership(2000).catch(() => {});
+      await handover;
       await this.cluster.close();
       await this.reconciling;
     }

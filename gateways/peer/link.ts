@@ -93,9 +93,12 @@ export class PeerLink {
     // Nothing is sent past the deadline, so nothing can have run: not an unknown outcome.
     if (deadlineMs <= this.env.clock.now()) return Promise.reject(new TributaryError("PEER_UNAVAILABLE", `the deadline of ${method} to peer ${this.peer.id} has passed`));
     const request = create(CallRequestSchema, { from: this.env.self, method, body });
+    // On a connected channel a failed call may have reached the peer and run; on one still
+    // connecting, grpc-js fails it before anything is sent.
+    const connected = this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
     return new Promise((resolve, reject) => {
       const done = (err: grpc.ServiceError | null, res?: CallResponse) => {
-        if (err || !res) return reject(this.callError(method, err));
+        if (err || !res) return reject(this.callError(method, err, connected));
         if (res.errorCode === "") return resolve(res.body);
         reject(refusal(res.errorCode, res.errorMessage));
       };
@@ -147,7 +150,7 @@ export class PeerLink {
     if (!this.closed) this.env.onBroken(this.peer.id);
   }
 
-  private callError(method: string, err: grpc.ServiceError | null): Error {
+  private callError(method: string, err: grpc.ServiceError | null, connected: boolean): Error {
     const what = `peer ${this.peer.id} (${this.peer.address}) ${method}`;
     const code = err?.metadata?.get(ERROR_CODE_TRAILER)[0];
     if (typeof code === "string" && code !== "INTERNAL") return refusal(code, err?.details ?? "");
@@ -155,6 +158,7 @@ export class PeerLink {
     if (err?.code === grpc.status.RESOURCE_EXHAUSTED) return new TributaryError("RECORD_TOO_LARGE", `${what}: ${err.details}`, { cause: err });
     // The request may have arrived and run: the caller must not assume it did not.
     if (err?.code === grpc.status.DEADLINE_EXCEEDED) return new TributaryError("REQUEST_TIMED_OUT", `${what} did not answer before the deadline; it may have run`, { cause: err });
+    if (connected) return new TributaryError("REQUEST_TIMED_OUT", `${what} broke off (${err?.details ?? "no reply"}); it may have run`, { cause: err });
     return new TributaryError("PEER_UNAVAILABLE", `${what} did not answer: ${err?.details ?? "no reply"}`, { cause: err });
   }
 }
