@@ -1,15 +1,22 @@
 /**
  * gRPC produce load generator, run as its own process (with bun) so it does not share an event
- * loop with the broker. Keeps `inflight` batches of `batch` records of `recordBytes` bytes
+ * loop with the broker. Keeps up to `inflight` batches of `batch` records of `recordBytes` bytes
  * outstanding for `durationMs`, either on one ProduceStream ("stream": the next batch goes out as
  * each ack comes back) or as unary Produce calls ("unary"), and prints one JSON line like
  * bench/http-load.ts: requests, errors, records, bytes, elapsedMs, p50, p99 (ms per batch).
+ *
+ * ACKS (default 1) is what every batch asks for: 0, 1, or all (-1: a quorum's durable write in a
+ * cluster). RATE (stream only; default 0, as fast as the window allows) paces the stream at that
+ * many records per second, open loop: batch i is due at start + i * batch / RATE and leaves then
+ * (unless `inflight` batches are still unacknowledged, when it leaves as soon as one is), and its
+ * latency runs from when it was due, so a broker that falls behind shows it in the percentiles
+ * instead of slowing the producer down (no coordinated omission).
  *
  * The request bytes are encoded once with protobuf-es; a stream batch differs only in its
  * sequence, written as field 1 in front of the shared bytes (protobuf fields may come in any
  * order), so the generator spends its time on the wire and not on encoding.
  *
- * usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS
+ * usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS [ACKS [RATE]]
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
@@ -22,11 +29,16 @@ import {
   ProduceStreamRequestSchema,
   ProduceStreamResponseSchema,
 } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
+import { Acks } from "../gateways/grpc/gen/tributary/v1/records_pb.ts";
 import { percentile } from "./lib.ts";
 
-const [mode, address, topic, recordBytesArg, batchArg, inflightArg, durationArg] = process.argv.slice(2);
-if ((mode !== "stream" && mode !== "unary") || !address || !topic) {
-  console.error("usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS");
+const USAGE = "usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS [ACKS [RATE]]";
+const ACKS: Record<string, Acks> = { "0": Acks.NONE, "1": Acks.LEADER, all: Acks.ALL, "-1": Acks.ALL };
+const [mode, address, topic, recordBytesArg, batchArg, inflightArg, durationArg, acksArg = "1", rateArg = "0"] = process.argv.slice(2);
+const acks = ACKS[acksArg];
+const ratePerS = Number(rateArg);
+if ((mode !== "stream" && mode !== "unary") || !address || !topic || acks === undefined || !(ratePerS >= 0) || (mode === "unary" && ratePerS > 0)) {
+  console.error(`${USAGE}\n  ACKS: 0, 1 or all; RATE: records per second, stream only (0: unpaced)`);
   process.exit(2);
 }
 const recordBytes = Number(recordBytesArg);
@@ -57,37 +69,59 @@ function varint(n: number): number[] {
 }
 
 async function runStream(): Promise<void> {
-  const shared = toBinary(ProduceStreamRequestSchema, create(ProduceStreamRequestSchema, { topic, records }));
+  const shared = toBinary(ProduceStreamRequestSchema, create(ProduceStreamRequestSchema, { topic, records, acks }));
   const method = ProducerService.method.produceStream;
   const stream = client.makeBidiStreamRequest(methodPath(method), identity, decoder(ProduceStreamResponseSchema), new grpc.Metadata(), {});
-  const sentAt = new Map<bigint, number>();
+  /** Per outstanding sequence, when its batch was due (paced) or sent (unpaced). */
+  const dueAt = new Map<bigint, number>();
+  const intervalMs = ratePerS > 0 ? (batch / ratePerS) * 1000 : 0;
+  let nextDue = started;
   let next = 1;
-  const send = () => {
+  let ended = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const send = (due: number) => {
     const seq = next++;
-    const head = Buffer.from([0x08, ...varint(seq)]);
-    sentAt.set(BigInt(seq), performance.now());
-    stream.write(Buffer.concat([head, shared]));
+    dueAt.set(BigInt(seq), due);
+    stream.write(Buffer.concat([Buffer.from([0x08, ...varint(seq)]), shared]));
+  };
+  // Send what is due and fits in the window; end the stream once the time is up and all is acked.
+  const pump = () => {
+    const now = performance.now();
+    while (dueAt.size < inflight && now < end && (intervalMs === 0 || nextDue <= now)) {
+      send(intervalMs === 0 ? now : nextDue);
+      nextDue += intervalMs;
+    }
+    if (now >= end && dueAt.size === 0 && !ended) {
+      ended = true;
+      clearTimeout(timer);
+      stream.end();
+    } else if (intervalMs > 0 && timer === undefined && now < end && dueAt.size < inflight) {
+      // A full window waits for an ack (which pumps), not for a timer.
+      timer = setTimeout(() => {
+        timer = undefined;
+        pump();
+      }, Math.max(0, Math.min(nextDue, end) - now));
+    }
   };
   await new Promise<void>((resolve, reject) => {
     stream.on("data", (ack: { sequence: bigint; error?: unknown }) => {
-      const t0 = sentAt.get(ack.sequence);
-      sentAt.delete(ack.sequence);
+      const t0 = dueAt.get(ack.sequence);
+      dueAt.delete(ack.sequence);
       if (ack.error) errors++;
       else if (t0 !== undefined) {
         latencies.push(performance.now() - t0);
         requests++;
       }
-      if (performance.now() < end) send();
-      else if (sentAt.size === 0) stream.end();
+      pump();
     });
     stream.on("end", () => resolve());
     stream.on("error", reject);
-    for (let i = 0; i < inflight; i++) send();
+    pump();
   });
 }
 
 async function runUnary(): Promise<void> {
-  const body = Buffer.from(toBinary(ProduceRequestSchema, create(ProduceRequestSchema, { topic, records })));
+  const body = Buffer.from(toBinary(ProduceRequestSchema, create(ProduceRequestSchema, { topic, records, acks })));
   const path = methodPath(ProducerService.method.produce);
   const decode = decoder(ProduceResponseSchema);
   const once = () =>

@@ -28,6 +28,23 @@ export const fmt = {
   ratio: (n: number) => `${n.toFixed(2)}x`,
 };
 
+/**
+ * `text` (a markdown file such as bench/RESULTS.md) with `block` added at the end of the section
+ * under `heading` (a "## " line), before the next "## " section; the section is made at the end
+ * of the file if there is none. One blank line between blocks.
+ *
+ * @example
+ *   await writeFile(path, appendToSection(await readFile(path, "utf8"), "## Replication", run));
+ */
+export function appendToSection(text: string, heading: string, block: string): string {
+  // A whole line: "### Replication" is not the section "## Replication".
+  const at = `\n${text}`.indexOf(`\n${heading}\n`);
+  if (at < 0) return `${text.trimEnd()}\n\n${heading}\n\n${block.trim()}\n`;
+  const next = text.indexOf("\n## ", at + heading.length);
+  if (next < 0) return `${text.trimEnd()}\n\n${block.trim()}\n`;
+  return `${text.slice(0, next).trimEnd()}\n\n${block.trim()}\n\n${text.slice(next + 1)}`;
+}
+
 /** The repository root, and a binary installed from npm (bun, deno). */
 export const REPO = resolve(import.meta.dirname, "..");
 export const npmBin = (name: string): string => join(REPO, "node_modules", ".bin", name);

@@ -29,7 +29,7 @@ import { Metrics, LATENCY_BUCKETS_S } from "./metrics.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { Partition } from "./partition.ts";
 import { KeylessPartitioner, partitionForKey } from "./partitioner.ts";
-import { nodeFileSystem, type FileSystem } from "./runtime/fs.ts";
+import { joinPath, nodeFileSystem, type FileSystem } from "./runtime/fs.ts";
 import { systemClock, type Clock } from "./runtime/clock.ts";
 import { PartitionLog, type LogConfig } from "./storage/log.ts";
 import {
@@ -46,7 +46,7 @@ import { GroupCoordinator } from "./groups/coordinator.ts";
 import { callLocal, groupService, type GroupMethod, type GroupService } from "./groups/service.ts";
 import { ClusterNode, type GroupStatus } from "./cluster/cluster.ts";
 import type { ClusterMetadata } from "./cluster/metadata.ts";
-import { notLeader, type PartitionReplica } from "./cluster/partition-replica.ts";
+import { notLeader, unknownOutcome, type PartitionReplica } from "./cluster/partition-replica.ts";
 import { partitionGroupId, type NodeId, type Transport } from "./cluster/types.ts";
 import { OFFSETS_TOPIC as OFFSETS } from "./groups/offsets-store.ts";
 import { OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG } from "./groups/offsets-store.ts";
@@ -122,10 +122,10 @@ export interface BrokerDeps {
   fs?: FileSystem;
   clock?: Clock;
   logger?: Logger;
+  /** The registry /metrics renders; given when something made before the broker (the peer transport) counts into it too. */
+  metrics?: Metrics;
   /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
   cluster?: { transport: Transport; random?: () => number };
-  /** The registry GET /metrics renders; default a new one. Shared so the peer transport's counters show there too. */
-  metrics?: Metrics;
 }
 
 /** The cluster as `tributary cluster status` shows it. */
@@ -294,7 +294,7 @@ export class Broker {
         const dir = this.store.partitionDir(record, i);
         await this.fs.mkdirp(dir);
         // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
-        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock }, voters ? REPLICATED_LOG : {});
+        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, logger: this.logger }, voters ? REPLICATED_LOG : {});
         const p = new Partition(record.name, i, log, this.clock);
         partitions.push(p);
         if (voters) p.replica = await this.cluster!.addReplica(record.name, record.id, i, dir, log, voters);
@@ -313,6 +313,7 @@ export class Broker {
   /** Cluster mode: the topics come from the controller's metadata, replayed from its log. */
   private async loadCluster(transport: Transport, random: () => number): Promise<void> {
     const c = this.config.cluster!;
+    await this.fs.mkdirp(joinPath(this.config.dataDir, "meta")); // the producer-id counter lives there
     this.producerIds = await ProducerIdAllocator.open(this.fs, this.config.dataDir);
     this.cluster = await ClusterNode.open(
       {
@@ -482,7 +483,7 @@ export class Broker {
       const leader = this.leaderOf(topic, index);
       if (!leader || leader === cluster.self) throw notLeader(topic.record.name, index, 0);
       return (await cluster.call(leader, "produce", { topic: topic.record.name, partition: index, batch, acks, idempotent })) as { baseOffset: number; lastOffset: number };
-    });
+    }, { unknownOutcome: idempotent });
   }
 
   /**
@@ -526,12 +527,13 @@ export class Broker {
   /**
    * Wait until this leader has committed the partition up to `lastOffset`, within the request
    * timeout. Only in the term it leads now: in that term no other leader can have replaced its
-   * log's entries, so the offsets committed are the batch's. NOT_LEADER (retriable) otherwise.
+   * log's entries, so the offsets committed are the batch's. Otherwise REQUEST_TIMED_OUT (a new
+   * leader may still commit it; the idempotent producer's retry is safe).
    */
   private async untilCommitted(p: Partition, topic: Topic, lastOffset: number): Promise<void> {
     const replica = p.replica!;
     const term = replica.group.node.term;
-    const refuse = () => notLeader(topic.record.name, p.index, replica.leader);
+    const refuse = () => unknownOutcome(topic.record.name, p.index, replica.leader);
     const deadline = this.clock.now() + this.cluster!.requestTimeoutMs;
     while (p.log.highWatermark <= lastOffset) {
       const leftMs = deadline - this.clock.now();
@@ -544,13 +546,19 @@ export class Broker {
   /** Calls other peers forward here. */
   private serveForwarded(cluster: ClusterNode): void {
     cluster.handle("produce", async (_from, body) => {
-      const { topic, partition, batch, acks, idempotent } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean };
+      const { topic, partition, batch, acks, idempotent, hops } = body as { topic: string; partition: number; batch: Uint8Array; acks: Acks; idempotent: boolean; hops?: number };
       // Closing, this peer hands its leaderships over (close()): the caller retries at the next
       // leader. NOT_READY would end the caller's retries and fail a produce the cluster can take.
       if (this.state !== "open") throw notLeader(topic, partition, 0);
       const t = this.topic(topic);
       const p = this.partition(topic, partition);
-      if (!p.replica?.isLeader) throw notLeader(topic, partition, p.replica?.leader ?? 0);
+      if (!p.replica?.isLeader) {
+        // A replica that is not the leader knows who is: pass it on once (a peer without a replica
+        // guessed the preferred leader). Never twice, so an election cannot bounce it around.
+        const leader = p.replica?.leader ?? 0;
+        if (leader && leader !== cluster.self && !hops) return cluster.call(leader, "produce", { ...(body as object), hops: 1 });
+        throw notLeader(topic, partition, leader);
+      }
       return this.appendAsLeader(p, t, new Uint8Array(batch), acks, idempotent === true);
     });
     cluster.handle("fetch", async (_from, body) => {
@@ -691,7 +699,12 @@ export class Broker {
   private async createInCluster(cluster: ClusterNode, record: TopicRecord): Promise<TopicDescription> {
     // A new cluster records its peers first (bootstrapCluster); placement draws on them.
     await this.untilLocal(() => cluster.controller.group.node.confState().voters.every((id) => cluster.metadata.peers().some((p) => p.id === id)));
-    await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
+    try {
+      await cluster.proposeMeta({ type: "create-topic", record, replicationFactor: this.config.cluster!.replicationFactor });
+    } catch (e) {
+      // A retry of our own command that had been applied after all.
+      if (!(isTributaryError(e) && e.code === "TOPIC_EXISTS" && cluster.metadata.topic(record.name)?.record.id === record.id)) throw e;
+    }
     await this.untilLocal(() => this.topics.get(record.name)?.record.id === record.id);
     this.logger.info("topic created", { topic: record.name, partitions: record.partitions, config: record.config });
     return this.describe(this.topics.get(record.name)!);
@@ -720,7 +733,9 @@ export class Broker {
       const topic = this.topic(name);
       if (isInternalTopic(name)) throw new TributaryError("INVALID_TOPIC_NAME", `topic ${name} is internal to the broker and cannot be deleted`);
       if (this.cluster) {
-        await this.cluster.proposeMeta({ type: "delete-topic", name });
+        await this.cluster.proposeMeta({ type: "delete-topic", name }).catch((e: unknown) => {
+          if (!(isTributaryError(e) && e.code === "TOPIC_NOT_FOUND")) throw e;
+        });
         await this.untilLocal(() => this.topics.get(name)?.record.id !== topic.record.id);
         return;
       }
@@ -1021,7 +1036,9 @@ export class Broker {
       // No replica here: ask the leader (it serves committed records, as every replica does).
       const leader = this.leaderOf(t, partitionIndex);
       const { signal: _signal, ...wire } = options;
-      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire })) as FetchResult;
+      // A long poll waits there: the call may take that long, plus the usual margin.
+      const deadline = this.clock.now() + Math.min(options.waitMs ?? 0, this.config.http.maxWaitMs) + 2000;
+      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire }, deadline)) as FetchResult;
     }
     const p = this.partition(topicName, partitionIndex);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new TributaryError("INVALID_REQUEST", `offset must be a non-negative integer, got ${String(offset)}`);

@@ -44,12 +44,13 @@ export const ERROR_CODES = [
   "NOT_LEADER", // this peer does not lead the partition (or the controller) and no leader is known yet: retry
   "PEER_UNAVAILABLE", // a forwarded call could not reach the peer that must answer it: retry
   "NOT_COORDINATOR", // consumer-group calls go to the leader of __consumer_offsets; the message names it
+  "REQUEST_TIMED_OUT", // accepted, but its outcome is unknown (the leader changed, or a peer did not answer in time): it may or may not be written; an idempotent producer's retry is safe
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Codes where the same request may succeed if retried later, unchanged. */
-const RETRIABLE: ReadonlySet<ErrorCode> = new Set(["OVERLOADED", "NOT_READY", "STORAGE_ERROR", "NOT_LEADER", "PEER_UNAVAILABLE", "NOT_COORDINATOR"]);
+const RETRIABLE: ReadonlySet<ErrorCode> = new Set(["OVERLOADED", "NOT_READY", "STORAGE_ERROR", "NOT_LEADER", "PEER_UNAVAILABLE", "NOT_COORDINATOR", "REQUEST_TIMED_OUT"]);
 
 export class TributaryError extends Error {
   readonly code: ErrorCode;

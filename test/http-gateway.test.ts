@@ -666,6 +666,7 @@ describe("operations", () => {
       NOT_LEADER: 503,
       PEER_UNAVAILABLE: 503,
       NOT_COORDINATOR: 503,
+      REQUEST_TIMED_OUT: 503,
     };
     expect(Object.keys(expected).sort()).toEqual([...ERROR_CODES].sort());
     const original = broker.describeTopic.bind(broker);

@@ -4,7 +4,7 @@
  * are kept whole; partitions one way and both ways, isolation and heal; loss and duplication;
  * crash (in-flight messages to the dead peer lost) and restart (a fresh transport, deaf until it
  * listens); the in-flight and size bounds; unreachable at most once per 100 ms; calls through the
- * same faults, rejecting with PEER_UNAVAILABLE exactly at their deadline.
+ * same faults, rejecting with REQUEST_TIMED_OUT exactly at their deadline.
  */
 import { describe, expect, it } from "vitest";
 import { MemNetwork, type MemNetworkOptions, type MemTransport, type NetEvent } from "../src/cluster/mem-transport.ts";
@@ -244,9 +244,9 @@ describe("MemNetwork calls", () => {
     expect(e).toMatchObject({ code: "NOT_LEADER", message: "ask peer 3" });
   });
 
-  it("a lost request, a lost reply or a partition rejects with PEER_UNAVAILABLE at the deadline", async () => {
+  it("a lost request, a lost reply or a partition rejects with REQUEST_TIMED_OUT (it may have run) at the deadline", async () => {
     const { clock, network, peer } = net({ lossRate: 1 });
-    const at = (p: Promise<unknown>) => p.then(() => NaN, (e: TributaryError) => (e.code === "PEER_UNAVAILABLE" ? clock.now() : NaN));
+    const at = (p: Promise<unknown>) => p.then(() => NaN, (e: TributaryError) => (e.code === "REQUEST_TIMED_OUT" ? clock.now() : NaN));
     const lost = at(peer(1).t.call(2, "echo", new Uint8Array(), 250));
     clock.advance(249);
     await flush();

@@ -19,6 +19,7 @@ import { MessageType, type Message } from "../src/raft/index.ts";
 import { serverImplementation } from "../gateways/grpc/bridge.ts";
 import { PeerService } from "../gateways/grpc/gen/tributary/peer/v1/peer_pb.ts";
 import { GrpcTransport, type PeerTls } from "../gateways/peer/transport.ts";
+import { encodeFrame } from "../gateways/peer/codec.ts";
 import { codeOf } from "./support/errors.ts";
 import { waitFor } from "./support/mosquitto.ts";
 import { makeCa, makeLeaf } from "./support/pki.ts";
@@ -28,6 +29,21 @@ const dec = new TextDecoder();
 
 function message(from: NodeId, to: NodeId, index: number): Message {
   return { type: MessageType.App, from, to, term: 2, logTerm: 2, index, entries: [{ term: 2, index: index + 1, type: 0, data: enc.encode(`e${index}`) }], commit: index, reject: false, rejectHint: 0 };
+}
+
+/** A peer that accepts the Frames stream and never answers it: frames stay in flight. */
+async function silentPeer(): Promise<{ port: number; stop: () => void }> {
+  const silent = new grpc.Server();
+  const held: (() => void)[] = [];
+  silent.addService(...serverImplementation(PeerService, { frames: () => new Promise<void>((r) => held.push(r)), call: async () => ({}) }, () => {}));
+  const port = await new Promise<number>((res, rej) => silent.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  return {
+    port,
+    stop: () => {
+      held.forEach((r) => r());
+      silent.forceShutdown();
+    },
+  };
 }
 
 function frameOf(from: NodeId, to: NodeId, index: number): GroupMessage[] {
@@ -115,11 +131,7 @@ describe("GrpcTransport frames", () => {
   });
 
   it("drops past maxInflightFrames when the peer does not acknowledge, counts, and reports unreachable once", async () => {
-    // A peer that accepts the stream and never answers: frames stay in flight.
-    const silent = new grpc.Server();
-    const held: (() => void)[] = [];
-    silent.addService(...serverImplementation(PeerService, { frames: () => new Promise<void>((r) => held.push(r)), call: async () => ({}) }, () => {}));
-    const port = await new Promise<number>((res, rej) => silent.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    const { port, stop } = await silentPeer();
     try {
       const metrics = new Metrics();
       const t = await start(1, [{ id: 2, address: `127.0.0.1:${port}` }], { limits: { maxInflightFrames: 4, maxFrameBytes: 1 << 20 }, metrics });
@@ -131,8 +143,23 @@ describe("GrpcTransport frames", () => {
       await waitFor("unreachable(2)", () => (r.unreachables.length > 0 ? true : undefined));
       expect(r.unreachables).toEqual([2]); // six drops within 100 ms: one notice
     } finally {
-      held.forEach((r) => r());
-      silent.forceShutdown();
+      stop();
+    }
+  });
+
+  it("drops past maxInflightBytes too: the frame window is bounded in memory, not only in count", async () => {
+    const { port, stop } = await silentPeer();
+    try {
+      const metrics = new Metrics();
+      const one = encodeFrame(1, frameOf(1, 2, 0)).byteLength;
+      // Room for three frames' bytes, and far more in count.
+      const t = await start(1, [{ id: 2, address: `127.0.0.1:${port}` }], { limits: { maxInflightFrames: 100, maxFrameBytes: 1 << 20, maxInflightBytes: one * 3 }, metrics });
+      t.listen(new Recorder());
+      for (let i = 0; i < 10; i++) t.send(2, frameOf(1, 2, 0));
+      expect(counter(metrics, "tributary_peer_frames_sent_total", { peer: "2" })).toBe(3);
+      expect(dropped(metrics, 2, "inflight")).toBe(7);
+    } finally {
+      stop();
     }
   });
 

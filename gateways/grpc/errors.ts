@@ -44,6 +44,8 @@ export const GRPC_STATUS: Readonly<Record<GatewayErrorCode, Status>> = {
   NOT_LEADER: Status.UNAVAILABLE,
   PEER_UNAVAILABLE: Status.UNAVAILABLE,
   NOT_COORDINATOR: Status.UNAVAILABLE,
+  // Accepted but not known to be written (the leader changed, a peer did not answer in time).
+  REQUEST_TIMED_OUT: Status.DEADLINE_EXCEEDED,
   // Idempotent producer. A sequence check failed: the producer must resynchronise, not resend.
   OUT_OF_ORDER_SEQUENCE: Status.ABORTED,
   // A newer instance of the producer took over, or the id is unknown: init a new producer id.

@@ -47,6 +47,7 @@ export const HTTP_STATUS: Readonly<Record<GatewayErrorCode, number>> = {
   NOT_LEADER: 503,
   PEER_UNAVAILABLE: 503,
   NOT_COORDINATOR: 503,
+  REQUEST_TIMED_OUT: 503,
 };
 
 /** Statuses a client may retry unchanged get a hint of when. */

@@ -48,7 +48,7 @@ export interface BatchLimits {
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
-const RETRY_CODES: ReadonlySet<string> = new Set(["OVERLOADED", "NOT_READY", "STORAGE_ERROR", "NOT_LEADER", "PEER_UNAVAILABLE", "TOPIC_NOT_FOUND"]);
+const RETRY_CODES: ReadonlySet<string> = new Set(["OVERLOADED", "NOT_READY", "STORAGE_ERROR", "NOT_LEADER", "PEER_UNAVAILABLE", "REQUEST_TIMED_OUT", "TOPIC_NOT_FOUND"]);
 
 export class Batcher {
   private readonly queues = new Map<string, TopicQueue>();

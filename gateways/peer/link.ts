@@ -50,6 +50,9 @@ export class PeerLink {
   private readonly client: grpc.Client;
   private stream: FramesStream | null = null;
   private inflight = 0;
+  private inflightBytes = 0;
+  /** Sizes of the unanswered frames, oldest first. */
+  private sizes: number[] = [];
   private backoffMs = INITIAL_BACKOFF_MS;
   private retryAtMs = 0;
   private closed = false;
@@ -75,7 +78,11 @@ export class PeerLink {
     const stream = this.stream ?? this.open();
     if (!stream) return "disconnected";
     if (this.inflight >= this.env.limits.maxInflightFrames) return "inflight";
+    // One frame always goes (a frame is at most maxFrameBytes); past the byte window, drop.
+    if (this.inflight > 0 && this.inflightBytes + frame.byteLength > (this.env.limits.maxInflightBytes ?? Infinity)) return "inflight";
     this.inflight++;
+    this.inflightBytes += frame.byteLength;
+    this.sizes.push(frame.byteLength);
     stream.write(frame);
     return null;
   }
@@ -83,6 +90,8 @@ export class PeerLink {
   /** A unary Call with the deadline (epoch ms); the handler's refusal is rethrown as it was. */
   call(method: string, body: Uint8Array, deadlineMs: number): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new TributaryError("NOT_READY", "the peer transport is closed"));
+    // Nothing is sent past the deadline, so nothing can have run: not an unknown outcome.
+    if (deadlineMs <= this.env.clock.now()) return Promise.reject(new TributaryError("PEER_UNAVAILABLE", `the deadline of ${method} to peer ${this.peer.id} has passed`));
     const request = create(CallRequestSchema, { from: this.env.self, method, body });
     return new Promise((resolve, reject) => {
       const done = (err: grpc.ServiceError | null, res?: CallResponse) => {
@@ -92,6 +101,12 @@ export class PeerLink {
       };
       this.client.makeUnaryRequest(CALL, writeCall, readCall, request, new grpc.Metadata(), { deadline: new Date(deadlineMs) }, done);
     });
+  }
+
+  private resetWindow(): void {
+    this.inflight = 0;
+    this.inflightBytes = 0;
+    this.sizes = [];
   }
 
   close(): void {
@@ -107,7 +122,9 @@ export class PeerLink {
     const stream: FramesStream = this.client.makeBidiStreamRequest(FRAMES, writeRaw, readAck, new grpc.Metadata(), {});
     stream.on("data", () => {
       if (this.stream !== stream) return;
+      // Acks come in frame order (one stream): the oldest unanswered frame was answered.
       this.inflight = Math.max(0, this.inflight - 1);
+      this.inflightBytes = Math.max(0, this.inflightBytes - (this.sizes.shift() ?? 0));
       this.backoffMs = INITIAL_BACKOFF_MS;
     });
     const broken = () => this.broken(stream);
@@ -115,14 +132,14 @@ export class PeerLink {
     stream.on("status", broken);
     stream.on("end", broken);
     this.stream = stream;
-    this.inflight = 0;
+    this.resetWindow();
     return stream;
   }
 
   private broken(stream: FramesStream): void {
     if (this.stream !== stream) return;
     this.stream = null;
-    this.inflight = 0;
+    this.resetWindow();
     stream.cancel();
     const waitMs = this.backoffMs / 2 + (this.env.random() * this.backoffMs) / 2;
     this.retryAtMs = this.env.clock.now() + waitMs;
@@ -136,6 +153,8 @@ export class PeerLink {
     if (typeof code === "string" && code !== "INTERNAL") return refusal(code, err?.details ?? "");
     if (err?.code === grpc.status.INTERNAL) return new Error(`${what} failed: ${err.details}`, { cause: err });
     if (err?.code === grpc.status.RESOURCE_EXHAUSTED) return new TributaryError("RECORD_TOO_LARGE", `${what}: ${err.details}`, { cause: err });
+    // The request may have arrived and run: the caller must not assume it did not.
+    if (err?.code === grpc.status.DEADLINE_EXCEEDED) return new TributaryError("REQUEST_TIMED_OUT", `${what} did not answer before the deadline; it may have run`, { cause: err });
     return new TributaryError("PEER_UNAVAILABLE", `${what} did not answer: ${err?.details ?? "no reply"}`, { cause: err });
   }
 }

@@ -158,10 +158,13 @@ export class ClusterNode {
   private async confChange(cc: ConfChange): Promise<void> {
     const result = await this.retrying(async () => {
       const g = this.controller.group;
+      // A retry after an unknown outcome may find the change made: that is success.
+      const voter = g.node.confState().voters.includes(cc.nodeId);
+      if (voter === (cc.type === "add-voter")) return { ok: true as const, event: null };
       if (g.isLeader) return this.controller.proposeConfChange(cc);
       if (!g.leader) throw new TributaryError("NOT_LEADER", "the controller has no leader yet");
       return (await this.call(g.leader, "meta.confchange", cc)) as Awaited<ReturnType<Controller["proposeConfChange"]>>;
-    });
+    }, { unknownOutcome: true });
     const err = resultError(result);
     if (err) throw err;
   }
@@ -190,14 +193,18 @@ export class ClusterNode {
 
   // ---- metadata ----
 
-  /** Apply a metadata command through the controller's leader, wherever it is; throws its refusal. */
+  /**
+   * Apply a metadata command through the controller's leader, wherever it is; throws its refusal.
+   * A command whose outcome was unknown is proposed again, so callers take "already done"
+   * refusals (TOPIC_EXISTS for their own topic id, TOPIC_NOT_FOUND for a delete) as success.
+   */
   async proposeMeta(command: MetaCommand): Promise<void> {
     const result = await this.retrying(async () => {
       const g = this.controller.group;
       if (g.isLeader) return this.controller.propose(command);
       if (!g.leader) throw new TributaryError("NOT_LEADER", "the controller has no leader yet");
       return (await this.call(g.leader, "meta.propose", { command })) as Awaited<ReturnType<Controller["propose"]>>;
-    });
+    }, { unknownOutcome: true });
     const err = resultError(result);
     if (err) throw err;
   }
@@ -225,15 +232,20 @@ export class ClusterNode {
 
   /**
    * Run `fn` until it succeeds, retrying NOT_LEADER, NOT_COORDINATOR and PEER_UNAVAILABLE (an
-   * election, a coordinator replaying offsets, a peer restarting) with backoff until the request timeout; other errors go straight through.
+   * election, a coordinator replaying offsets, a peer restarting: nothing was done) with backoff
+   * until the request timeout. REQUEST_TIMED_OUT (it may have been done) is retried only when
+   * `unknownOutcome` says doing it twice is harmless (an idempotent produce, a metadata command);
+   * otherwise it goes back to the client, as every other error does.
    */
-  async retrying<T>(fn: () => Promise<T>, deadlineMs = this.options.clock.now() + this.requestTimeoutMs): Promise<T> {
+  async retrying<T>(fn: () => Promise<T>, options: { deadlineMs?: number; unknownOutcome?: boolean } = {}): Promise<T> {
+    const deadlineMs = options.deadlineMs ?? this.options.clock.now() + this.requestTimeoutMs;
     let wait = RETRY_MIN_MS;
     for (;;) {
       try {
         return await fn();
       } catch (e) {
-        const again = isTributaryError(e) && (e.code === "NOT_LEADER" || e.code === "PEER_UNAVAILABLE" || e.code === "NOT_COORDINATOR");
+        const code = isTributaryError(e) ? e.code : null;
+        const again = code === "NOT_LEADER" || code === "PEER_UNAVAILABLE" || code === "NOT_COORDINATOR" || (code === "REQUEST_TIMED_OUT" && options.unknownOutcome === true);
         if (!again || this.closed || this.options.clock.now() + wait > deadlineMs) throw e;
       }
       await this.sleep(wait);

@@ -103,7 +103,7 @@ export class Controller implements GroupMachine {
       const w = this.waiters.get(e.index);
       if (!w) continue;
       this.waiters.delete(e.index);
-      if (w.term !== e.term) w.reject(new TributaryError("NOT_LEADER", "the controller's leader changed before the change was committed; retry"));
+      if (w.term !== e.term) w.reject(new TributaryError("NOT_LEADER", "a new controller leader replaced the change before it was committed: it was not applied; retry"));
       else w.resolve(result);
     }
     // The node switches voters only in advance(), after this: a snapshot now would record the old ones.
@@ -114,7 +114,7 @@ export class Controller implements GroupMachine {
     if (state.role === "leader") return;
     const ws = [...this.waiters.values()];
     this.waiters.clear();
-    for (const w of ws) w.reject(new TributaryError("NOT_LEADER", "this peer stopped leading the controller; retry"));
+    for (const w of ws) w.reject(new TributaryError("REQUEST_TIMED_OUT", "this peer stopped leading the controller before the change was committed: it may or may not be applied"));
   }
 
   private async maybeSnapshot(): Promise<void> {

@@ -126,7 +126,8 @@ export class RaftGroup {
     try {
       do {
         this.rerun = false;
-        while (!this.stopped && this.node.hasReady()) await this.handleReady();
+        // A Ready with nothing in it: committed entries the store must load first (fetchMisses).
+        while (!this.stopped && this.node.hasReady()) if (!(await this.handleReady())) break;
         if (!this.stopped) await this.fetchMisses();
       } while (this.rerun && !this.stopped);
     } catch (e) {
@@ -139,15 +140,18 @@ export class RaftGroup {
     }
   }
 
-  private async handleReady(): Promise<void> {
+  /** Handles one Ready; false when it held nothing to do. */
+  private async handleReady(): Promise<boolean> {
     const rd = this.node.ready();
+    const work = rd.entries.length > 0 || rd.messages.length > 0 || rd.committedEntries.length > 0 || !!rd.hardState || !!rd.snapshot || !!rd.softState;
     if (rd.entries.length > 0 || rd.hardState || rd.snapshot) await this.store.persist(rd.entries, rd.hardState, rd.snapshot);
-    if (this.stopped) return;
+    if (this.stopped) return false;
     if (rd.entries.length > 0) this.machine.persisted?.(rd.entries);
     if (rd.softState) this.machine.softState?.(rd.softState, this.node.term);
     for (const m of rd.messages) this.outbox(m.to, this.id, m);
     if (rd.snapshot || rd.committedEntries.length > 0) await this.machine.apply(rd.snapshot, rd.committedEntries);
     this.node.advance(rd);
+    return work;
   }
 
   /** Entries the store had only on disk: load them, then let the node send (and apply) them. */

@@ -184,7 +184,7 @@ export class MemNetwork {
         fn();
       };
       const cancel = clock.setTimer(deadlineMs - clock.now(), () =>
-        settle(() => reject(new TributaryError("PEER_UNAVAILABLE", `peer ${to} did not answer ${method} before the deadline`))),
+        settle(() => reject(new TributaryError("REQUEST_TIMED_OUT", `peer ${to} did not answer ${method} before the deadline; it may have run`))),
       );
       const refused = this.blocked(caller, to);
       if (refused) return this.dropAtSender(caller, to, "call", refused);
@@ -237,7 +237,8 @@ export class MemNetwork {
     }
     const copies = random() < f.duplicateRate ? 2 : 1;
     for (let copy = 0; copy < copies; copy++) {
-      const delayMs = f.minDelayMs + random() * (f.maxDelayMs - f.minDelayMs);
+      // Whole milliseconds: a ManualClock moved by fractions would hand the broker fractional times.
+      const delayMs = Math.round(f.minDelayMs + random() * (f.maxDelayMs - f.minDelayMs));
       this.options.clock.setTimer(delayMs, () => {
         // A later copy meets the same checks; a target restarted meanwhile is another process.
         const refused = this.nodes.get(target.id) === target ? this.blocked(sender, target.id) : "down";

@@ -9,10 +9,11 @@
  * | 1 | the entry is durable in the leader's log (`persisted`, before it is sent to followers) |
  * | all | the entry is committed (`apply`): durable on a quorum |
  *
- * A waiter is refused with NOT_LEADER when this peer stops leading, or when the entry at its index
- * turns out to be another (a new leader overwrote it). Such a batch may still be committed (the
- * new leader may have received it), so a producer that retries without idempotence may write it
- * twice, as with Kafka; an idempotent producer's retry is recognised by the leader.
+ * A waiter whose entry turns out to be another one (a new leader overwrote it) is refused with
+ * NOT_LEADER: the batch is not in the log, and a retry is safe. One still waiting when this peer
+ * stops leading is refused with REQUEST_TIMED_OUT: the new leader may still commit it, so the
+ * broker does not retry it by itself (that could write it twice); a producer that retries without
+ * idempotence may, as with Kafka; an idempotent producer's retry is recognised by the leader.
  *
  * Bounded: the node refuses proposals past `maxUncommittedBytes` (OVERLOADED), so waiters are too.
  */
@@ -108,7 +109,7 @@ export class PartitionReplica implements GroupMachine {
       if (!w) continue;
       if (w.term !== e.term) {
         this.waiters.delete(e.index);
-        w.reject(notLeader(this.topic, this.partition, this.leader));
+        w.reject(overwritten(this.topic, this.partition));
       } else if (w.acks === 1) {
         this.waiters.delete(e.index);
         w.resolve(offsetsOf(w.batch));
@@ -124,12 +125,12 @@ export class PartitionReplica implements GroupMachine {
       if (!w) continue;
       this.waiters.delete(e.index);
       if (w.term === e.term) w.resolve(offsetsOf(w.batch));
-      else w.reject(notLeader(this.topic, this.partition, this.leader));
+      else w.reject(overwritten(this.topic, this.partition));
     }
   }
 
   softState(state: SoftState, term: number): void {
-    if (state.role !== "leader") this.rejectAll(notLeader(this.topic, this.partition, state.lead));
+    if (state.role !== "leader") this.rejectAll(unknownOutcome(this.topic, this.partition, state.lead));
     this.onLeaderChange?.(state.lead, term);
   }
 
@@ -148,6 +149,16 @@ export class PartitionReplica implements GroupMachine {
 
 export function notLeader(topic: string, partition: number, leader: NodeId): TributaryError {
   return new TributaryError("NOT_LEADER", leader ? `peer ${leader} leads ${topic}/${partition}; retry there` : `${topic}/${partition} has no leader yet (an election is running); retry`);
+}
+
+/** A batch proposed here whose leader stepped down before it committed: a new leader may still commit it. */
+export function unknownOutcome(topic: string, partition: number, leader: NodeId): TributaryError {
+  return new TributaryError("REQUEST_TIMED_OUT", `the leader of ${topic}/${partition} changed${leader ? ` (now peer ${leader})` : ""} before the batch was committed: it may or may not be in the log`);
+}
+
+/** The entry at the batch's index is another one: the batch is not in the log. */
+function overwritten(topic: string, partition: number): TributaryError {
+  return new TributaryError("NOT_LEADER", `a new leader of ${topic}/${partition} replaced the batch before it was committed: it is not in the log; retry`);
 }
 
 /** The offsets a persisted batch got: its log stamped them into the bytes in place. */

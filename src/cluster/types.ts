@@ -70,6 +70,13 @@ export interface TransportLimits {
   readonly maxInflightFrames: number;
   /** Largest frame in bytes; a bigger one is refused by the receiver. */
   readonly maxFrameBytes: number;
+  /** Bytes of unanswered frames to one peer (the real transport; the twin counts frames only). */
+  readonly maxInflightBytes?: number;
 }
 
-export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = { maxInflightFrames: 16, maxFrameBytes: 16 * 1024 * 1024 };
+/**
+ * Frames also carry heartbeats, responses and commit-only appends, so the frame window is well
+ * above a group's own append window (DEFAULT_GROUP_LIMITS.maxInflightMsgs, 16): a slow follower
+ * must not make the transport drop appends Raft counted as sent. Bytes bound the memory instead.
+ */
+export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = { maxInflightFrames: 256, maxFrameBytes: 16 * 1024 * 1024, maxInflightBytes: 32 * 1024 * 1024 };

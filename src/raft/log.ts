@@ -167,12 +167,9 @@ export class RaftLog {
     return this.slice(lo, this.committed + 1, this.maxApplyBytes) ?? [];
   }
 
+  /** True while committed entries wait to be applied (even ones the store must first load: see Storage.entries). */
   hasNextCommitted(): boolean {
-    if (this.unstableSnapshot) return false;
-    const lo = Math.max(this.applied + 1, this.firstIndex());
-    if (this.committed < lo) return false;
-    // Entries the store holds only on disk are not ready yet (see Storage.entries).
-    return lo >= this.offset || this.storage.entries(lo, lo + 1, 1) !== null;
+    return !this.unstableSnapshot && this.committed > Math.max(this.applied, this.firstIndex() - 1);
   }
 
   commitTo(index: number): void {
