@@ -9,16 +9,18 @@
  * - `Ledger`: every produce attempt and its outcome. Each record value is unique; a request is
  *   either acknowledged (with offsets), refused (an HTTP error reply) or of unknown outcome (no
  *   reply: reset, refused connection, client timeout). A refused request may have been written
- *   all the same (a NOT_LEADER after the proposal), so only an acknowledgement is a promise.
+ *   all the same (REQUEST_TIMED_OUT: its leader changed after the proposal), so only an
+ *   acknowledgement is a promise.
  *   `check(log)` holds the final log to those promises: every acknowledged value is at the offset
  *   it was acknowledged at; a value is in the log at most once per attempt (once if its first
  *   attempt was acknowledged; the extra copies of retried ones are counted apart); the
  *   acknowledgements of a sequential producer's stream (ProduceLoad) are in log order; nothing
  *   else is in the log.
- *   Faults (`fault()` ... `end()`): the broker retries a forwarded or deposed produce itself
- *   (ClusterNode.retrying) even when the first try may have been written, so a request in flight
- *   across a fault can be in the log twice with one acknowledgement. Copies beyond the attempts
- *   of a request whose attempt overlapped a fault are counted in `brokerRetryDuplicates`, not
+ *   Faults (`fault()` ... `end()`): a peer that forwards a produce retries it itself after
+ *   PEER_UNAVAILABLE, and gRPC reports a connection that broke after the request went out (the
+ *   leader SIGKILLed while it replicates the batch) that way too, so a request in flight across
+ *   a fault can be in the log twice with one acknowledgement. Copies beyond the attempts of a
+ *   request whose attempt overlapped a fault are counted in `brokerRetryDuplicates`, not
  *   reported as violations; anywhere else they are violations.
  * - `ProduceLoad`: a sequential producer loop over a ledger stream, retrying a failed request
  *   with the same values (so its duplicates are accounted as retries), until stopped.
