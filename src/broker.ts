@@ -46,7 +46,7 @@ import { GroupCoordinator } from "./groups/coordinator.ts";
 import { callLocal, groupService, type GroupMethod, type GroupService } from "./groups/service.ts";
 import { ClusterNode, type GroupStatus } from "./cluster/cluster.ts";
 import type { ClusterMetadata } from "./cluster/metadata.ts";
-import { notLeader, type PartitionReplica } from "./cluster/partition-replica.ts";
+import { notLeader, unknownOutcome, type PartitionReplica } from "./cluster/partition-replica.ts";
 import { partitionGroupId, type NodeId, type Transport } from "./cluster/types.ts";
 import { OFFSETS_TOPIC as OFFSETS } from "./groups/offsets-store.ts";
 import { OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG } from "./groups/offsets-store.ts";
@@ -506,6 +506,9 @@ export class Broker {
     const verdict = table.check(h.producerId, h.producerEpoch, firstSeq, lastSeq);
     if (verdict.kind === "duplicate") {
       await verdict.batch.done;
+      // The batch may be in this leader's log and not committed yet (rebuilt from the log's tail
+      // after a leader change, or first sent with acks=1): acks=all answers once it is committed.
+      if (acks === -1) await this.untilCommitted(p, topic, verdict.batch.lastOffset);
       return { baseOffset: verdict.batch.baseOffset, lastOffset: verdict.batch.lastOffset };
     }
     const appended = replica.append(batch, acks === 0 ? 1 : acks, max);
@@ -519,6 +522,25 @@ export class Broker {
     rec.done.catch(() => p.resetProducerState()); // not written: the table must not vouch for it
     if (acks === 0) return { baseOffset: -1, lastOffset: -1 };
     return appended;
+  }
+
+  /**
+   * Wait until this leader has committed the partition up to `lastOffset`, within the request
+   * timeout. Only in the term it leads now: in that term no other leader can have replaced its
+   * log's entries, so the offsets committed are the batch's. Otherwise REQUEST_TIMED_OUT (a new
+   * leader may still commit it; the idempotent producer's retry is safe).
+   */
+  private async untilCommitted(p: Partition, topic: Topic, lastOffset: number): Promise<void> {
+    const replica = p.replica!;
+    const term = replica.group.node.term;
+    const refuse = () => unknownOutcome(topic.record.name, p.index, replica.leader);
+    const deadline = this.clock.now() + this.cluster!.requestTimeoutMs;
+    while (p.log.highWatermark <= lastOffset) {
+      const leftMs = deadline - this.clock.now();
+      if (!replica.isLeader || replica.group.node.term !== term || leftMs <= 0) throw refuse();
+      await p.waitForRecords(lastOffset, Math.min(leftMs, COMMIT_RECHECK_MS));
+    }
+    if (replica.group.node.term !== term) throw refuse();
   }
 
   /** Calls other peers forward here. */
@@ -1146,6 +1168,8 @@ export class Broker {
 const INT16_MAX = 0x7fff;
 /** A replicated partition's log: its Raft log, so compaction keeps every batch (an index each). */
 const REPLICATED_LOG = { highWatermark: "external", keepEmptyBatches: true } as const;
+/** How often a produce waiting for a commit checks that this peer still leads. */
+const COMMIT_RECHECK_MS = 100;
 /** Producer ids in a cluster: counter * PEER_ID_SPACE + the issuing peer's id. */
 const PEER_ID_SPACE = 0x10000;
 

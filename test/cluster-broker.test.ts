@@ -8,6 +8,7 @@ import { Broker } from "../src/broker.ts";
 import { defaultConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { MemNetwork } from "../src/cluster/mem-transport.ts";
+import { partitionGroupId } from "../src/cluster/types.ts";
 import { MemFileSystem } from "../src/runtime/mem-fs.ts";
 import { systemClock } from "../src/runtime/clock.ts";
 import { rng } from "./support/random.ts";
@@ -175,6 +176,53 @@ describe("a three-broker cluster", () => {
     expect(["NOT_LEADER", "PEER_UNAVAILABLE", "REQUEST_TIMED_OUT"]).toContain(code);
     network.heal();
   }, 20_000);
+});
+
+describe("an idempotent producer in a cluster", () => {
+  it("a new leader holding a retried batch uncommitted answers the retry (acks=all) only once the batch is committed", async () => {
+    await startCluster();
+    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
+    await live()[0]!.createTopic("t", 1);
+    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+    const gid = partitionGroupId(live()[0]!.cluster!.metadata.topics().find((t) => t.record.name === "t")!.record.id, 0);
+    const tGroup = (n: Node) => n.broker!.cluster!.status().find((g) => g.group === gid)!;
+    const a = await waitFor("a leader of t/0", () => nodes.find((n) => tGroup(n)?.role === "leader"));
+    const [b, c] = nodes.filter((n) => n !== a) as [Node, Node];
+    const id = await a.broker!.initProducerId();
+    const rec = (v: string) => [{ key: null, value: enc.encode(v), partition: 0 }];
+    await a.broker!.produce("t", rec("s0"), -1, { ...id, baseSequence: 0 });
+
+    // Batch 1 reaches b only, and a never hears b's answer: a cannot commit it. Then a dies.
+    network.partition(b.id, a.id, "a->b");
+    network.partition(a.id, c.id, "a->b");
+    const before = tGroup(b).lastIndex;
+    void a.broker!.produce("t", rec("s1"), -1, { ...id, baseSequence: 1 }).catch(() => {});
+    await waitFor("b to hold batch 1", () => tGroup(b).lastIndex > before);
+    network.crash(a.id);
+    a.broker = null;
+    network.heal();
+    // Slow links: time to cut c's answers to b between b's election and its first commit.
+    network.configure({ minDelayMs: 40, maxDelayMs: 40 });
+    await waitFor("b to lead (only b has batch 1, so only b can win)", () => tGroup(b).role === "leader");
+    network.partition(c.id, b.id, "a->b");
+    const heldAt = tGroup(b).lastIndex;
+    expect(tGroup(b).commit).toBeLessThan(heldAt);
+
+    // The producer retries batch 1 at b: b knows it (its log holds it) but has not committed it.
+    let highWatermarkAtAck = -1;
+    const retry = b.broker!.produce("t", rec("s1"), -1, { ...id, baseSequence: 1 }).then((r) => {
+      highWatermarkAtAck = b.broker!.describeTopic("t").partitions[0]!.highWatermark;
+      return r;
+    });
+    await waitFor("b to step down (check-quorum: it hears no one)", () => tGroup(b).role !== "leader");
+    network.configure({ minDelayMs: 0, maxDelayMs: 1 });
+    network.heal();
+    const [ack] = await retry;
+    expect(highWatermarkAtAck, "acknowledged before it was committed").toBeGreaterThan(ack!.offset);
+    const r = await b.broker!.fetch("t", 0, 0, { maxRecords: 100 });
+    expect(r.records.map((x) => dec.decode(x.value!))).toEqual(["s0", "s1"]);
+    expect(r.records[1]!.offset).toBe(ack!.offset);
+  });
 });
 
 describe("partitions on some peers only", () => {

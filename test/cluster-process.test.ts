@@ -58,7 +58,7 @@ describe("three Bun brokers as a cluster", () => {
     expect(recoveredMs, `new leader: peer ${newLeader + 1}\n${tails(c)}`).toBeLessThan(3000);
   });
 
-  it("hand leadership over on SIGTERM: a new leader well within an election timeout, and produces through a follower keep succeeding", async () => {
+  it("hand leadership over on SIGTERM: a new leader sooner than any election could bring one, and produces through a follower keep succeeding", async () => {
     cluster = await startClusterProcess({ runtime: "bun" });
     const c = cluster;
     await createTopic(c, c.nodes[0]!, TOPIC);
@@ -74,8 +74,10 @@ describe("three Bun brokers as a cluster", () => {
     const stopping = c.nodes[leader]!.stop();
     const next = await waitForLeader(c, TOPIC, 0, { among: others, not: leader, timeoutMs: 10_000 });
     const handedOverMs = Date.now() - stoppedAt;
-    // An election could start only after 10 ticks (1 s) without the old leader's heartbeats.
-    expect(handedOverMs, tails(c)).toBeLessThan(1000);
+    // Without a handover the old leader heartbeats on while close() waits for one (2 s), and the
+    // others could elect only 10 to 20 ticks (1 to 2 s) after that: 3 s at the least. A handover
+    // takes one vote (typically 100 to 600 ms here; over 1 s seen on this 2-core box under load).
+    expect(handedOverMs, tails(c)).toBeLessThan(2000);
     expect((await peerViews(c, TOPIC, 0, [next])).get(next)!.term).toBe(termBefore + 1);
     await stopping;
     fault.end();

@@ -152,7 +152,7 @@ export function notLeader(topic: string, partition: number, leader: NodeId): Tri
 }
 
 /** A batch proposed here whose leader stepped down before it committed: a new leader may still commit it. */
-function unknownOutcome(topic: string, partition: number, leader: NodeId): TributaryError {
+export function unknownOutcome(topic: string, partition: number, leader: NodeId): TributaryError {
   return new TributaryError("REQUEST_TIMED_OUT", `the leader of ${topic}/${partition} changed${leader ? ` (now peer ${leader})` : ""} before the batch was committed: it may or may not be in the log`);
 }
 

@@ -9,16 +9,18 @@
  * - `Ledger`: every produce attempt and its outcome. Each record value is unique; a request is
  *   either acknowledged (with offsets), refused (an HTTP error reply) or of unknown outcome (no
  *   reply: reset, refused connection, client timeout). A refused request may have been written
- *   all the same (a NOT_LEADER after the proposal), so only an acknowledgement is a promise.
+ *   all the same (REQUEST_TIMED_OUT: its leader changed after the proposal), so only an
+ *   acknowledgement is a promise.
  *   `check(log)` holds the final log to those promises: every acknowledged value is at the offset
  *   it was acknowledged at; a value is in the log at most once per attempt (once if its first
  *   attempt was acknowledged; the extra copies of retried ones are counted apart); the
  *   acknowledgements of a sequential producer's stream (ProduceLoad) are in log order; nothing
  *   else is in the log.
- *   Faults (`fault()` ... `end()`): the broker retries a forwarded or deposed produce itself
- *   (ClusterNode.retrying) even when the first try may have been written, so a request in flight
- *   across a fault can be in the log twice with one acknowledgement. Copies beyond the attempts
- *   of a request whose attempt overlapped a fault are counted in `brokerRetryDuplicates`, not
+ *   Faults (`fault()` ... `end()`): a peer that forwards a produce retries it itself after
+ *   PEER_UNAVAILABLE, and gRPC reports a connection that broke after the request went out (the
+ *   leader SIGKILLed while it replicates the batch) that way too, so a request in flight across
+ *   a fault can be in the log twice with one acknowledgement. Copies beyond the attempts of a
+ *   request whose attempt overlapped a fault are counted in `brokerRetryDuplicates`, not
  *   reported as violations; anywhere else they are violations.
  * - `ProduceLoad`: a sequential producer loop over a ledger stream, retrying a failed request
  *   with the same values (so its duplicates are accounted as retries), until stopped.
@@ -121,10 +123,21 @@ export function indexesExcept(cluster: ClusterProcess, ...left: number[]): numbe
   return cluster.nodes.map((_, i) => i).filter((i) => !left.includes(i));
 }
 
-/** Create a topic through `node` (any peer: it goes through the controller) and wait until it has a leader. */
+/**
+ * Create a topic through `node` (any peer: it goes through the controller) and wait until it has a
+ * leader. A 503 is retried (on a loaded machine the peer may not have applied the committed change
+ * within the request timeout); TOPIC_EXISTS after a retry means the first try got through.
+ */
 export async function createTopic(cluster: ClusterProcess, node: BrokerProcess, name: string, partitions = 1): Promise<void> {
-  const r = await fetch(`${node.url}/v1/topics`, { method: "POST", headers: JSON_HEADERS, body: JSON.stringify({ name, partitions }) });
-  if (r.status !== 201) throw new Error(`creating topic ${name}: ${r.status} ${await r.text()}`);
+  let tries = 0;
+  await waitFor(`topic ${name} to be created`, async () => {
+    const r = await fetch(`${node.url}/v1/topics`, { method: "POST", headers: JSON_HEADERS, body: JSON.stringify({ name, partitions }) });
+    const text = await r.text();
+    tries++;
+    if (r.status === 201 || (r.status === 409 && tries > 1 && text.includes("TOPIC_EXISTS"))) return true;
+    if (r.status !== 503) throw new Error(`creating topic ${name}: ${r.status} ${text}`);
+    return false;
+  });
   for (let p = 0; p < partitions; p++) await waitForLeader(cluster, name, p);
 }
 
@@ -359,7 +372,7 @@ export class Ledger {
  * then wait for every probe to finish. Resolves with when the first acknowledgement came (epoch
  * ms): how soon the cluster serves writes again, to within `intervalMs`. At most `maxProbes` are sent.
  */
-export async function probeUntilAck(ledger: Ledger, nodes: readonly BrokerProcess[], intervalMs = 50, maxProbes = 400): Promise<number> {
+export async function probeUntilAck(ledger: Ledger, nodes: readonly BrokerProcess[], intervalMs = 100, maxProbes = 200): Promise<number> {
   let firstAckMs: number | null = null;
   const probes: Promise<unknown>[] = [];
   while (firstAckMs === null && probes.length < maxProbes) {
@@ -382,7 +395,7 @@ export async function probeUntilAck(ledger: Ledger, nodes: readonly BrokerProces
 export interface ProduceLoadOptions {
   recordsPerRequest?: number;
   /**
-   * Least time from one request's start to the next (default 25 ms): a steady load, not the
+   * Least time from one request's start to the next (default 50 ms): a steady load, not the
    * cluster's full throughput, so on a 2-core machine timers (Raft ticks) are not starved.
    */
   paceMs?: number;
@@ -391,7 +404,7 @@ export interface ProduceLoadOptions {
   timeoutMs?: number;
 }
 
-const PACE_MS = 25;
+const PACE_MS = 50;
 const RETRY_MIN_MS = 20;
 const RETRY_MAX_MS = 200;
 
