@@ -48,7 +48,6 @@ import { ClusterNode, type GroupStatus } from "./cluster/cluster.ts";
 import type { ClusterMetadata } from "./cluster/metadata.ts";
 import { notLeader, unknownOutcome, type PartitionReplica } from "./cluster/partition-replica.ts";
 import { partitionGroupId, type NodeId, type Transport } from "./cluster/types.ts";
-import { OFFSETS_TOPIC as OFFSETS } from "./groups/offsets-store.ts";
 import { OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG } from "./groups/offsets-store.ts";
 import type { IdempotenceInput, ProducerIdentity } from "./idempotence/types.ts";
 import { ProducerIdAllocator } from "./idempotence/producer-ids.ts";
@@ -387,9 +386,9 @@ export class Broker {
         }
       }
     }
-    while (this.state === "open" && !this.topics.has(OFFSETS)) {
+    while (this.state === "open" && !this.topics.has(OFFSETS_TOPIC)) {
       try {
-        await this.createTopicWith(OFFSETS, 1, OFFSETS_TOPIC_CONFIG, true);
+        await this.createTopicWith(OFFSETS_TOPIC, 1, OFFSETS_TOPIC_CONFIG, true);
       } catch (e) {
         if (isTributaryError(e) && e.code === "TOPIC_EXISTS") continue;
         if (!(isTributaryError(e) && e.retriable)) this.logger.error("could not create the offsets topic", { error: e });
@@ -403,7 +402,7 @@ export class Broker {
     const replica = p.replica!;
     replica.onLeaderChange = (leader) => {
       p.resetProducerState();
-      if (p.topic === OFFSETS && p.index === 0) this.followCoordinator(leader);
+      if (p.topic === OFFSETS_TOPIC && p.index === 0) this.followCoordinator(leader);
     };
   }
 
@@ -421,7 +420,7 @@ export class Broker {
     this.coordinating = "loading";
     // The new leader's log holds every committed commit; wait until the replica applied its own term's entry.
     void (async () => {
-      const replica = this.topics.get(OFFSETS)?.partitions[0]?.replica;
+      const replica = this.topics.get(OFFSETS_TOPIC)?.partitions[0]?.replica;
       while (replica && epoch === this.coordinatorEpoch && replica.isLeader && replica.log.highWatermark < replica.log.logEndOffset) await this.cluster!.sleep(10);
       if (epoch !== this.coordinatorEpoch) return;
       try {
@@ -440,7 +439,7 @@ export class Broker {
     if (!cluster) return callLocal(this.coordinator, method, args);
     return cluster.retrying(async () => {
       if (this.coordinating === "yes") return callLocal(this.coordinator, method, args);
-      const t = this.topics.get(OFFSETS);
+      const t = this.topics.get(OFFSETS_TOPIC);
       const leader = t ? this.leaderOf(t, 0) : 0;
       if (!leader || leader === cluster.self) this.checkCoordinator(); // throws NOT_COORDINATOR: retried
       return cluster.call(leader, "groups", { method, args });
@@ -449,7 +448,7 @@ export class Broker {
 
   private checkCoordinator(): void {
     if (this.coordinating === "yes") return;
-    const t = this.topics.get(OFFSETS);
+    const t = this.topics.get(OFFSETS_TOPIC);
     const leader = t ? this.leaderOf(t, 0) : 0;
     const peer = leader && leader !== this.cluster?.self ? this.cluster?.peer(leader) : undefined;
     throw new TributaryError(
