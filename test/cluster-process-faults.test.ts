@@ -48,7 +48,6 @@ describe("a three-peer Bun cluster under faults", () => {
     await Promise.all([viaOther.acksFromNow(20), toOld.acksFromNow(20)]);
 
     const pid = c.nodes[leader]!.pid;
-    const fault = ledger.fault("SIGSTOP the leader");
     process.kill(pid, "SIGSTOP");
     frozenPid = pid;
     // Waits in the frozen process's accept queue; it handles it on SIGCONT, before it knows it was deposed.
@@ -63,7 +62,6 @@ describe("a three-peer Bun cluster under faults", () => {
     await follows(c, leader, next);
     expect((await peerView(c.nodes[leader], TOPIC, 0))!.term).toBeGreaterThanOrEqual(newTerm);
     await Promise.all([whileFrozen, afterThaw]);
-    fault.end();
     await Promise.all([viaOther.acksFromNow(10), toOld.acksFromNow(10)]);
     await Promise.all([viaOther.stop(), toOld.stop()]);
     await expectLedgerHolds(c, ledger);
@@ -80,7 +78,6 @@ describe("a three-peer Bun cluster under faults", () => {
     const viaOther = new ProduceLoad(ledger, "via-other", () => c.nodes[others[0]!]!).start();
     await viaOther.acksFromNow(20);
 
-    const fault = ledger.fault("isolate the leader");
     c.isolate(leader);
     const isolated = [0, 1, 2].map(() => ledger.produceOnce("isolated", c.nodes[leader]!, 2));
     const next = await waitForLeader(c, TOPIC, 0, { among: others, not: leader, timeoutMs: 10_000 });
@@ -90,7 +87,6 @@ describe("a three-peer Bun cluster under faults", () => {
 
     c.healAll();
     await follows(c, leader, next);
-    fault.end();
     await viaOther.acksFromNow(10);
     await viaOther.stop();
     const { log } = await expectLedgerHolds(c, ledger);
@@ -109,20 +105,17 @@ describe("a three-peer Bun cluster under faults", () => {
     const deaf = await waitForLeader(c, TOPIC, 0);
     via = indexesExcept(c, deaf)[0]!;
     await load.acksFromNow(20);
-    const deafFault = ledger.fault("a deaf leader");
     for (const i of indexesExcept(c, deaf)) c.oneWay(i, deaf);
     const afterDeaf = await waitForLeader(c, TOPIC, 0, { among: indexesExcept(c, deaf), not: deaf, timeoutMs: 10_000 });
     await load.acksFromNow(20);
     await steppedDown(c, deaf);
     c.healAll();
     await follows(c, deaf, afterDeaf);
-    deafFault.end();
 
     // Mute: the others' messages reach the leader; nothing of its reaches them.
     const mute = afterDeaf;
     via = indexesExcept(c, mute)[0]!;
     await load.acksFromNow(20);
-    const muteFault = ledger.fault("a mute leader");
     for (const i of indexesExcept(c, mute)) c.oneWay(mute, i);
     const afterMute = await waitForLeader(c, TOPIC, 0, { among: indexesExcept(c, mute), not: mute, timeoutMs: 10_000 });
     await load.acksFromNow(20);
@@ -131,7 +124,6 @@ describe("a three-peer Bun cluster under faults", () => {
     await steppedDown(c, mute);
     c.healAll();
     await follows(c, mute, afterMute);
-    muteFault.end();
     await load.acksFromNow(10);
     await load.stop();
     const { report } = await expectLedgerHolds(c, ledger);

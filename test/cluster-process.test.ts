@@ -69,7 +69,6 @@ describe("three Bun brokers as a cluster", () => {
     await load.acksFromNow(20);
 
     const termBefore = (await peerViews(c, TOPIC, 0, [leader])).get(leader)!.term;
-    const fault = ledger.fault("SIGTERM the leader");
     const stoppedAt = Date.now();
     const stopping = c.nodes[leader]!.stop();
     const next = await waitForLeader(c, TOPIC, 0, { among: others, not: leader, timeoutMs: 10_000 });
@@ -80,7 +79,6 @@ describe("three Bun brokers as a cluster", () => {
     expect(handedOverMs, tails(c)).toBeLessThan(2000);
     expect((await peerViews(c, TOPIC, 0, [next])).get(next)!.term).toBe(termBefore + 1);
     await stopping;
-    fault.end();
     await load.acksFromNow(20);
     await load.stop();
     expect(ledger.failedAttempts(), tails(c)).toEqual([]);

@@ -16,12 +16,6 @@
  *   attempt was acknowledged; the extra copies of retried ones are counted apart); the
  *   acknowledgements of a sequential producer's stream (ProduceLoad) are in log order; nothing
  *   else is in the log.
- *   Faults (`fault()` ... `end()`): a peer that forwards a produce retries it itself after
- *   PEER_UNAVAILABLE, and gRPC reports a connection that broke after the request went out (the
- *   leader SIGKILLed while it replicates the batch) that way too, so a request in flight across
- *   a fault can be in the log twice with one acknowledgement. Copies beyond the attempts of a
- *   request whose attempt overlapped a fault are counted in `brokerRetryDuplicates`, not
- *   reported as violations; anywhere else they are violations.
  * - `ProduceLoad`: a sequential producer loop over a ledger stream, retrying a failed request
  *   with the same values (so its duplicates are accounted as retries), until stopped.
  * - `readAll`: a partition read back whole from one peer (a follower serves committed reads).
@@ -247,36 +241,17 @@ export interface LedgerReport {
   acked: number;
   /** Extra copies of values whose request was retried after an unknown or refused outcome. */
   duplicatesFromRetries: number;
-  /** Copies beyond a request's attempts, of requests in flight across a fault (see the file comment). */
-  brokerRetryDuplicates: string[];
   /** Values that were never acknowledged and are in the log anyway (allowed: the outcome was unknown). */
   unacknowledgedPresent: number;
 }
 
-interface FaultWindow {
-  what: string;
-  startMs: number;
-  endMs: number | null;
-}
 
 export class Ledger {
   private readonly requests: RequestState[] = [];
   private readonly byValue = new Map<string, RequestState>();
-  private readonly faults: FaultWindow[] = [];
   private nextId = 0;
 
   constructor(readonly topic: string) {}
-
-  /** A fault begins now (a kill, a freeze, a cut); `end()` once the cluster has a leader again and the fault is healed. */
-  fault(what: string): { end(): void } {
-    const w: FaultWindow = { what, startMs: Date.now(), endMs: null };
-    this.faults.push(w);
-    return { end: () => void (w.endMs ??= Date.now()) };
-  }
-
-  private overlapsFault(a: Attempt): boolean {
-    return this.faults.some((w) => a.sentAtMs <= (w.endMs ?? Infinity) && a.doneAtMs >= w.startMs);
-  }
 
   /**
    * A new request of `count` fresh values on `stream` (values are unique across the ledger).
@@ -334,11 +309,9 @@ export class Ledger {
     }
     let duplicatesFromRetries = 0;
     let unacknowledgedPresent = 0;
-    const brokerRetryDuplicates: string[] = [];
     const lastAckedOffset = new Map<string, number>();
     for (const req of this.requests) {
       const tries = req.attempts.length;
-      const inFault = req.attempts.some((a) => this.overlapsFault(a));
       req.values.forEach((v, k) => {
         const n = copies.get(v) ?? 0;
         if (req.acked) {
@@ -351,12 +324,10 @@ export class Ledger {
           unacknowledgedPresent++;
         }
         duplicatesFromRetries += Math.max(0, Math.min(n, tries) - 1);
-        if (n <= tries) return;
-        if (inFault) brokerRetryDuplicates.push(...Array.from({ length: n - tries }, () => v));
-        else violations.push(`${v} is in the log ${n} times but was sent ${tries} times${req.acked && tries === 1 ? " (acknowledged on its only attempt)" : ""}, outside any fault`);
+        if (n > tries) violations.push(`${v} is in the log ${n} times but was sent ${tries} times${req.acked && tries === 1 ? " (acknowledged on its only attempt)" : ""}`);
       });
     }
-    return { violations, acked: this.ackedValues, duplicatesFromRetries, brokerRetryDuplicates, unacknowledgedPresent };
+    return { violations, acked: this.ackedValues, duplicatesFromRetries, unacknowledgedPresent };
   }
 
   /** Every value of requests of `stream` that is in `log`. */

@@ -59,15 +59,11 @@ export async function equalLogs(c: ClusterProcess, among = c.nodes.map((_, i) =>
   return logs[0]!;
 }
 
-/**
- * The final log (equal on `among`) holds every acknowledgement of `ledger` (Ledger.check). Copies
- * from the broker's own retries across a fault are counted and printed, not failed (see Ledger).
- */
+/** The final log (equal on `among`) holds every acknowledgement of `ledger` (Ledger.check). */
 export async function expectLedgerHolds(c: ClusterProcess, ledger: Ledger, among?: number[]): Promise<{ log: LogRecord[]; report: LedgerReport }> {
   const log = await equalLogs(c, among);
   const report = ledger.check(log);
   expect(report.violations, tails(c)).toEqual([]);
-  if (report.brokerRetryDuplicates.length > 0) console.warn(`broker-side retry duplicates across a fault: ${report.brokerRetryDuplicates.join(", ")}`);
   return { log, report };
 }
 
@@ -86,13 +82,11 @@ export async function killLeaderUnderLoad(c: ClusterProcess): Promise<{ recovere
   const more = (n: number) => Promise.all([viaFollower.acksFromNow(n), toLeader.acksFromNow(n)]);
   await more(30);
 
-  const fault = ledger.fault("SIGKILL the leader");
   const killedAt = Date.now();
   await c.kill(leader, "SIGKILL");
   // Probes only, no polling of the peers' views meanwhile: on 2 cores the test's own load shows.
   const firstAck = await probeUntilAck(ledger, indexesExcept(c, leader).map((i) => c.nodes[i]!));
   const newLeader = await waitForLeader(c, TOPIC, 0, { among: indexesExcept(c, leader), not: leader, timeoutMs: 10_000 });
-  fault.end();
   await more(30);
 
   await c.start(leader);
