@@ -17,7 +17,7 @@
  */
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { Metadata } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import type * as grpc from "@grpc/grpc-js";
 import { TributaryError } from "../../src/errors.ts";
 import type { CallGuard } from "./auth.ts";
@@ -250,7 +250,13 @@ export function serverImplementation<S extends GenServiceMethods>(
                   if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
                 };
                 await h(request, metered, ctx);
-                call.end(throttleTrailer(quota.delayMs));
+                // A stream that ran to its deadline ends as DEADLINE_EXCEEDED, as the client's
+                // own timer says; an OK sent a moment earlier would race it and could win.
+                if (ctx.signal.aborted && !call.cancelled && Date.now() >= ctx.deadlineMs) {
+                  call.emit("error", { code: status.DEADLINE_EXCEEDED, details: "the call's deadline passed", metadata: throttleTrailer(quota.delayMs) });
+                } else {
+                  call.end(throttleTrailer(quota.delayMs));
+                }
               } finally {
                 quota.release();
               }
