@@ -30,6 +30,7 @@ import {
   ProduceStreamResponseSchema,
 } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
 import { Acks } from "../gateways/grpc/gen/tributary/v1/records_pb.ts";
+import { unaryProduceLoad } from "./grpc-unary.ts";
 import { percentile } from "./lib.ts";
 
 const USAGE = "usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS [ACKS [RATE]]";
@@ -121,25 +122,10 @@ async function runStream(): Promise<void> {
 }
 
 async function runUnary(): Promise<void> {
-  const body = Buffer.from(toBinary(ProduceRequestSchema, create(ProduceRequestSchema, { topic, records, acks })));
-  const path = methodPath(ProducerService.method.produce);
-  const decode = decoder(ProduceResponseSchema);
-  const once = () =>
-    new Promise<void>((resolve) => {
-      const t0 = performance.now();
-      client.makeUnaryRequest(path, identity, decode, body, new grpc.Metadata(), {}, (err) => {
-        if (err) errors++;
-        else {
-          latencies.push(performance.now() - t0);
-          requests++;
-        }
-        resolve();
-      });
-    });
-  const worker = async () => {
-    while (performance.now() < end) await once();
-  };
-  await Promise.all(Array.from({ length: inflight }, worker));
+  const counts = await unaryProduceLoad(client, { topic, records, acks }, inflight, end);
+  requests += counts.requests;
+  errors += counts.errors;
+  latencies.push(...counts.latencies);
 }
 
 await (mode === "stream" ? runStream() : runUnary());

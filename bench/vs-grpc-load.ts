@@ -41,6 +41,7 @@ import {
   ProduceStreamResponseSchema,
 } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
 import { Acks } from "../gateways/grpc/gen/tributary/v1/records_pb.ts";
+import { unaryProduceLoad } from "./grpc-unary.ts";
 import { endToEnd, loadSummary, Pacer, SeqTimes } from "./load-stats.ts";
 
 const [mode, address, topic, ...rest] = process.argv.slice(2);
@@ -158,30 +159,8 @@ async function runUnary(recordBytes: number, batch: number, inflight: number, du
   const value = new Uint8Array(recordBytes).fill(120);
   const enc = new TextEncoder();
   const records = Array.from({ length: batch }, (_, i) => ({ key: enc.encode(`device-${i % 100}`), value }));
-  const body = Buffer.from(toBinary(ProduceRequestSchema, create(ProduceRequestSchema, { topic, records, acks })));
-  const path = methodPath(ProducerService.method.produce);
-  const decode = decoder(ProduceResponseSchema);
-  const ackLatencies: number[] = [];
-  let requests = 0;
-  let errors = 0;
   const started = performance.now();
-  const end = started + durationMs;
-  const once = () =>
-    new Promise<void>((resolve) => {
-      const t0 = performance.now();
-      client.makeUnaryRequest(path, identity, decode, body, new grpc.Metadata(), {}, (err) => {
-        if (err) errors++;
-        else {
-          ackLatencies.push(performance.now() - t0);
-          requests++;
-        }
-        resolve();
-      });
-    });
-  const worker = async () => {
-    while (performance.now() < end) await once();
-  };
-  await Promise.all(Array.from({ length: inflight }, worker));
+  const { requests, errors, latencies: ackLatencies } = await unaryProduceLoad(client, { topic, records, acks }, inflight, started + durationMs);
   return loadSummary({ records: requests * batch, bytes: requests * batch * recordBytes, errors, elapsedMs: performance.now() - started, ackLatencies, e2e: [] });
 }
 

@@ -1,0 +1,42 @@
+/**
+ * The unary-Produce loop both gRPC load generators run (bench/grpc-load.ts, bench/vs-grpc-load.ts):
+ * `inflight` workers each send the same pre-encoded Produce request until `endMs`
+ * (performance.now() time), timing each call until its reply.
+ */
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { decoder, methodPath } from "../gateways/grpc/bridge.ts";
+import { ProduceRequestSchema, ProduceResponseSchema, ProducerService } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
+
+export interface UnaryCounts {
+  requests: number;
+  errors: number;
+  /** Milliseconds per successful call. */
+  latencies: number[];
+}
+
+const identity = (b: Buffer): Buffer => b;
+
+export async function unaryProduceLoad(client: grpc.Client, request: MessageInitShape<typeof ProduceRequestSchema>, inflight: number, endMs: number): Promise<UnaryCounts> {
+  const body = Buffer.from(toBinary(ProduceRequestSchema, create(ProduceRequestSchema, request)));
+  const path = methodPath(ProducerService.method.produce);
+  const decode = decoder(ProduceResponseSchema);
+  const counts: UnaryCounts = { requests: 0, errors: 0, latencies: [] };
+  const once = () =>
+    new Promise<void>((resolve) => {
+      const t0 = performance.now();
+      client.makeUnaryRequest(path, identity, decode, body, new grpc.Metadata(), {}, (err) => {
+        if (err) counts.errors++;
+        else {
+          counts.latencies.push(performance.now() - t0);
+          counts.requests++;
+        }
+        resolve();
+      });
+    });
+  const worker = async () => {
+    while (performance.now() < endMs) await once();
+  };
+  await Promise.all(Array.from({ length: inflight }, worker));
+  return counts;
+}
