@@ -116,5 +116,34 @@ export interface MirrorSink {
   open(hello: LinkHello): Promise<readonly TopicWelcome[]>;
   /** Sends of distinct source partitions; one ack per send, in the same order. */
   send(sends: readonly SourceSend[]): Promise<readonly MirrorAck[]>;
+  /** Committed offsets of mirrored consumer groups, in source offsets; one result per commit, in order. */
+  commitGroupOffsets(cluster: string, commits: readonly GroupOffsetCommit[]): Promise<readonly GroupOffsetResult[]>;
   close(): Promise<void>;
+}
+
+/** A consumer group's committed offset at the edge, in source offsets. */
+export interface GroupOffsetCommit {
+  readonly group: string;
+  readonly sourceTopic: string;
+  readonly partition: number;
+  /** The next source offset the group will read. */
+  readonly sourceOffset: number;
+  readonly metadata: string;
+}
+
+export type GroupOffsetResult =
+  | { readonly ok: true; readonly commit: GroupOffsetCommit; readonly targetOffset: number }
+  /** The source offset lies beyond the central's position: sent again later. */
+  | { readonly ok: false; readonly commit: GroupOffsetCommit; readonly pending: true }
+  | { readonly ok: false; readonly commit: GroupOffsetCommit; readonly pending: false; readonly code: string; readonly message: string };
+
+/**
+ * What mirror-aware retention at the edge asks of the mirror (implemented by the edge's mirror
+ * service from its checkpoints; the broker's maintenance consults it before deleting segments).
+ */
+export interface MirrorRetentionSource {
+  /** Offsets below it are at every central mirroring the topic; null: the topic is not mirrored. */
+  mirroredBelow(topic: string, partition: number): number | null;
+  /** Record ranges about to be deleted unmirrored in the drop ledger; durable (replicated) when it resolves, before any file goes. */
+  recordDropped(topic: string, partition: number, ranges: readonly DroppedRange[]): Promise<void>;
 }

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tributary/mirror/v1/mirror.proto.
  */
 export const file_tributary_mirror_v1_mirror: GenFile = /*@__PURE__*/
-  fileDesc("CiB0cmlidXRhcnkvbWlycm9yL3YxL21pcnJvci5wcm90bxITdHJpYnV0YXJ5Lm1pcnJvci52MSLPAQoMVG9waWNCaW5kaW5nEhQKDHNvdXJjZV90b3BpYxgBIAEoCRIXCg9zb3VyY2VfdG9waWNfaWQYAiABKAkSDgoGdGFyZ2V0GAMgASgJEhIKCnBhcnRpdGlvbnMYBCABKA0SPQoGY29uZmlnGAUgAygLMi0udHJpYnV0YXJ5Lm1pcnJvci52MS5Ub3BpY0JpbmRpbmcuQ29uZmlnRW50cnkaLQoLQ29uZmlnRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJfCgtPcGVuUmVxdWVzdBIMCgRsaW5rGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSMQoGdG9waWNzGAMgAygLMiEudHJpYnV0YXJ5Lm1pcnJvci52MS5Ub3BpY0JpbmRpbmcidQoMVG9waWNXZWxjb21lEhQKDHNvdXJjZV90b3BpYxgBIAEoCRISCgplcnJvcl9jb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSFwoPdGFyZ2V0X3RvcGljX2lkGAQgASgJEhEKCXBvc2l0aW9ucxgFIAMoAyJBCgxPcGVuUmVzcG9uc2USMQoGdG9waWNzGAEgAygLMiEudHJpYnV0YXJ5Lm1pcnJvci52MS5Ub3BpY1dlbGNvbWUiTwoDR2FwEgwKBGZyb20YASABKAMSCgoCdG8YAiABKAMSLgoGcmVhc29uGAMgASgOMh4udHJpYnV0YXJ5Lm1pcnJvci52MS5HYXBSZWFzb24i3gEKC1NlbmRSZXF1ZXN0EhAKCHNlcXVlbmNlGAEgASgEEg8KB2NsdXN0ZXIYAiABKAkSFAoMc291cmNlX3RvcGljGAMgASgJEhEKCXBhcnRpdGlvbhgEIAEoDRITCgtmcm9tX29mZnNldBgFIAEoAxIPCgdiYXRjaGVzGAYgASgMEjUKC2NvbXByZXNzaW9uGAcgASgOMiAudHJpYnV0YXJ5Lm1pcnJvci52MS5Db21wcmVzc2lvbhImCgRnYXBzGAggAygLMhgudHJpYnV0YXJ5Lm1pcnJvci52MS5HYXAiXQoMU2VuZFJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEhAKCHBvc2l0aW9uGAIgASgDEhIKCmVycm9yX2NvZGUYAyABKAkSFQoNZXJyb3JfbWVzc2FnZRgEIAEoCSI6ChBQb3NpdGlvbnNSZXF1ZXN0Eg8KB2NsdXN0ZXIYASABKAkSFQoNc291cmNlX3RvcGljcxgCIAMoCSJjCg9Tb3VyY2VQb3NpdGlvbnMSFAoMc291cmNlX3RvcGljGAEgASgJEg4KBnRhcmdldBgCIAEoCRIXCg90YXJnZXRfdG9waWNfaWQYAyABKAkSEQoJcG9zaXRpb25zGAQgAygDIkkKEVBvc2l0aW9uc1Jlc3BvbnNlEjQKBnRvcGljcxgBIAMoCzIkLnRyaWJ1dGFyeS5taXJyb3IudjEuU291cmNlUG9zaXRpb25zKnoKCUdhcFJlYXNvbhIaChZHQVBfUkVBU09OX1VOU1BFQ0lGSUVEEAASGgoWR0FQX1JFQVNPTl9ESVNLX0JVREdFVBABEhgKFEdBUF9SRUFTT05fUkVURU5USU9OEAISGwoXR0FQX1JFQVNPTl9DRU5UUkFMX0xPU1QQAypACgtDb21wcmVzc2lvbhIbChdDT01QUkVTU0lPTl9VTlNQRUNJRklFRBAAEhQKEENPTVBSRVNTSU9OX0daSVAQATKJAgoNTWlycm9yU2VydmljZRJLCgRPcGVuEiAudHJpYnV0YXJ5Lm1pcnJvci52MS5PcGVuUmVxdWVzdBohLnRyaWJ1dGFyeS5taXJyb3IudjEuT3BlblJlc3BvbnNlEk8KBFNlbmQSIC50cmlidXRhcnkubWlycm9yLnYxLlNlbmRSZXF1ZXN0GiEudHJpYnV0YXJ5Lm1pcnJvci52MS5TZW5kUmVzcG9uc2UoATABEloKCVBvc2l0aW9ucxIlLnRyaWJ1dGFyeS5taXJyb3IudjEuUG9zaXRpb25zUmVxdWVzdBomLnRyaWJ1dGFyeS5taXJyb3IudjEuUG9zaXRpb25zUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("CiB0cmlidXRhcnkvbWlycm9yL3YxL21pcnJvci5wcm90bxITdHJpYnV0YXJ5Lm1pcnJvci52MSLPAQoMVG9waWNCaW5kaW5nEhQKDHNvdXJjZV90b3BpYxgBIAEoCRIXCg9zb3VyY2VfdG9waWNfaWQYAiABKAkSDgoGdGFyZ2V0GAMgASgJEhIKCnBhcnRpdGlvbnMYBCABKA0SPQoGY29uZmlnGAUgAygLMi0udHJpYnV0YXJ5Lm1pcnJvci52MS5Ub3BpY0JpbmRpbmcuQ29uZmlnRW50cnkaLQoLQ29uZmlnRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJfCgtPcGVuUmVxdWVzdBIMCgRsaW5rGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSMQoGdG9waWNzGAMgAygLMiEudHJpYnV0YXJ5Lm1pcnJvci52MS5Ub3BpY0JpbmRpbmcidQoMVG9waWNXZWxjb21lEhQKDHNvdXJjZV90b3BpYxgBIAEoCRISCgplcnJvcl9jb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSFwoPdGFyZ2V0X3RvcGljX2lkGAQgASgJEhEKCXBvc2l0aW9ucxgFIAMoAyJBCgxPcGVuUmVzcG9uc2USMQoGdG9waWNzGAEgAygLMiEudHJpYnV0YXJ5Lm1pcnJvci52MS5Ub3BpY1dlbGNvbWUiTwoDR2FwEgwKBGZyb20YASABKAMSCgoCdG8YAiABKAMSLgoGcmVhc29uGAMgASgOMh4udHJpYnV0YXJ5Lm1pcnJvci52MS5HYXBSZWFzb24i3gEKC1NlbmRSZXF1ZXN0EhAKCHNlcXVlbmNlGAEgASgEEg8KB2NsdXN0ZXIYAiABKAkSFAoMc291cmNlX3RvcGljGAMgASgJEhEKCXBhcnRpdGlvbhgEIAEoDRITCgtmcm9tX29mZnNldBgFIAEoAxIPCgdiYXRjaGVzGAYgASgMEjUKC2NvbXByZXNzaW9uGAcgASgOMiAudHJpYnV0YXJ5Lm1pcnJvci52MS5Db21wcmVzc2lvbhImCgRnYXBzGAggAygLMhgudHJpYnV0YXJ5Lm1pcnJvci52MS5HYXAiXQoMU2VuZFJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEhAKCHBvc2l0aW9uGAIgASgDEhIKCmVycm9yX2NvZGUYAyABKAkSFQoNZXJyb3JfbWVzc2FnZRgEIAEoCSI6ChBQb3NpdGlvbnNSZXF1ZXN0Eg8KB2NsdXN0ZXIYASABKAkSFQoNc291cmNlX3RvcGljcxgCIAMoCSJjCg9Tb3VyY2VQb3NpdGlvbnMSFAoMc291cmNlX3RvcGljGAEgASgJEg4KBnRhcmdldBgCIAEoCRIXCg90YXJnZXRfdG9waWNfaWQYAyABKAkSEQoJcG9zaXRpb25zGAQgAygDIkkKEVBvc2l0aW9uc1Jlc3BvbnNlEjQKBnRvcGljcxgBIAMoCzIkLnRyaWJ1dGFyeS5taXJyb3IudjEuU291cmNlUG9zaXRpb25zIm4KC0dyb3VwT2Zmc2V0Eg0KBWdyb3VwGAEgASgJEhQKDHNvdXJjZV90b3BpYxgCIAEoCRIRCglwYXJ0aXRpb24YAyABKA0SFQoNc291cmNlX29mZnNldBgEIAEoAxIQCghtZXRhZGF0YRgFIAEoCSJfChlDb21taXRHcm91cE9mZnNldHNSZXF1ZXN0Eg8KB2NsdXN0ZXIYASABKAkSMQoHb2Zmc2V0cxgCIAMoCzIgLnRyaWJ1dGFyeS5taXJyb3IudjEuR3JvdXBPZmZzZXQingEKEUdyb3VwT2Zmc2V0UmVzdWx0Eg0KBWdyb3VwGAEgASgJEhQKDHNvdXJjZV90b3BpYxgCIAEoCRIRCglwYXJ0aXRpb24YAyABKA0SFQoNdGFyZ2V0X29mZnNldBgEIAEoAxIPCgdwZW5kaW5nGAUgASgIEhIKCmVycm9yX2NvZGUYBiABKAkSFQoNZXJyb3JfbWVzc2FnZRgHIAEoCSJVChpDb21taXRHcm91cE9mZnNldHNSZXNwb25zZRI3CgdyZXN1bHRzGAEgAygLMiYudHJpYnV0YXJ5Lm1pcnJvci52MS5Hcm91cE9mZnNldFJlc3VsdCp6CglHYXBSZWFzb24SGgoWR0FQX1JFQVNPTl9VTlNQRUNJRklFRBAAEhoKFkdBUF9SRUFTT05fRElTS19CVURHRVQQARIYChRHQVBfUkVBU09OX1JFVEVOVElPThACEhsKF0dBUF9SRUFTT05fQ0VOVFJBTF9MT1NUEAMqQAoLQ29tcHJlc3Npb24SGwoXQ09NUFJFU1NJT05fVU5TUEVDSUZJRUQQABIUChBDT01QUkVTU0lPTl9HWklQEAEygAMKDU1pcnJvclNlcnZpY2USSwoET3BlbhIgLnRyaWJ1dGFyeS5taXJyb3IudjEuT3BlblJlcXVlc3QaIS50cmlidXRhcnkubWlycm9yLnYxLk9wZW5SZXNwb25zZRJPCgRTZW5kEiAudHJpYnV0YXJ5Lm1pcnJvci52MS5TZW5kUmVxdWVzdBohLnRyaWJ1dGFyeS5taXJyb3IudjEuU2VuZFJlc3BvbnNlKAEwARJaCglQb3NpdGlvbnMSJS50cmlidXRhcnkubWlycm9yLnYxLlBvc2l0aW9uc1JlcXVlc3QaJi50cmlidXRhcnkubWlycm9yLnYxLlBvc2l0aW9uc1Jlc3BvbnNlEnUKEkNvbW1pdEdyb3VwT2Zmc2V0cxIuLnRyaWJ1dGFyeS5taXJyb3IudjEuQ29tbWl0R3JvdXBPZmZzZXRzUmVxdWVzdBovLnRyaWJ1dGFyeS5taXJyb3IudjEuQ29tbWl0R3JvdXBPZmZzZXRzUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message tributary.mirror.v1.TopicBinding
@@ -340,6 +340,137 @@ export const PositionsResponseSchema: GenMessage<PositionsResponse> = /*@__PURE_
   messageDesc(file_tributary_mirror_v1_mirror, 9);
 
 /**
+ * @generated from message tributary.mirror.v1.GroupOffset
+ */
+export type GroupOffset = Message<"tributary.mirror.v1.GroupOffset"> & {
+  /**
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * @generated from field: string source_topic = 2;
+   */
+  sourceTopic: string;
+
+  /**
+   * @generated from field: uint32 partition = 3;
+   */
+  partition: number;
+
+  /**
+   * The next source offset the group will read (Kafka's committed-offset meaning).
+   *
+   * @generated from field: int64 source_offset = 4;
+   */
+  sourceOffset: bigint;
+
+  /**
+   * @generated from field: string metadata = 5;
+   */
+  metadata: string;
+};
+
+/**
+ * Describes the message tributary.mirror.v1.GroupOffset.
+ * Use `create(GroupOffsetSchema)` to create a new message.
+ */
+export const GroupOffsetSchema: GenMessage<GroupOffset> = /*@__PURE__*/
+  messageDesc(file_tributary_mirror_v1_mirror, 10);
+
+/**
+ * @generated from message tributary.mirror.v1.CommitGroupOffsetsRequest
+ */
+export type CommitGroupOffsetsRequest = Message<"tributary.mirror.v1.CommitGroupOffsetsRequest"> & {
+  /**
+   * @generated from field: string cluster = 1;
+   */
+  cluster: string;
+
+  /**
+   * @generated from field: repeated tributary.mirror.v1.GroupOffset offsets = 2;
+   */
+  offsets: GroupOffset[];
+};
+
+/**
+ * Describes the message tributary.mirror.v1.CommitGroupOffsetsRequest.
+ * Use `create(CommitGroupOffsetsRequestSchema)` to create a new message.
+ */
+export const CommitGroupOffsetsRequestSchema: GenMessage<CommitGroupOffsetsRequest> = /*@__PURE__*/
+  messageDesc(file_tributary_mirror_v1_mirror, 11);
+
+/**
+ * @generated from message tributary.mirror.v1.GroupOffsetResult
+ */
+export type GroupOffsetResult = Message<"tributary.mirror.v1.GroupOffsetResult"> & {
+  /**
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * @generated from field: string source_topic = 2;
+   */
+  sourceTopic: string;
+
+  /**
+   * @generated from field: uint32 partition = 3;
+   */
+  partition: number;
+
+  /**
+   * The central offset committed for it; -1 when pending or refused.
+   *
+   * @generated from field: int64 target_offset = 4;
+   */
+  targetOffset: bigint;
+
+  /**
+   * The source offset lies beyond what the central holds: the commit waits for the records.
+   *
+   * @generated from field: bool pending = 5;
+   */
+  pending: boolean;
+
+  /**
+   * Empty on success; otherwise a TributaryError code.
+   *
+   * @generated from field: string error_code = 6;
+   */
+  errorCode: string;
+
+  /**
+   * @generated from field: string error_message = 7;
+   */
+  errorMessage: string;
+};
+
+/**
+ * Describes the message tributary.mirror.v1.GroupOffsetResult.
+ * Use `create(GroupOffsetResultSchema)` to create a new message.
+ */
+export const GroupOffsetResultSchema: GenMessage<GroupOffsetResult> = /*@__PURE__*/
+  messageDesc(file_tributary_mirror_v1_mirror, 12);
+
+/**
+ * @generated from message tributary.mirror.v1.CommitGroupOffsetsResponse
+ */
+export type CommitGroupOffsetsResponse = Message<"tributary.mirror.v1.CommitGroupOffsetsResponse"> & {
+  /**
+   * @generated from field: repeated tributary.mirror.v1.GroupOffsetResult results = 1;
+   */
+  results: GroupOffsetResult[];
+};
+
+/**
+ * Describes the message tributary.mirror.v1.CommitGroupOffsetsResponse.
+ * Use `create(CommitGroupOffsetsResponseSchema)` to create a new message.
+ */
+export const CommitGroupOffsetsResponseSchema: GenMessage<CommitGroupOffsetsResponse> = /*@__PURE__*/
+  messageDesc(file_tributary_mirror_v1_mirror, 13);
+
+/**
  * @generated from enum tributary.mirror.v1.GapReason
  */
 export enum GapReason {
@@ -432,6 +563,18 @@ export const MirrorService: GenService<{
     methodKind: "unary";
     input: typeof PositionsRequestSchema;
     output: typeof PositionsResponseSchema;
+  },
+  /**
+   * Committed offsets of the edge's consumer groups, in source offsets. The central translates
+   * each exactly to its target partition's offsets and commits it under the same group id; an
+   * offset beyond the central's position is held back (`pending`) until those records arrived.
+   *
+   * @generated from rpc tributary.mirror.v1.MirrorService.CommitGroupOffsets
+   */
+  commitGroupOffsets: {
+    methodKind: "unary";
+    input: typeof CommitGroupOffsetsRequestSchema;
+    output: typeof CommitGroupOffsetsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tributary_mirror_v1_mirror, 0);
