@@ -51,6 +51,8 @@ import { partitionGroupId, type NodeId, type Transport } from "./cluster/types.t
 import { OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG } from "./groups/offsets-store.ts";
 import type { IdempotenceInput, ProducerIdentity } from "./idempotence/types.ts";
 import { ProducerIdAllocator } from "./idempotence/producer-ids.ts";
+import { MirrorRetentionDriver, type RetainedPartition } from "./mirror/retention-driver.ts";
+import type { MirrorRetentionSource } from "./mirror/types.ts";
 import {
   MAX_PARTITIONS,
   TopicMetadataStore,
@@ -169,6 +171,7 @@ interface BrokerMetrics {
   produceLatency: ReturnType<Metrics["histogram"]>;
   recordsFetched: ReturnType<Metrics["counter"]>;
   maintenanceRuns: ReturnType<Metrics["counter"]>;
+  mirrorDropped: ReturnType<Metrics["counter"]>;
 }
 
 export class Broker {
@@ -190,6 +193,8 @@ export class Broker {
   cluster: ClusterNode | null = null;
   /** Metadata changes are applied to the local topics one at a time, in log order. */
   private reconciling: Promise<void> = Promise.resolve();
+  /** Mirror-aware retention and the disk budget, once the mirror installed its source; null: retention as without mirroring. */
+  private mirrorRetention: MirrorRetentionDriver | null = null;
 
   private constructor(
     readonly config: BrokerConfig,
@@ -229,7 +234,11 @@ export class Broker {
       produceLatency: mt.histogram("tributary_produce_latency_seconds", "Produce call to acknowledgement", LATENCY_BUCKETS_S, ["acks"]),
       recordsFetched: mt.counter("tributary_records_fetched_total", "Records returned to readers", ["topic"]),
       maintenanceRuns: mt.counter("tributary_maintenance_runs_total", "Retention and compaction passes"),
+      mirrorDropped: mt.counter("tributary_mirror_dropped_offsets_total", "Offsets retention deleted before the mirror sent them (reason: disk-budget, retention)", ["topic", "reason"]),
     };
+    mt.gauge("tributary_mirror_disk_used_bytes", "Bytes of every local partition log, as the disk budget counts them").collect((set) => set(undefined, this.diskUsedBytes()));
+    mt.gauge("tributary_mirror_disk_budget_bytes", "mirror.disk.budget.bytes (-1: none)").collect((set) => set(undefined, config.mirrorRetention.diskBudgetBytes));
+    mt.gauge("tributary_mirror_writes_refused", "1 while produce is refused because the disk budget is reached").collect((set) => set(undefined, this.mirrorRetention?.refusing ? 1 : 0));
     const partitionGauge = (name: string, help: string, read: (p: Partition) => number) =>
       mt.gauge(name, help, ["topic", "partition"]).collect((set) => {
         for (const t of this.topics.values()) {
@@ -558,6 +567,8 @@ export class Broker {
         if (leader && leader !== cluster.self && !hops) return cluster.call(leader, "produce", { ...(body as object), hops: 1 });
         throw notLeader(topic, partition, leader);
       }
+      // The leader's own disk budget (the peer the produce entered by checked its own in produce()).
+      if (!isInternalTopic(topic)) this.mirrorRetention?.checkWrites(topic);
       return this.appendAsLeader(p, t, new Uint8Array(batch), acks, idempotent === true);
     });
     cluster.handle("fetch", async (_from, body) => {
@@ -816,6 +827,7 @@ export class Broker {
     const started = performance.now();
     try {
       if (isInternalTopic(topicName)) throw new TributaryError("INVALID_TOPIC_NAME", `topic ${topicName} is internal: only the broker writes to it`);
+      this.mirrorRetention?.checkWrites(topicName);
       const results = idempotence
         ? await this.produceIdempotent(topicName, records, acks, idempotence)
         : await this.produceInner(topicName, records, acks);
@@ -857,6 +869,7 @@ export class Broker {
           }
           this.m.recordsProduced.inc({ topic: topicName }, count);
           this.m.bytesProduced.inc({ topic: topicName }, bytes);
+          this.mirrorRetention?.noteProduced(bytes);
         });
         appends.push(done);
       }
@@ -929,6 +942,7 @@ export class Broker {
       const done = appended.then(() => {
         this.m.recordsProduced.inc({ topic: topicName }, records.length);
         this.m.bytesProduced.inc({ topic: topicName }, bytes.length);
+        this.mirrorRetention?.noteProduced(bytes.length);
       });
       if (acks === 0) {
         done.catch((e: unknown) => this.logger.warn("acks=0 append failed", { topic: topicName, error: e }));
@@ -1106,16 +1120,24 @@ export class Broker {
     });
   }
 
-  /** One pass of retention and compaction over every partition; one pass at a time. */
+  /**
+   * One pass of retention and compaction over every partition; one pass at a time. With a
+   * mirror retention source installed, the mirror-aware pass (src/mirror/retention-driver.ts)
+   * takes the place of each user topic's own time/size retention.
+   */
   runMaintenance(): Promise<void> {
     if (this.maintenanceRunning) return this.maintenanceRunning;
     this.maintenanceRunning = (async () => {
+      const mirror = this.mirrorRetention;
+      if (mirror && this.state === "open") {
+        await mirror.request().catch((e: unknown) => this.logger.error("mirror retention failed", { error: e }));
+      }
       for (const t of [...this.topics.values()]) {
         for (const p of t.partitions) {
           if (this.state !== "open") return;
           if (!p) continue;
           try {
-            if (t.settings.cleanupPolicy.includes("delete")) {
+            if (t.settings.cleanupPolicy.includes("delete") && !(mirror && mirrorRetained(t))) {
               const deleted = await p.log.enforceRetention();
               if (deleted > 0) this.logger.info("retention deleted segments", { topic: p.topic, partition: p.index, segments: deleted });
             }
@@ -1135,6 +1157,65 @@ export class Broker {
     return this.maintenanceRunning;
   }
 
+  // ---- mirror-aware retention ------------------------------------------------------------------
+
+  /**
+   * Install (or remove, with null) what the mirror knows of its positions: from now on retention
+   * keeps unmirrored segments of user topics, the disk budget (`mirror.disk.budget.bytes`)
+   * applies, and produce is refused while it says so. Without one, retention is as without mirroring.
+   * @example broker.setMirrorRetention({ mirroredBelow: (t, p) => checkpoints.get(t, p), recordDropped: (t, p, r) => ledger.add(t, p, r) });
+   */
+  setMirrorRetention(source: MirrorRetentionSource | null): void {
+    const previous = this.mirrorRetention;
+    this.mirrorRetention = null;
+    // The old driver's pass, if one runs, ends before the new one's first: never two deleting at once.
+    const stopped = previous ? previous.stop() : Promise.resolve();
+    if (!source) return;
+    this.mirrorRetention = new MirrorRetentionDriver(
+      {
+        source,
+        partitions: () => this.retainedPartitions(),
+        clock: this.clock,
+        logger: this.logger,
+        countDropped: (topic, reason, offsets) => this.m.mirrorDropped.inc({ topic, reason }, offsets),
+        previous: stopped,
+      },
+      this.config.mirrorRetention,
+    );
+  }
+
+  /**
+   * The mirror's positions moved (an ack, a checkpoint): re-plan now while writes are refused,
+   * so they resume without waiting for the maintenance interval. Resolves when that pass ends.
+   */
+  mirrorPositionsMoved(): Promise<void> {
+    const mirror = this.mirrorRetention;
+    if (!mirror?.refusing || this.state !== "open") return Promise.resolve();
+    return mirror.request().catch((e: unknown) => this.logger.error("mirror retention failed", { error: e }));
+  }
+
+  /** True while produce to user topics is refused because the disk budget is reached. */
+  get mirrorWritesRefused(): boolean {
+    return this.mirrorRetention?.refusing ?? false;
+  }
+
+  /** What the disk budget counts: the bytes of every local partition log. */
+  private diskUsedBytes(): number {
+    let n = 0;
+    for (const t of this.topics.values()) for (const p of t.partitions) if (p) n += p.log.sizeBytes;
+    return n;
+  }
+
+  private retainedPartitions(): RetainedPartition[] {
+    const out: RetainedPartition[] = [];
+    for (const t of [...this.topics.values()].sort((a, b) => a.record.name.localeCompare(b.record.name))) {
+      const candidate = mirrorRetained(t);
+      const { retentionMs, retentionBytes, mirrorAware } = t.settings;
+      for (const p of t.partitions) if (p) out.push({ topic: p.topic, partition: p.index, log: p.log, candidate, retentionMs, retentionBytes, mirrorAware });
+    }
+    return out;
+  }
+
   // ---- lifecycle ----------------------------------------------------------------------------
 
   /** Stop taking requests, wake waiting readers, flush and close every log. */
@@ -1148,6 +1229,7 @@ export class Broker {
     // timeout (a maintenance pass finishing meanwhile must not delay it).
     const handover = this.cluster?.transferLeadership(2000).catch(() => {});
     await this.maintenanceRunning;
+    await this.mirrorRetention?.stop();
     await this.adminChain;
     if (this.cluster) {
       await handover;
@@ -1174,6 +1256,11 @@ const PEER_ID_SPACE = 0x10000;
 
 function isInternalTopic(name: string): boolean {
   return name.startsWith("__");
+}
+
+/** A topic whose old segments the mirror-aware pass deletes (when installed): a user topic with cleanup.policy delete. */
+function mirrorRetained(t: Topic): boolean {
+  return !isInternalTopic(t.record.name) && t.settings.cleanupPolicy.includes("delete");
 }
 const INT32_MAX = 0x7fffffff;
 

@@ -14,6 +14,7 @@
 import { TributaryError } from "./errors.ts";
 import type { CleanupPolicy, FlushPolicy } from "./storage/log.ts";
 import type { LogLevel } from "./logger.ts";
+import type { DiskFullPolicy } from "./mirror/retention-policy.ts";
 
 type Kind = "int" | "string" | "bool" | "enum";
 
@@ -65,6 +66,8 @@ export const SETTINGS = [
   { key: "topics.auto.create", kind: "bool", default: false, doc: "Create a topic on first produce instead of answering 404." },
   { key: "default.partitions", kind: "int", default: 1, min: 1, doc: "Partitions of an auto-created topic, or of a create request that names none." },
   { key: "partitioner.keyless", kind: "enum", default: "sticky", values: ["sticky", "round-robin"], doc: "Where keyless records go: one partition per request, rotating (sticky), or rotating per record." },
+  { key: "mirror.disk.budget.bytes", kind: "int", default: -1, min: 1, minusOneMeans: "none", doc: "With mirroring: bytes the data directory may hold (all partition logs); at it, mirrored segments go first, then mirror.disk.full.policy applies (-1: no budget)." },
+  { key: "mirror.disk.full.policy", kind: "enum", default: "refuse", values: ["refuse", "drop-oldest"], doc: "With mirroring, at the disk budget once mirrored segments are gone: refuse produce (503, retriable) until the mirror catches up, or delete the oldest unmirrored segments (counted, logged, in the drop ledger)." },
   { key: "maintenance.interval.ms", kind: "int", default: 60_000, min: 100, doc: "How often retention and compaction run." },
   { key: "segment.bytes", kind: "int", default: 64 * 1024 * 1024, min: 4096, doc: "Topic default: roll a segment past this size." },
   { key: "segment.ms", kind: "int", default: 7 * 24 * 3600_000, min: 1000, doc: "Topic default: roll a segment this old." },
@@ -74,6 +77,7 @@ export const SETTINGS = [
   { key: "delete.retention.ms", kind: "int", default: 24 * 3600_000, min: 0, doc: "Topic default: how long compaction keeps tombstones." },
   { key: "max.message.bytes", kind: "int", default: 1024 * 1024, min: 128, doc: "Topic default: largest record batch a partition accepts." },
   { key: "index.interval.bytes", kind: "int", default: 4096, min: 1, doc: "Topic default: bytes between sparse index entries." },
+  { key: "mirror.aware", kind: "bool", default: true, doc: "Topic default: with mirroring, time and size retention keep segments holding records not yet mirrored (false: retention as without mirroring; what it deletes unmirrored is counted as dropped)." },
 ] as const satisfies readonly SettingSpec[];
 
 export type SettingKey = (typeof SETTINGS)[number]["key"];
@@ -89,6 +93,7 @@ export const TOPIC_SETTING_KEYS = [
   "delete.retention.ms",
   "max.message.bytes",
   "index.interval.bytes",
+  "mirror.aware",
 ] as const satisfies readonly SettingKey[];
 export type TopicSettingKey = (typeof TOPIC_SETTING_KEYS)[number];
 
@@ -101,6 +106,8 @@ export interface TopicSettings {
   deleteRetentionMs: number;
   maxMessageBytes: number;
   indexIntervalBytes: number;
+  /** With mirroring: time/size retention keeps unmirrored segments (src/mirror/retention-policy.ts). */
+  mirrorAware: boolean;
 }
 
 export interface TlsFiles {
@@ -163,6 +170,12 @@ export interface BrokerConfig {
   defaultPartitions: number;
   keylessPartitioner: "sticky" | "round-robin";
   maintenanceIntervalMs: number;
+  /** Mirror-aware retention at the edge (applies once a MirrorRetentionSource is installed). */
+  mirrorRetention: {
+    /** -1: no budget. */
+    diskBudgetBytes: number;
+    diskFullPolicy: DiskFullPolicy;
+  };
   topicDefaults: TopicSettings;
 }
 
@@ -277,6 +290,7 @@ function toBrokerConfig(v: Values): BrokerConfig {
     defaultPartitions: n("default.partitions"),
     keylessPartitioner: s("partitioner.keyless") as "sticky" | "round-robin",
     maintenanceIntervalMs: n("maintenance.interval.ms"),
+    mirrorRetention: { diskBudgetBytes: n("mirror.disk.budget.bytes"), diskFullPolicy: s("mirror.disk.full.policy") as DiskFullPolicy },
     topicDefaults: topicSettingsFrom((k) => v[k]),
   };
 }
@@ -331,6 +345,7 @@ function topicSettingsFrom(get: (k: TopicSettingKey) => string | number | boolea
     deleteRetentionMs: get("delete.retention.ms") as number,
     maxMessageBytes: get("max.message.bytes") as number,
     indexIntervalBytes: get("index.interval.bytes") as number,
+    mirrorAware: get("mirror.aware") as boolean,
   };
 }
 
@@ -357,7 +372,7 @@ export function validateTopicConfig(input: Record<string, unknown>): Record<Topi
 
 /** Effective settings of a topic: its overrides over the broker defaults. */
 export function topicSettings(defaults: TopicSettings, overrides: Partial<Record<TopicSettingKey, string>>): TopicSettings {
-  const def: Record<TopicSettingKey, string | number> = {
+  const def: Record<TopicSettingKey, string | number | boolean> = {
     "segment.bytes": defaults.segmentBytes,
     "segment.ms": defaults.segmentMs,
     "retention.ms": defaults.retentionMs,
@@ -366,6 +381,7 @@ export function topicSettings(defaults: TopicSettings, overrides: Partial<Record
     "delete.retention.ms": defaults.deleteRetentionMs,
     "max.message.bytes": defaults.maxMessageBytes,
     "index.interval.bytes": defaults.indexIntervalBytes,
+    "mirror.aware": defaults.mirrorAware,
   };
   return topicSettingsFrom((k) => {
     const o = overrides[k];
@@ -384,5 +400,6 @@ export function describeTopicSettings(t: TopicSettings): Record<TopicSettingKey,
     "delete.retention.ms": String(t.deleteRetentionMs),
     "max.message.bytes": String(t.maxMessageBytes),
     "index.interval.bytes": String(t.indexIntervalBytes),
+    "mirror.aware": String(t.mirrorAware),
   };
 }

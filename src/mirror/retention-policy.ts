@@ -33,21 +33,11 @@
  *   // { deletions: [{ topic, partition, segments: 2, ... }], dropped: [{ from, to, reason: "disk-budget", ... }], refuseWrites: false, ... }
  */
 import { assert } from "../errors.ts";
-import { segmentsToDelete } from "../storage/retention.ts";
+import { segmentsToDelete, type SegmentInfo } from "../storage/retention.ts";
 import type { DroppedRange } from "./types.ts";
 
 export type DiskFullPolicy = "refuse" | "drop-oldest";
-
-export interface SegmentInfo {
-  readonly baseOffset: number;
-  /** The last offset the segment covers. */
-  readonly lastOffset: number;
-  readonly sizeBytes: number;
-  /** Timestamp of its newest record. */
-  readonly maxTimestampMs: number;
-  /** Closed and settled; the active segment never is. */
-  readonly deletable: boolean;
-}
+export type { SegmentInfo };
 
 export interface PartitionRetention {
   readonly topic: string;

@@ -38,10 +38,11 @@ import { compactSegments, type CompactionStats } from "./compaction.ts";
 import { GroupCommit, type PendingAppend } from "./flusher.ts";
 import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, decodeRecords, readBatchHeader, setBatchBaseOffset, verifyBatchCrc, type BatchHeader } from "./record-batch.ts";
 import { recoverSegments } from "./recovery.ts";
-import { segmentsToDelete } from "./retention.ts";
+import { segmentsToDelete, type SegmentInfo } from "./retention.ts";
 import { BatchCursor, Segment, SEGMENT_MAX_BYTES, SEGMENT_MAX_OFFSETS, segmentFileName } from "./segment.ts";
 
 export type { CompactionStats } from "./compaction.ts";
+export type { SegmentInfo } from "./retention.ts";
 
 export type CleanupPolicy = "delete" | "compact" | "compact,delete";
 
@@ -218,6 +219,19 @@ export class PartitionLog {
   /** Base offsets of the segments, oldest first (for tests and metrics). */
   get segmentBaseOffsets(): number[] {
     return this.segments.map((s) => s.baseOffset);
+  }
+  /**
+   * Every segment as a retention planner sees it, oldest first, the active one last (never
+   * deletable). A snapshot: what `retainFrom` then deletes is checked again against the log.
+   */
+  segmentInfos(): SegmentInfo[] {
+    return this.segments.map((s) => ({
+      baseOffset: s.baseOffset,
+      lastOffset: s.nextOffset - 1,
+      sizeBytes: s.size,
+      maxTimestampMs: s.maxTimestamp,
+      deletable: this.settled(s),
+    }));
   }
   /** How the log was opened (see LogOptions). */
   get logOptions(): Readonly<LogOptions> {
@@ -596,6 +610,25 @@ export class PartitionLog {
       if (this.external && !this.retentionHook) return 0;
       const candidates = this.segments.map((s) => ({ sizeBytes: s.size, maxTimestampMs: s.maxTimestamp, deletable: this.settled(s) }));
       const n = segmentsToDelete(candidates, this.clock.now(), this.config.retentionMs, this.config.retentionBytes);
+      if (n === 0) return 0;
+      await this.retentionHook?.(this.segments[n]!.baseOffset);
+      await this.dropFront(n);
+      return n;
+    });
+  }
+
+  /**
+   * Delete the front segments a retention planner chose (src/mirror/retention-policy.ts): those
+   * wholly below `newLogStartOffset`, each closed and settled, as far as the prefix goes. Exactly
+   * as `enforceRetention` deletes: the hook first (a replicated log moves its Raft anchor), and a
+   * replicated log without a hook deletes nothing. Returns how many went.
+   */
+  retainFrom(newLogStartOffset: number): Promise<number> {
+    return this.exclusive(async () => {
+      this.checkUsable();
+      if (this.external && !this.retentionHook) return 0;
+      let n = 0;
+      while (n < this.segments.length - 1 && this.segments[n + 1]!.baseOffset <= newLogStartOffset && this.settled(this.segments[n]!)) n++;
       if (n === 0) return 0;
       await this.retentionHook?.(this.segments[n]!.baseOffset);
       await this.dropFront(n);

@@ -17,6 +17,18 @@ export interface RetentionCandidate {
   deletable: boolean;
 }
 
+/** One segment as retention planners see it (PartitionLog.segmentInfos, the mirror's retention policy). */
+export interface SegmentInfo {
+  readonly baseOffset: number;
+  /** The last offset the segment covers (baseOffset - 1 when it is empty). */
+  readonly lastOffset: number;
+  readonly sizeBytes: number;
+  /** Timestamp of its newest record; -1 when empty. */
+  readonly maxTimestampMs: number;
+  /** Closed and settled (durable, and committed in a replicated log); the active segment never is. */
+  readonly deletable: boolean;
+}
+
 /** How many segments from the front to delete. */
 export function segmentsToDelete(
   segments: readonly RetentionCandidate[],
