@@ -1228,8 +1228,10 @@ export class Broker {
     // First of all, hand over what this peer leads, so the site does not wait for an election
     // timeout (a maintenance pass finishing meanwhile must not delay it).
     const handover = this.cluster?.transferLeadership(2000).catch(() => {});
+    // Not awaited: a pass waiting on the drop ledger must not hold up shutdown; it deletes nothing once
+    // stopped, and a deletion under way finishes before its log closes (the log runs one at a time).
+    void this.mirrorRetention?.stop();
     await this.maintenanceRunning;
-    await this.mirrorRetention?.stop();
     await this.adminChain;
     if (this.cluster) {
       await handover;

@@ -22,6 +22,7 @@ import type { DroppedRange, MirrorRetentionSource } from "../src/mirror/types.ts
 import { ManualClock } from "../src/runtime/clock.ts";
 import type { FileSystem } from "../src/runtime/fs.ts";
 import { MemFileSystem, type CrashMode } from "../src/runtime/mem-fs.ts";
+import { createHttpApp } from "../gateways/http/app.ts";
 import { codeOf } from "./support/errors.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -204,6 +205,11 @@ describe("mirror-aware retention on one broker (real files)", () => {
     expect(metric(b, "tributary_mirror_writes_refused")).toBe(1);
     expect(metric(b, "tributary_mirror_disk_used_bytes")).toBeGreaterThanOrEqual(5 * VALUE_BYTES);
     expect(await offsets(b, "t")).toEqual(range(0, accepted)); // nothing unmirrored went
+    // A gateway maps it through its one table: HTTP answers 503 with the message.
+    const app = createHttpApp(b, { maxRequestBytes: 1 << 20, maxWaitMs: 1000, maxLongPolls: 1, maxStreams: 1, logger: silentLogger });
+    const res = await app.request("/v1/topics/t/records", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ records: [{ value: "v" }] }) });
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "OVERLOADED", message: expect.stringMatching(/disk budget/) });
     expect(source.ledger).toEqual([]);
     // The group coordinator still writes __consumer_offsets.
     await b.groups.commitOffsets({ groupId: "g", memberId: "", generationId: -1, offsets: [{ topic: "t", partition: 0, offset: 1 }] });
@@ -261,6 +267,33 @@ describe("mirror-aware retention on one broker (real files)", () => {
     expect(warnings.filter((w) => w.fields.reason === "disk-budget").map((w) => [w.fields.from, w.fields.to])).toEqual([[1, 2], [2, 4], [4, 6]]);
     expect(b.mirrorWritesRefused).toBe(false);
     await fill(b, "t", 10, 11);
+  });
+
+  it("a broker closes while a ledger write hangs (no checkpoint leader), and deletes nothing after it", async () => {
+    const b = await open({ "mirror.disk.budget.bytes": String(5 * VALUE_BYTES), "mirror.disk.full.policy": "drop-oldest" });
+    await b.createTopic("t", 1);
+    await fill(b, "t", 0, 10);
+    const source = new FakeMirrorSource();
+    source.set("t", 0, 0);
+    let release!: () => void;
+    source.onRecord = () => new Promise<void>((r) => (release = r));
+    b.setMirrorRetention(source);
+    const maintenance = b.runMaintenance();
+    await waitFor("the ledger write", () => source.ledger.length > 0);
+    await b.close();
+    await maintenance;
+    release();
+    const again = await open();
+    expect(await offsets(again, "t")).toEqual(range(0, 10));
+  });
+
+  it("reads its settings: a budget in bytes or -1, refuse or drop-oldest", () => {
+    expect(defaultConfig().mirrorRetention).toEqual({ diskBudgetBytes: -1, diskFullPolicy: "refuse" });
+    expect(defaultConfig({ "mirror.disk.budget.bytes": "1000", "mirror.disk.full.policy": "drop-oldest" }).mirrorRetention).toEqual({ diskBudgetBytes: 1000, diskFullPolicy: "drop-oldest" });
+    expect(() => defaultConfig({ "mirror.disk.budget.bytes": "0" })).toThrow(/at least 1/);
+    expect(() => defaultConfig({ "mirror.disk.full.policy": "shred" })).toThrow(/refuse, drop-oldest/);
+    expect(defaultConfig().topicDefaults.mirrorAware).toBe(true);
+    expect(defaultConfig({ "mirror.aware": "false" }).topicDefaults.mirrorAware).toBe(false);
   });
 
   it("a ledger that cannot be written keeps the files", async () => {

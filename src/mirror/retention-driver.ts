@@ -22,6 +22,15 @@
  * Passes run one at a time; a request while one runs (a position moved, the disk grew) runs one
  * more pass after it, so requests never pile up.
  *
+ * When a pass runs: every maintenance interval; when the mirror says its positions moved while
+ * writes are refused (`Broker.mirrorPositionsMoved`); and when bytes produced since the last pass
+ * could have reached the budget (`noteProduced`), so refusal does not wait for the interval.
+ *
+ * In a cluster each peer plans over its own disk and its own replicas, leaders and followers
+ * alike (retention on a follower moves only its own anchor; Raft sends a snapshot to a peer that
+ * needs what the leader deleted). Produce is refused by the peer it enters through and by the
+ * partition's leader, each by its own plan; a follower's full disk does not stop its leader.
+ *
  * @example
  *   const r = new MirrorRetentionDriver(deps, { diskBudgetBytes: 8 << 30, diskFullPolicy: "refuse" });
  *   await r.request();          // one pass
@@ -73,6 +82,11 @@ export class MirrorRetentionDriver {
   private running: Promise<void> | null = null;
   private again: Promise<void> | null = null;
   private stopped = false;
+  private signalStopped!: () => void;
+  /** Resolves at stop(): every request resolves then, even one whose pass still waits on the ledger. */
+  private readonly stoppedSignal = new Promise<void>((resolve) => {
+    this.signalStopped = resolve;
+  });
 
   constructor(
     private readonly deps: MirrorRetentionDeps,
@@ -109,9 +123,17 @@ export class MirrorRetentionDriver {
     if (this.usedAfterBytes + this.producedSinceBytes >= budget) void this.request().catch(() => {});
   }
 
-  /** Run a pass now, or once more after the one running; resolves when a pass that started after this call ends. */
+  /**
+   * Run a pass now, or once more after the one running; resolves when a pass that started after
+   * this call ends, or at stop() (a ledger write stuck on an unreachable checkpoint leader must
+   * not hold up the broker's maintenance or shutdown).
+   */
   request(): Promise<void> {
     if (this.stopped) return Promise.resolve();
+    return Promise.race([this.schedule(), this.stoppedSignal]);
+  }
+
+  private schedule(): Promise<void> {
     if (!this.running) {
       this.running = this.pass().finally(() => {
         this.running = null;
@@ -120,15 +142,20 @@ export class MirrorRetentionDriver {
     }
     this.again ??= this.running.catch(() => {}).then(() => {
       this.again = null;
-      return this.request();
+      return this.schedule();
     });
     return this.again;
   }
 
-  /** No more passes; resolves once the one running (if any) ends. Writes are no longer refused. */
+  /**
+   * No more passes, and writes are no longer refused; requests resolve at once. Resolves when the
+   * pass running (if any) has ended: it stops at its next step, and deletes nothing after its
+   * ledger write if stopped meanwhile. A replacing driver waits for this before its first pass.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.refuse = false;
+    this.signalStopped();
     await this.again?.catch(() => {});
     await this.running?.catch(() => {});
   }
@@ -185,6 +212,8 @@ export class MirrorRetentionDriver {
       logger.error("mirror retention could not record dropped ranges in the ledger: the segments stay", { ...where, error: e });
       return 0;
     }
+    // Stopped while the ledger was written (the broker closing): the files stay, the ledger is merely ahead.
+    if (this.stopped) return 0;
     const before = p.log.sizeBytes;
     let n: number;
     try {
