@@ -46,6 +46,10 @@ export class MemCentral {
   down = false;
   /** Calls answered, for tests that wait for progress. */
   sendsAnswered = 0;
+  /** Batches below the position dropped by admission (replays). */
+  replayedBatches = 0;
+  /** Sends written whose ack was then lost (`loseAcks`). */
+  acksLost = 0;
   /** Commits of mirrored consumer groups: `group/topic/partition` -> source offset. */
   readonly groupOffsets = new Map<string, number>();
   private readonly targets = new Map<string, TargetLog>();
@@ -61,8 +65,9 @@ export class MemCentral {
   records(target: string, partition: number): MirroredRecord[] {
     const out: MirroredRecord[] = [];
     for (const batch of this.targets.get(target)?.partitions[partition] ?? []) {
-      const stamp = readStamp(readBatchHeader(batch))!;
-      for (const r of decodeRecords(batch)) out.push({ sourceOffset: stamp.from + (r.offset - readBatchHeader(batch).baseOffset), record: r });
+      const h = readBatchHeader(batch);
+      const stamp = readStamp(h)!;
+      for (const r of decodeRecords(batch)) out.push({ sourceOffset: stamp.from + (r.offset - h.baseOffset), record: r });
     }
     return out;
   }
@@ -116,6 +121,7 @@ export class MemCentral {
     this.sendsAnswered++;
     if (this.loseAcks > 0) {
       this.loseAcks--;
+      this.acksLost++;
       throw new TributaryError("REQUEST_TIMED_OUT", "written, ack lost (simulated)");
     }
     return acks;
@@ -131,6 +137,7 @@ export class MemCentral {
     if (headers.some((h) => readStamp(h) === null || readStamp(h)!.from !== h.baseOffset)) throw new TributaryError("INVALID_REQUEST", "a mirrored batch carries no source stamp");
     const admission = admitSend(log.positions[p]!, s, headers);
     for (const i of admission.write) log.partitions[p]!.push(batches[i]!.slice());
+    this.replayedBatches += admission.skipped;
     log.positions[p] = admission.position;
     return { source: s.source, position: admission.position ?? s.fromOffset };
   }
