@@ -64,6 +64,8 @@ export interface MirrorLinkOptions {
   readonly random: () => number;
   readonly logger: Logger;
   readonly lag?: LagOptions;
+  /** Told of every acknowledged send's bytes (the edge's bytes-sent counter). */
+  readonly onSent?: (lane: Lane, bytes: number) => void;
 }
 
 export const BACKOFF_MIN_MS = 500;
@@ -502,6 +504,7 @@ export class MirrorLink {
       const acks = await s.sink.send([{ source, fromOffset: part.from, batches: payload, gaps: part.gaps }]);
       if (s.id !== this.sessionSeq) return settle(false);
       settle(true);
+      this.o.onSent?.(grant.lane, wireBytes);
       this.acked(s, part, acks[0], read);
     } catch (e) {
       settle(false);
