@@ -219,6 +219,20 @@ describe("MirrorEdge", () => {
     await r.edge.stop();
   });
 
+  it("keeps trying to create __mirror_checkpoints while the cluster cannot, and starts the links once it can", async () => {
+    const r = edgeRig();
+    r.host.checkpoints.failEnsures = 2;
+    r.host.source.createTopic("alarms", 1);
+    r.host.source.append("alarms", 0, 1);
+    await r.edge.start();
+    await run(r.clock, 900, 100);
+    expect(r.edge.status().leading).toBe(false);
+    await run(r.clock, 1500, 100);
+    expect(r.edge.status().leading).toBe(true);
+    expect(r.centrals.get("to-dc")!.position("site7.alarms", 0)).toBe(1);
+    await r.edge.stop();
+  });
+
   it("re-routes when a topic is created", async () => {
     const r = edgeRig();
     await r.edge.start();

@@ -64,6 +64,7 @@ interface RunningLink {
   readonly groups: GroupOffsetsMirror;
 }
 
+const ENSURE_RETRY_MS = 1000;
 const LINK_STATES = ["connecting", "connected", "backing-off", "paused", "throttled", "stopped"] as const;
 
 export class MirrorEdge {
@@ -91,12 +92,28 @@ export class MirrorEdge {
     return this.checkpoints;
   }
 
+  /**
+   * Create __mirror_checkpoints if missing and follow its leadership. Resolves once the topic
+   * exists, or after the first failed attempt (a cluster without quorum yet): then it keeps
+   * trying in the background, so the broker serves meanwhile.
+   */
   async start(): Promise<void> {
     if (this.state !== "new") return;
     this.state = "running";
-    await this.o.host.checkpoints.ensure();
-    this.unsubscribe = this.o.host.checkpoints.onLeadership((leading) => this.follow(leading));
     this.scheduleGroupSync();
+    await this.ensureThenFollow();
+  }
+
+  private async ensureThenFollow(): Promise<void> {
+    try {
+      await this.o.host.checkpoints.ensure();
+    } catch (e) {
+      if (this.state !== "running") return;
+      this.o.logger.warn("mirror: could not create __mirror_checkpoints yet; retrying", { error: e });
+      this.o.clock.setTimer(ENSURE_RETRY_MS, () => void this.ensureThenFollow());
+      return;
+    }
+    if (this.state === "running") this.unsubscribe = this.o.host.checkpoints.onLeadership((leading) => this.follow(leading));
   }
 
   /** Stop the links, write their positions, stop following leadership. */

@@ -514,7 +514,8 @@ export class MirrorLink {
       }
       this.fail(s.id, e);
     } finally {
-      if (s.id === this.sessionSeq) this.pump();
+      // Even for an ended session: its settled grant may free a partition the current one waits on.
+      this.pump();
     }
   }
 

@@ -141,10 +141,16 @@ export class MemSourceLog implements MirrorSourceLog {
 export class MemCheckpointTopic implements CheckpointTopic {
   readonly records: CheckpointRecord[] = [];
   failAppends = 0;
+  failEnsures = 0;
   private leading = true;
   private readonly listeners = new Set<(leading: boolean) => void>();
 
-  async ensure(): Promise<void> {}
+  async ensure(): Promise<void> {
+    if (this.failEnsures > 0) {
+      this.failEnsures--;
+      throw new TributaryError("NOT_READY", "no quorum yet (simulated)");
+    }
+  }
 
   async append(records: readonly CheckpointRecord[]): Promise<void> {
     if (this.failAppends > 0) {
