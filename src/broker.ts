@@ -211,6 +211,7 @@ export class Broker {
         offsetForTimestamp: (topic, partition, ts) => this.offsetForTimestamp(topic, partition, ts),
         appendOffsets: async (records) => {
           const results = await this.produceInner(OFFSETS_TOPIC, records.map((r) => ({ ...r, partition: 0 })), 1);
+          for (const fn of this.offsetListeners) fn();
           return results[0]!.offset;
         },
         readOffsets: () => this.readWholePartition(OFFSETS_TOPIC, 0),
@@ -413,6 +414,14 @@ export class Broker {
 
   private readonly leaderListeners = new Set<{ topic: string; partition: number; fn: () => void }>();
   private readonly topicListeners = new Set<() => void>();
+
+  private readonly offsetListeners = new Set<() => void>();
+
+  /** Called after consumer-group offsets were committed through this peer's coordinator; returns an unsubscribe function. */
+  onOffsetsCommitted(fn: () => void): () => void {
+    this.offsetListeners.add(fn);
+    return () => this.offsetListeners.delete(fn);
+  }
 
   /** Called whenever a partition's leader changes here (cluster only); returns an unsubscribe function. */
   onLeaderChange(topic: string, partition: number, fn: () => void): () => void {

@@ -184,6 +184,10 @@ describe("MirrorEdge", () => {
     expect(central.groupOffsets.get("dash/telemetry/0")).toBe(8);
     expect(central.groupOffsets.has("other/telemetry/0")).toBe(false);
     expect(r.edge.status().links[0]!.pendingGroupOffsets).toBe(0);
+    // A new commit goes soon after it is made, not at the next periodic pass.
+    r.host.groups.commit("dash", [{ topic: "telemetry", partition: 0, offset: 10, metadata: "" }]);
+    await run(r.clock, 200, 50);
+    expect(central.groupOffsets.get("dash/telemetry/0")).toBe(10);
     await r.edge.stop();
   });
 

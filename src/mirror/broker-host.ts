@@ -77,5 +77,6 @@ function groupsOf(broker: Broker): GroupOffsetsReader {
       const offsets = await broker.groups.fetchCommittedOffsets(group);
       return offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata }));
     },
+    onCommit: (fn) => broker.onOffsetsCommitted(fn),
   };
 }

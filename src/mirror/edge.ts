@@ -41,7 +41,7 @@ export interface MirrorEdgeOptions {
   readonly logger: Logger;
   readonly metrics?: Metrics;
   readonly checkpointIntervalMs: number;
-  /** How often mirrored groups' offsets are read and sent. Default 5000. */
+  /** How often mirrored groups' offsets are read and sent (also 100 ms after a commit here). Default 5000. */
   readonly groupSyncIntervalMs?: number;
 }
 
@@ -65,6 +65,7 @@ interface RunningLink {
 }
 
 const ENSURE_RETRY_MS = 1000;
+const COMMIT_SYNC_DELAY_MS = 100;
 const LINK_STATES = ["connecting", "connected", "backing-off", "paused", "throttled", "stopped"] as const;
 
 export class MirrorEdge {
@@ -75,7 +76,9 @@ export class MirrorEdge {
   private epoch = 0;
   private readonly paused = new Set<string>();
   private unsubscribe: (() => void) | null = null;
+  private unsubscribeCommits: (() => void) | null = null;
   private cancelGroupTimer: (() => void) | null = null;
+  private cancelCommitSync: (() => void) | null = null;
   private state: "new" | "running" | "stopped" = "new";
   private transition: Promise<void> = Promise.resolve();
   private readonly bytesSent;
@@ -101,6 +104,13 @@ export class MirrorEdge {
     if (this.state !== "new") return;
     this.state = "running";
     this.scheduleGroupSync();
+    // A commit is sent soon after it is made (a burst of commits, once).
+    this.unsubscribeCommits = this.o.host.groups.onCommit(() => {
+      this.cancelCommitSync ??= this.o.clock.setTimer(COMMIT_SYNC_DELAY_MS, () => {
+        this.cancelCommitSync = null;
+        void this.syncGroups();
+      });
+    });
     await this.ensureThenFollow();
   }
 
@@ -121,7 +131,9 @@ export class MirrorEdge {
     if (this.state === "stopped") return;
     this.state = "stopped";
     this.unsubscribe?.();
+    this.unsubscribeCommits?.();
     this.cancelGroupTimer?.();
+    this.cancelCommitSync?.();
     this.epoch++;
     await this.transition;
     await this.stopLinks(true);

@@ -71,6 +71,8 @@ export interface CommittedGroupOffset {
 
 export interface GroupOffsetsReader {
   committed(group: string): Promise<readonly CommittedGroupOffset[]>;
+  /** Called after offsets were committed (where this peer coordinates groups); returns an unsubscribe function. */
+  onCommit(fn: () => void): () => void;
 }
 
 /** Everything the edge's mirror takes from its broker. */

@@ -179,6 +179,18 @@ export class MemCheckpointTopic implements CheckpointTopic {
 
 export class MemGroupOffsets implements GroupOffsetsReader {
   readonly offsets = new Map<string, CommittedGroupOffset[]>();
+  private readonly listeners = new Set<() => void>();
+
+  /** A group commits: the offsets change and the listeners hear of it. */
+  commit(group: string, offsets: CommittedGroupOffset[]): void {
+    this.offsets.set(group, offsets);
+    for (const l of this.listeners) l();
+  }
+
+  onCommit(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
 
   async committed(group: string): Promise<readonly CommittedGroupOffset[]> {
     return this.offsets.get(group) ?? [];
