@@ -260,6 +260,8 @@ export class MirrorLink {
       this.plan(session, welcome);
       this.setState("connected");
       this.pump();
+      // A topic created or deleted while the open was under way: open again with it.
+      this.topicsChanged();
     } catch (e) {
       void sink.close().catch(() => {});
       this.fail(id, e);
