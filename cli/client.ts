@@ -21,6 +21,7 @@ import { Encoder } from "cbor-x/encode";
 import { newToken, revoke } from "../src/security/tokens.ts";
 import { readTokenFile, writeTokenFile } from "../src/security/token-file.ts";
 import type { ClusterStatus } from "../src/broker.ts";
+import type { MirrorStatus } from "../src/mirror/edge.ts";
 
 export const CLIENT_USAGE = `usage: tributary <command> [options]
 
@@ -49,6 +50,9 @@ commands:
                                      replicas, term, commit and each replica's lag
   cluster add-peer ID@HOST:PORT      add a peer (start it first with the full --cluster-peers)
   cluster remove-peer ID             remove a peer that holds no partition replica
+  mirror status [--json]             per mirror link its state, and per partition the lag in records,
+                                     bytes and seconds, last advance, drain estimate, stalled, dropped
+  mirror pause|resume LINK           stop sending on a mirror link, or start again
   token create NAME [--file F]       add a token for principal NAME to the token file; prints it once
   token revoke NAME|ID [--file F]    revoke every live token of NAME (or the one token ID)
   token list [--file F]              ids, names, dates; never secrets
@@ -98,6 +102,8 @@ export async function runClientCommand(argv: string[]): Promise<number> {
         return await groupCommand(rest);
       case "cluster":
         return await clusterCommand(rest);
+      case "mirror":
+        return await mirrorCommand(rest);
       case "token":
         return await tokenCommand(rest);
       case "help":
@@ -584,6 +590,42 @@ function clusterLines(s: ClusterStatus): string[] {
   for (const p of s.partitions) {
     const lag = p.lag.map((l) => `${l.peer}:${l.entries}`).join(",") || "-";
     lines.push(`  ${p.topic}\t${p.partition}\t${p.leader || "none"}\t${p.term}\t${p.commit}\t${p.replicas.join(",")}\t${lag}`);
+  }
+  return lines;
+}
+
+// ---- mirror ------------------------------------------------------------------------------------
+
+async function mirrorCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === "pause" || sub === "resume") {
+    const { values, positionals } = parse(rest, {});
+    const link = onePositional(positionals, `a link name: mirror ${sub} LINK`);
+    await api(baseUrl(values), `/v1/mirror/links/${encodeURIComponent(link)}/${sub}`, { method: "POST" });
+    await printLines([`${sub === "pause" ? "paused" : "resumed"} mirror link ${link}`]);
+    return 0;
+  }
+  if (sub !== "status") throw new UsageError(sub === undefined ? "mirror needs a subcommand: status, pause or resume" : `unknown mirror subcommand ${JSON.stringify(sub)}`);
+  const { values, positionals } = parse(rest, { json: { type: "boolean" } });
+  if (positionals.length > 0) throw new UsageError("mirror status takes no arguments");
+  const status = await apiJson<MirrorStatus>(baseUrl(values), "/v1/mirror");
+  await printLines(values.json ? [JSON.stringify(status, null, 2)] : mirrorLines(status));
+  return 0;
+}
+
+function mirrorLines(s: MirrorStatus): string[] {
+  const lines = [`edge cluster ${s.cluster}; ${s.leading ? "links run on this peer" : "links run on the leader of __mirror_checkpoints"}`];
+  const secs = (n: number | null) => (n === null ? "-" : `${Math.round(n)}s`);
+  for (const l of s.links) {
+    const sum = l.summary;
+    lines.push(`link ${l.name}: ${l.state}${l.lastError ? ` (last error: ${l.lastError})` : ""}, lag ${sum.lagRecords} records / ${sum.lagBytes} bytes, drain ${secs(sum.drainSeconds)}, ${sum.stalledPartitions} stalled`);
+    lines.push("  TOPIC\tPARTITION\tTARGET\tSTATE\tPOSITION\tLAG\tLAG_BYTES\tLAG_S\tLAST_ADVANCE\tDRAIN\tSTALLED");
+    for (const p of l.partitions) {
+      const g = p.lag;
+      const last = g?.lastAdvanceMs ? new Date(g.lastAdvanceMs).toISOString() : "-";
+      lines.push(`  ${p.topic}\t${p.partition}\t${p.target}\t${p.state}${p.message ? ` (${p.message})` : ""}\t${g?.position ?? "-"}\t${g?.lagRecords ?? "-"}\t${g?.lagBytes ?? "-"}\t${g ? g.lagSeconds.toFixed(1) : "-"}\t${last}\t${secs(g?.drainSeconds ?? null)}\t${g?.stalled ? "yes" : "no"}`);
+    }
+    for (const d of l.dropped) lines.push(`  dropped ${d.topic}/${d.partition}: ${d.droppedOffsets} offsets in ${d.ranges.map((r) => `[${r.from}, ${r.to}) ${r.reason}`).join(", ")}`);
   }
   return lines;
 }

@@ -27,6 +27,11 @@ import { startGrpcGateway } from "../gateways/grpc/index.ts";
 import { startMqttBridge } from "../gateways/mqtt/index.ts";
 import { GrpcTransport } from "../gateways/peer/transport.ts";
 import { isLoopback } from "../src/security/exposure.ts";
+import { systemClock } from "../src/runtime/clock.ts";
+import type { Logger } from "../src/logger.ts";
+import { parseMirrorConfig, type MirrorLinkConfig } from "../src/mirror/config.ts";
+import { MirrorEdge, type LinkSinkFactory } from "../src/mirror/edge.ts";
+import { brokerMirrorHost } from "../src/mirror/broker-host.ts";
 
 const USAGE = `usage: tributary serve [--config FILE] [--data-dir DIR] [--http-port N] [--<setting> VALUE ...]
 
@@ -160,7 +165,20 @@ export async function runServe(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  let mirror: MirrorEdge | null = null;
+  if (config.mirror.configPath) {
+    try {
+      mirror = await startMirror(broker, config, logger);
+    } catch (e) {
+      // Links that cannot start stop the broker, as the MQTT bridge's do: data would pile up unmirrored unseen.
+      const code = isTributaryError(e) ? `${e.code}: ` : "";
+      console.error(`error: ${code}${(e as Error).message}`);
+      await broker.close();
+      return 2;
+    }
+  }
   const app = createHttpApp(broker, {
+    ...(mirror ? { mirror } : {}),
     guard,
     maxRequestBytes: config.http.maxRequestBytes,
     maxWaitMs: config.http.maxWaitMs,
@@ -193,6 +211,7 @@ export async function runServe(argv: string[]): Promise<number> {
       const code = isTributaryError(e) ? `${e.code}: ` : "";
       logger.error("the MQTT bridge could not start", { error: e });
       console.error(`error: ${code}${(e as Error).message}`);
+      await mirror?.stop();
       await broker.close();
       await Promise.all([server.stop(), grpc.stop()]);
       return 2;
@@ -210,6 +229,8 @@ export async function runServe(argv: string[]): Promise<number> {
       // The bridge first: it stops taking MQTT messages, so none is acknowledged that the log
       // will not hold; the broker then wakes readers and flushes; the servers drain last.
       await mqtt?.stop();
+      // The mirror before the broker: its last positions are written to __mirror_checkpoints.
+      await mirror?.stop();
       await broker.close();
       await Promise.all([server.stop(), grpc.stop()]);
     } finally {
@@ -243,4 +264,54 @@ export async function runServe(argv: string[]): Promise<number> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   return 0;
+}
+
+/** Read and check mirror.config, and start the edge's links (each link's sink made by the gRPC mirror sink). */
+async function startMirror(broker: Broker, config: BrokerConfig, logger: Logger): Promise<MirrorEdge> {
+  const path = config.mirror.configPath;
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new TributaryError("INVALID_CONFIG", `mirror.config ${path}: ${(e as Error).message}`);
+  }
+  const mirrorConfig = parseMirrorConfig(json, config.mirror.clusterId);
+  const edge = new MirrorEdge({
+    clusterId: config.mirror.clusterId,
+    config: mirrorConfig,
+    host: brokerMirrorHost(broker),
+    sinkFor: await grpcSinkFactory(mirrorConfig.links, config.grpc.maxMessageBytes, logger),
+    clock: systemClock,
+    random: Math.random,
+    logger,
+    metrics: broker.metrics,
+    checkpointIntervalMs: config.mirror.checkpointIntervalMs,
+  });
+  await edge.start();
+  return edge;
+}
+
+/**
+ * The Tributary sink (gateways/grpc/mirror-sink.ts, `GrpcMirrorSink`), loaded when a mirror is
+ * configured; TLS files are read once here. Dynamic, so a broker that mirrors nothing never loads it.
+ */
+async function grpcSinkFactory(links: readonly MirrorLinkConfig[], maxMessageBytes: number, logger: Logger): Promise<LinkSinkFactory> {
+  const modulePath = "../gateways/grpc/mirror-sink.ts";
+  const mod = (await import(modulePath)) as { GrpcMirrorSink: new (options: GrpcMirrorSinkOptions) => ReturnType<LinkSinkFactory> };
+  const tls = new Map<string, GrpcMirrorSinkOptions["tls"]>();
+  for (const l of links) {
+    if (!l.central.tls) continue;
+    const [ca, cert, key] = await Promise.all([l.central.tls.ca, l.central.tls.cert, l.central.tls.key].map((f) => readFile(f, "utf8")));
+    tls.set(l.name, { ca: ca!, cert: cert!, key: key! });
+  }
+  return (link) => new mod.GrpcMirrorSink({ address: link.central.address, tls: tls.get(link.name) ?? null, token: link.central.token, maxMessageBytes, logger });
+}
+
+interface GrpcMirrorSinkOptions {
+  address: string;
+  /** PEM text. */
+  tls: { ca: string; cert: string; key: string } | null;
+  token: string | null;
+  maxMessageBytes: number;
+  logger: Logger;
 }

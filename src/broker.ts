@@ -17,7 +17,7 @@
  *   await broker.createTopic("telemetry", 3);
  *   const [{ partition, offset }] = await broker.produce("telemetry", [{ key: null, value: bytes }]);
  */
-import { TributaryError, isTributaryError } from "./errors.ts";
+import { TributaryError, assert, isTributaryError } from "./errors.ts";
 import {
   describeTopicSettings,
   topicSettings,
@@ -216,6 +216,7 @@ export class Broker {
         offsetForTimestamp: (topic, partition, ts) => this.offsetForTimestamp(topic, partition, ts),
         appendOffsets: async (records) => {
           const results = await this.produceInner(OFFSETS_TOPIC, records.map((r) => ({ ...r, partition: 0 })), 1);
+          for (const fn of this.offsetListeners) fn();
           return results[0]!.offset;
         },
         readOffsets: () => this.readWholePartition(OFFSETS_TOPIC, 0),
@@ -359,6 +360,7 @@ export class Broker {
         this.topics.set(name, await this.openTopic(w.record, w.replicas));
         this.logger.info("topic opened from the cluster metadata", { topic: name, partitions: w.record.partitions });
       }
+      this.topicsChanged();
     });
     this.reconciling = run.catch((e: unknown) => this.logger.error("could not apply cluster metadata", { error: e }));
     return run;
@@ -374,6 +376,7 @@ export class Broker {
     await Promise.allSettled(topic.partitions.map((p) => p?.log.close()));
     await this.fs.remove(this.store.topicDir(topic.record));
     this.logger.info("topic deleted", { topic: topic.record.name });
+    this.topicsChanged();
   }
 
   /**
@@ -412,7 +415,82 @@ export class Broker {
     replica.onLeaderChange = (leader) => {
       p.resetProducerState();
       if (p.topic === OFFSETS_TOPIC && p.index === 0) this.followCoordinator(leader);
+      for (const l of this.leaderListeners) if (l.topic === p.topic && l.partition === p.index) l.fn();
     };
+  }
+
+  // ---- hooks for the edge's mirror (src/mirror/broker-host.ts) -------------------------------
+
+  private readonly leaderListeners = new Set<{ topic: string; partition: number; fn: () => void }>();
+  private readonly topicListeners = new Set<() => void>();
+
+  private readonly offsetListeners = new Set<() => void>();
+
+  /** Called after consumer-group offsets were committed through this peer's coordinator; returns an unsubscribe function. */
+  onOffsetsCommitted(fn: () => void): () => void {
+    this.offsetListeners.add(fn);
+    return () => this.offsetListeners.delete(fn);
+  }
+
+  /** Called whenever a partition's leader changes here (cluster only); returns an unsubscribe function. */
+  onLeaderChange(topic: string, partition: number, fn: () => void): () => void {
+    const l = { topic, partition, fn };
+    this.leaderListeners.add(l);
+    return () => this.leaderListeners.delete(l);
+  }
+
+  /** Called after topics were created or deleted here; returns an unsubscribe function. */
+  onTopicsChanged(fn: () => void): () => void {
+    this.topicListeners.add(fn);
+    return () => this.topicListeners.delete(fn);
+  }
+
+  private topicsChanged(): void {
+    for (const fn of this.topicListeners) {
+      try {
+        fn();
+      } catch (e) {
+        this.logger.error("a topics listener threw", { error: e });
+      }
+    }
+  }
+
+  /** Topics with their ids, internal ones included. */
+  topicRecords(): { name: string; id: string; partitions: number; config: Record<string, string> }[] {
+    return [...this.topics.values()].map((t) => ({ name: t.record.name, id: t.record.id, partitions: t.record.partitions, config: describeTopicSettings(t.settings) }));
+  }
+
+  /** The local log of a partition and, in a cluster, whether this peer leads it; null where this peer holds no replica. */
+  localPartition(topic: string, partition: number): { log: PartitionLog; leading: boolean } | null {
+    const p = this.topics.get(topic)?.partitions[partition];
+    if (!p) return null;
+    return { log: p.log, leading: p.replica ? p.replica.isLeader : true };
+  }
+
+  /** Create an internal topic of one partition when it is missing (retried through elections in a cluster). */
+  async ensureInternalTopic(name: string, config: TopicConfigInput): Promise<void> {
+    while (this.state === "open" && !this.topics.has(name)) {
+      try {
+        await this.createTopicWith(name, 1, config, true);
+      } catch (e) {
+        if (isTributaryError(e) && e.code === "TOPIC_EXISTS") continue;
+        if (!this.cluster || !(isTributaryError(e) && e.retriable)) throw e;
+        await this.cluster.sleep(200);
+      }
+    }
+    this.checkOpen();
+  }
+
+  /** Append keyed records to partition 0 of an internal topic with acks=all. */
+  async appendInternal(topic: string, records: { key: Uint8Array; value: Uint8Array | null }[]): Promise<void> {
+    assert(isInternalTopic(topic), `${topic} is not an internal topic`);
+    await this.produceInner(topic, records.map((r) => ({ ...r, partition: 0 })), -1);
+  }
+
+  /** Every record of partition 0 of an internal topic up to its high watermark now. */
+  readInternal(topic: string): AsyncIterable<DecodedRecord> {
+    assert(isInternalTopic(topic), `${topic} is not an internal topic`);
+    return this.readWholePartition(topic, 0);
   }
 
   /** Groups are coordinated by the leader of __consumer_offsets, once it has replayed the offsets. */
@@ -701,6 +779,7 @@ export class Broker {
       }
       this.topics.set(name, topic);
       this.logger.info("topic created", { topic: name, partitions: count, config: overrides });
+      this.topicsChanged();
       return this.describe(topic);
     });
   }

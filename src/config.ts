@@ -15,6 +15,7 @@ import { TributaryError } from "./errors.ts";
 import type { CleanupPolicy, FlushPolicy } from "./storage/log.ts";
 import type { LogLevel } from "./logger.ts";
 import type { DiskFullPolicy } from "./mirror/retention-policy.ts";
+import { validateClusterId } from "./mirror/topics.ts";
 
 type Kind = "int" | "string" | "bool" | "enum";
 
@@ -43,6 +44,9 @@ export const SETTINGS = [
   { key: "grpc.stream.max.inflight", kind: "int", default: 32, min: 1, doc: "Batches a ProduceStream client may have unacknowledged; past it the server stops reading the stream." },
   { key: "mqtt.config", kind: "string", default: "", doc: "JSON file of MQTT bridge connections and mapping rules; empty: no bridge." },
   { key: "mqtt.principal", kind: "string", default: "", doc: "With authentication on: the principal the MQTT bridge runs as (its ACL rules apply to every mapping rule)." },
+  { key: "mirror.cluster.id", kind: "string", default: "", doc: "This edge cluster's id in mirrored records and central topic names (1-64 letters, digits, '_', '-'); needed with mirror.config." },
+  { key: "mirror.config", kind: "string", default: "", doc: "JSON file of mirror links to central clusters (see Mirroring); empty: nothing is mirrored." },
+  { key: "mirror.checkpoint.interval.ms", kind: "int", default: 1000, min: 10, doc: "Longest time between writing a mirror link's acknowledged positions to __mirror_checkpoints (they are written at shutdown too)." },
   { key: "auth.tokens.file", kind: "string", default: "", doc: "Token file (salted hashes, see Security); set: every request needs a bearer token. Empty: no authentication, loopback only." },
   { key: "auth.acl.file", kind: "string", default: "", doc: "ACL file (JSON, see Security); with authentication on and no ACL file, everything is denied." },
   { key: "tls.cert.file", kind: "string", default: "", doc: "PEM certificate chain of the HTTP and gRPC listeners; set (with tls.key.file): both serve TLS only. Re-read on SIGHUP." },
@@ -146,6 +150,8 @@ export interface BrokerConfig {
   };
   /** Path of the MQTT bridge's JSON config; "" when there is no bridge. */
   mqttConfigPath: string;
+  /** Mirroring to central clusters (src/mirror/edge.ts); configPath "" when nothing is mirrored. */
+  mirror: { clusterId: string; configPath: string; checkpointIntervalMs: number };
   security: {
     /** "" when authentication is off. */
     tokensFile: string;
@@ -270,6 +276,7 @@ function toBrokerConfig(v: Values): BrokerConfig {
       streamMaxInflight: n("grpc.stream.max.inflight"),
     },
     mqttConfigPath: s("mqtt.config"),
+    mirror: mirrorFrom(s("mirror.cluster.id"), s("mirror.config"), n("mirror.checkpoint.interval.ms")),
     security: {
       tokensFile: s("auth.tokens.file"),
       aclFile: s("auth.acl.file"),
@@ -293,6 +300,13 @@ function toBrokerConfig(v: Values): BrokerConfig {
     mirrorRetention: { diskBudgetBytes: n("mirror.disk.budget.bytes"), diskFullPolicy: s("mirror.disk.full.policy") as DiskFullPolicy },
     topicDefaults: topicSettingsFrom((k) => v[k]),
   };
+}
+
+/** A mirror config file needs the edge cluster's id, and an id must be one. */
+function mirrorFrom(clusterId: string, configPath: string, checkpointIntervalMs: number): BrokerConfig["mirror"] {
+  if (configPath !== "" && clusterId === "") throw new TributaryError("INVALID_CONFIG", "mirror.config is set but mirror.cluster.id is not: name this edge cluster");
+  if (clusterId !== "") validateClusterId(clusterId);
+  return { clusterId, configPath, checkpointIntervalMs };
 }
 
 /** Parse and check `cluster.peers`; null without peers. */

@@ -20,6 +20,7 @@ import { ConsumerService } from "../gateways/grpc/gen/tributary/v1/consumer_pb.t
 import { GroupsService } from "../gateways/grpc/gen/tributary/v1/groups_pb.ts";
 import { ProducerService } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
 import { parseBridgeConfig } from "../gateways/mqtt/config.ts";
+import { parseMirrorConfig } from "../src/mirror/config.ts";
 import { mapMessage, validatePayload } from "../gateways/mqtt/rules.ts";
 
 /** Run `fn`; it may return, or throw a TributaryError with one of `codes`; anything else fails. */
@@ -157,6 +158,35 @@ describe("MQTT bridge config and payload mapping", () => {
         expect(r === null || typeof r === "string").toBe(true);
       }),
       { numRuns: 2000 },
+    );
+  });
+});
+
+describe("mirror links config", () => {
+  const SECRET = "tok-Secr3t-never-echo";
+  const valid = {
+    links: [
+      {
+        name: "to-dc",
+        central: { address: "dc.example:8481", tls: { ca: "ca.pem", cert: "edge.pem", key: "edge.key" }, token: SECRET },
+        topics: { include: ["telemetry", "alarms.*"], exclude: ["alarms.test"], prefix: "{cluster}." },
+        uplink: { bytesPerSecond: 125_000, backlogShare: 0.3, maxSendBytes: 262_144, priorities: [{ pattern: "alarms.*", priority: 3 }] },
+        groups: ["dashboard"],
+      },
+    ],
+  };
+
+  it("the valid config parses", () => {
+    expect(parseMirrorConfig(valid, "site7").links[0]!.mapping.prefix).toBe("site7.");
+  });
+
+  it("random and mutated configs: a config or INVALID_CONFIG, never naming the token", () => {
+    fc.assert(
+      fc.property(configArb(valid), fc.constantFrom("site7", "", "bad id", "x".repeat(65)), (input, cluster) => {
+        const e = onlyTyped(["INVALID_CONFIG"], () => parseMirrorConfig(input, cluster));
+        if (e) expect(e.message).not.toContain(SECRET);
+      }),
+      { numRuns: RUNS * 2 },
     );
   });
 });

@@ -10,6 +10,8 @@
  *   POST /v1/topics                                create topic:<body.name>
  *   GET /v1/topics, GET /v1/groups, GET /v1/cluster describe cluster
  *   POST, DELETE /v1/cluster/peers                 admin cluster
+ *   GET /v1/mirror                                 describe cluster
+ *   POST /v1/mirror/links/{name}/pause|resume      admin cluster
  *   GET /v1/topics/{t}                             describe topic:t
  *   DELETE /v1/topics/{t}                          delete topic:t
  *   POST /v1/topics/{t}/records                    produce topic:t
@@ -64,7 +66,7 @@ export async function requiredChecks(req: Request, path: string, maxBytes: numbe
     if (sub === "partitions") return [{ operation: "consume", resource: topic(name) }];
     return [{ operation: "describe", resource: topic(name) }];
   }
-  if (kind === "cluster") return [{ operation: method === "GET" ? "describe" : "admin", resource: CLUSTER }];
+  if (kind === "cluster" || kind === "mirror") return [{ operation: method === "GET" ? "describe" : "admin", resource: CLUSTER }];
   if (kind === "consumers" && name !== undefined) {
     const checks: Check[] = [{ operation: "group", resource: group(name) }];
     if (method === "POST" && rest[1] === "subscription") {

@@ -3,6 +3,7 @@ import type { Broker } from "../../src/broker.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { SecurityGuard } from "../../src/security/guard.ts";
 import type { ConcurrencyGate } from "../../src/concurrency-gate.ts";
+import type { MirrorStatus } from "../../src/mirror/edge.ts";
 
 export interface HttpGatewayOptions {
   /** Largest request body, checked on Content-Length and on the bytes read: 413 beyond. */
@@ -16,6 +17,15 @@ export interface HttpGatewayOptions {
   logger: Logger;
   /** Authentication and ACLs (gateways/http/auth.ts); absent: authentication is off. */
   guard?: SecurityGuard;
+  /** The edge's mirror links (GET /v1/mirror); absent: nothing is mirrored. */
+  mirror?: MirrorControl;
+}
+
+/** What the gateway needs of the edge's mirror (src/mirror/edge.ts's MirrorEdge). */
+export interface MirrorControl {
+  status(): MirrorStatus;
+  pause(link: string): void;
+  resume(link: string): void;
 }
 
 export interface GatewayDeps {

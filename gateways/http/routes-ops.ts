@@ -6,6 +6,9 @@
  *   POST /v1/cluster/peers {"id", "address"}  add a peer; DELETE /v1/cluster/peers/{id}  remove one
  *   GET /v1/cluster  peers, the controller's leader, and per partition its replicas, leader, term,
  *                    commit index and each replica's lag (from every peer's view; 404 on a single node)
+ *   GET /v1/mirror   the edge's mirror links: state, per partition lag (records, bytes, seconds),
+ *                    last advance, drain estimate, stalled, dropped ranges (404 without mirror.config)
+ *   POST /v1/mirror/links/{name}/pause, .../resume   stop sending on a link, or start again (204)
  */
 import type { Hono } from "hono";
 import { TributaryError } from "../../src/errors.ts";
@@ -16,7 +19,7 @@ import { decodeBody, readBody, requestFormat } from "./media.ts";
 const JSON_TYPE = { "content-type": "application/json" };
 const MEMBERSHIP_BODY_BYTES = 4096;
 
-export function opsRoutes(app: Hono, { broker }: GatewayDeps): void {
+export function opsRoutes(app: Hono, { broker, options }: GatewayDeps): void {
   app.get("/healthz", () => new Response(JSON.stringify({ status: "ok" }), { headers: JSON_TYPE }));
 
   app.get("/readyz", () => {
@@ -41,6 +44,20 @@ export function opsRoutes(app: Hono, { broker }: GatewayDeps): void {
     const id = Number(c.req.param("id"));
     if (!Number.isSafeInteger(id)) throw new TributaryError("INVALID_REQUEST", "a peer id is an integer");
     await broker.removePeer(id);
+    return c.body(null, 204);
+  });
+
+  app.get("/v1/mirror", (c) => {
+    if (!options.mirror) return errorResponse(c, "NOT_FOUND", "this broker mirrors nothing: no mirror.config");
+    return new Response(JSON.stringify(options.mirror.status()), { headers: JSON_TYPE });
+  });
+
+  app.post("/v1/mirror/links/:name/:action", (c) => {
+    const mirror = options.mirror;
+    if (!mirror) return errorResponse(c, "NOT_FOUND", "this broker mirrors nothing: no mirror.config");
+    const action = c.req.param("action");
+    if (action !== "pause" && action !== "resume") return errorResponse(c, "NOT_FOUND", `no route for POST ${c.req.path}`);
+    mirror[action](c.req.param("name"));
     return c.body(null, 204);
   });
 

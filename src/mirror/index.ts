@@ -5,8 +5,9 @@
  * the edge topics it selects into a central cluster, asynchronously. The central is a Tributary
  * cluster started in the central role. Data gathered on site arrives there complete, in order
  * and once, even after the uplink was down for days or slow and expensive. This folder holds the
- * pure parts, and this comment is the design the driver follows. The driver (the link runner,
- * the Tributary sink, the central's receiving service, the checkpoint store) is not built yet.
+ * pure parts, and this comment is the design the driver follows. The edge's driver (the link
+ * runner, the checkpoint store, MirrorEdge) is here too; the Tributary sink and the central's
+ * receiving service are not built yet.
  *
  * ## The parts
  *
@@ -20,6 +21,14 @@
  * | `lag.ts` | per-partition lag (records, bytes, seconds), rates, drain estimate, stalled flag; the link summary |
  * | `retention-policy.ts` | mirror-aware retention at the edge, and the disk budget's two policies |
  * | `ranges.ts` | offset ranges: normalising, clipping, the bounded drop ledger |
+ * | `source.ts` | what the edge's mirror takes from its broker (partition logs, checkpoint topic, leadership, group offsets) |
+ * | `runner.ts` | the edge's driver of one link (`MirrorLink`): sessions, plans, the send loop, backoff, lag |
+ * | `checkpoints.ts` | `__mirror_checkpoints` (positions, drop ledger) and the `MirrorRetentionSource` over it |
+ * | `group-offsets.ts` | mirrored consumer groups' committed offsets, sent and re-sent while held back |
+ * | `edge.ts` | `MirrorEdge`: the links of one broker, following the leader of `__mirror_checkpoints`; status, metrics |
+ * | `broker-host.ts` | `source.ts`'s interfaces over the Broker |
+ * | `config.ts` | the `mirror.config` links file, checked whole |
+ * | `mem-sink.ts` | an in-memory central (tests, simulation) behind `MirrorSink` |
  *
  * ## The data path
  *
