@@ -286,7 +286,10 @@ async function startMirror(broker: Broker, config: BrokerConfig, logger: Logger)
     logger,
     metrics: broker.metrics,
     checkpointIntervalMs: config.mirror.checkpointIntervalMs,
+    onPositionsMoved: () => void broker.mirrorPositionsMoved(),
   });
+  // Edge retention keeps what the links have not brought to the central (src/mirror/retention-driver.ts).
+  broker.setMirrorRetention(edge.retention);
   await edge.start();
   return edge;
 }

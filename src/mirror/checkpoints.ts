@@ -118,6 +118,8 @@ interface PositionState {
 export interface CheckpointOptions {
   readonly intervalMs: number;
   readonly logger: Logger;
+  /** Called when an acknowledged position moves. */
+  readonly onMoved?: () => void;
 }
 
 const pkey = (link: string, topic: string, partition: number) => JSON.stringify([link, topic, partition]);
@@ -197,6 +199,7 @@ export class MirrorCheckpoints implements LinkCheckpoints, MirrorRetentionSource
     if (current && current.position === position && current.sourceTopicId === ids.sourceTopicId && current.targetTopicId === ids.targetTopicId) return;
     s.pending = { position, ...ids, updatedAtMs: this.clock.now() };
     this.scheduleFlush();
+    this.o.onMoved?.();
   }
 
   mirroredBelow(topic: string, partition: number): number | null {

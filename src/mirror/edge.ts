@@ -43,6 +43,8 @@ export interface MirrorEdgeOptions {
   readonly checkpointIntervalMs: number;
   /** How often mirrored groups' offsets are read and sent (also 100 ms after a commit here). Default 5000. */
   readonly groupSyncIntervalMs?: number;
+  /** Told whenever an acknowledged position moves (edge retention re-plans while it refuses writes). */
+  readonly onPositionsMoved?: () => void;
 }
 
 export interface LinkStatusWithLedger extends LinkStatus {
@@ -84,7 +86,7 @@ export class MirrorEdge {
   private readonly bytesSent;
 
   constructor(private readonly o: MirrorEdgeOptions) {
-    this.checkpoints = new MirrorCheckpoints(o.host.checkpoints, o.clock, { intervalMs: o.checkpointIntervalMs, logger: o.logger });
+    this.checkpoints = new MirrorCheckpoints(o.host.checkpoints, o.clock, { intervalMs: o.checkpointIntervalMs, logger: o.logger, onMoved: o.onPositionsMoved });
     for (const l of o.config.links) this.checkpoints.registerLink(l.name, (t) => selects(l.mapping, t));
     this.bytesSent = o.metrics?.counter("tributary_mirror_bytes_sent_total", "Bytes of record batches acknowledged by the central, by lane", ["link", "lane"]);
     if (o.metrics) this.registerGauges(o.metrics);
