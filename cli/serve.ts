@@ -6,7 +6,8 @@
  * Once the gateway listens it logs one JSON line `{"msg":"listening","listener":"http","url":...,"port":...}`
  * on stderr; scripts and tests wait for it.
  *
- * TLS (tls.cert.file, tls.key.file, tls.ca.file) covers the HTTP and gRPC listeners alike. SIGHUP
+ * TLS (tls.cert.file, tls.key.file, tls.ca.file) covers the HTTP, gRPC and peer listeners alike (and
+ * the peer links' client certificate). SIGHUP
  * re-reads the three files and gives new connections the new material without stopping the
  * process; a file that does not read or does not make a TLS context is logged and the listeners
  * keep what they have (see README, Security).
@@ -226,9 +227,11 @@ export async function runServe(argv: string[]): Promise<number> {
         try {
           const material = await readTlsMaterial(tlsFiles);
           grpc.reloadTls(material);
+          // The peer listener and links run mutual TLS only with a CA (checked at start).
+          if (transport && material.ca !== null) transport.reloadTls({ cert: material.cert, key: material.key, ca: material.ca });
           try {
             await server.reloadTls(material);
-            logger.info("tls: reloaded", { listeners: ["http", "grpc"] });
+            logger.info("tls: reloaded", { listeners: transport && material.ca !== null ? ["http", "grpc", "peer"] : ["http", "grpc"] });
           } catch (e) {
             logger.warn("tls: reloaded for gRPC; the HTTP listener keeps its old certificate", { error: e });
           }
