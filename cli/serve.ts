@@ -25,9 +25,11 @@ import { Metrics } from "../src/metrics.ts";
 import { startHttpServer } from "../src/runtime/http-server.ts";
 import { createHttpApp } from "../gateways/http/app.ts";
 import { startGrpcGateway } from "../gateways/grpc/index.ts";
-import { startMqttBridge } from "../gateways/mqtt/index.ts";
-import { GrpcTransport } from "../gateways/peer/transport.ts";
+import type { RunningBridge } from "../gateways/mqtt/index.ts";
+import type { GrpcTransport } from "../gateways/peer/transport.ts";
 import { isLoopback } from "../src/security/exposure.ts";
+import { systemClock } from "../src/runtime/clock.ts";
+import { IdleHeapCompactor, v8HeapCompaction } from "../src/runtime/heap.ts";
 
 const USAGE = `usage: tributary serve [--config FILE] [--data-dir DIR] [--http-port N] [--<setting> VALUE ...]
 
@@ -138,6 +140,8 @@ export async function runServe(argv: string[]): Promise<number> {
   let transport: GrpcTransport | undefined;
   if (config.cluster) {
     const c = config.cluster;
+    // Loaded only for a cluster (as the MQTT bridge below): modules not loaded cost no memory (README, Performance).
+    const { GrpcTransport } = await import("../gateways/peer/transport.ts");
     transport = await GrpcTransport.start({
       self: c.nodeId,
       host: c.listenHost,
@@ -180,9 +184,10 @@ export async function runServe(argv: string[]): Promise<number> {
   logger.info("listening", { listener: "http", url, port: server.port });
   const grpc = await startGrpcGateway(broker, { ...config.grpc, logger, guard, ...(tls ? { tls } : {}) });
   logger.info("listening", { listener: "grpc", url: `${config.grpc.host}:${grpc.port}`, port: grpc.port });
-  let mqtt: Awaited<ReturnType<typeof startMqttBridge>> | null = null;
+  let mqtt: RunningBridge | null = null;
   if (config.mqttConfigPath) {
     try {
+      const { startMqttBridge } = await import("../gateways/mqtt/index.ts");
       mqtt = await startMqttBridge(broker, {
         configPath: config.mqttConfigPath,
         logger,
@@ -201,6 +206,10 @@ export async function runServe(argv: string[]): Promise<number> {
   }
 
   let stopping = false;
+  // Deno: give the heap back when the broker goes idle (src/runtime/heap.ts); Bun runs without.
+  const heapHooks = v8HeapCompaction();
+  const compactor = heapHooks ? new IdleHeapCompactor(systemClock, heapHooks) : null;
+  compactor?.start();
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -210,6 +219,7 @@ export async function runServe(argv: string[]): Promise<number> {
       // and flushes appends in flight, whose replies then go out during the server's grace period.
       // The bridge first: it stops taking MQTT messages, so none is acknowledged that the log
       // will not hold; the broker then wakes readers and flushes; the servers drain last.
+      compactor?.stop();
       await mqtt?.stop();
       await broker.close();
       await Promise.all([server.stop(), grpc.stop()]);
