@@ -39,7 +39,6 @@ import { Receiver, type ReceiveDropReason } from "./receiver.ts";
 
 export type { PeerTls } from "./credentials.ts";
 
-
 export interface GrpcTransportOptions {
   readonly self: NodeId;
   readonly host: string;
