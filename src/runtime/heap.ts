@@ -44,7 +44,9 @@ export interface IdleCompactorLimits {
   minGarbageBytes: number;
 }
 
-export const DEFAULT_IDLE_COMPACTOR_LIMITS: IdleCompactorLimits = { checkMs: 1_000, idleBytes: 512 * 1024, minGarbageBytes: 8 * 1024 * 1024 };
+// 32 MiB of garbage between compactions: a broker with a trickle of traffic (idle by the 512 KiB/s test)
+// pauses for one full collection every minute or two at most, not every few seconds.
+export const DEFAULT_IDLE_COMPACTOR_LIMITS: IdleCompactorLimits = { checkMs: 1_000, idleBytes: 512 * 1024, minGarbageBytes: 32 * 1024 * 1024 };
 
 export class IdleHeapCompactor {
   private lastBytes: number;
