@@ -5,12 +5,14 @@
  *    second until three samples in a row move less than 0.5 MB, at most 20 s). Goal < 80 MB.
  * 2. Under load: the throughput run (acks=1, flush.mode=batch, 1 KiB records, batches of 100,
  *    16 in flight, gRPC ProduceStream, a Subscribe tail alongside); peak RSS (VmHWM). Goal < 256 MB.
- * 3. Soak (BENCH_SOAK_S seconds; 0 skips it): the same producer held at half the rate step 2
- *    reached, with retention on (64 MiB segments, 256 MiB per partition, maintenance every 5 s) so
- *    the disk stays bounded; RSS sampled every BENCH_SOAK_SAMPLE_S (default 5) seconds. Reports RSS
- *    at a quarter of the run, at the end, the peak, and the growth over the second half (least
- *    squares, MB per minute). No consumer runs in the soak: the generator's end-to-end bookkeeping
- *    grows with the offsets, and would blur the broker's own growth.
+ * 3. Soak (scenario `soak`, `npm run bench:soak`; `soakRuns`): the maximum rate measured as in
+ *    step 2 (at least 10 s), then a fresh broker with the same producer held at half of it for
+ *    BENCH_SOAK_SECONDS (default 600), with retention on (64 MiB segments, 256 MiB per partition,
+ *    maintenance every 5 s) so the disk stays bounded; RSS sampled every BENCH_SOAK_SAMPLE_S
+ *    (default 10) seconds. Reports RSS at the first sample, at a quarter of the run, at the end,
+ *    the peak, and the growth over the second half (slope of a least-squares line, MB per minute).
+ *    No consumer runs in the soak: the generator's end-to-end bookkeeping grows with the offsets,
+ *    and would blur the broker's own growth.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -28,14 +30,17 @@ export interface MemoryResult {
   runtime: Runtime;
   idleRssBytes: number;
   load: Measured;
-  soak: SoakResult | null;
 }
 
 export interface SoakResult {
+  runtime: Runtime;
   seconds: number;
+  /** The maximum measured first, records/s; the soak's target is half of it. */
+  maxRate: number;
   rate: number;
   achievedRate: number;
   samples: { atS: number; rssBytes: number }[];
+  firstRssBytes: number;
   quarterRssBytes: number;
   endRssBytes: number;
   peakRssBytes: number;
@@ -101,8 +106,9 @@ function slopePerMin(points: { atS: number; rssBytes: number }[]): number {
   return den === 0 ? 0 : ((num / den) * 60) / 1e6;
 }
 
-async function soak(runtime: Runtime, seconds: number, rate: number): Promise<SoakResult> {
-  const sampleMs = Number(process.env.BENCH_SOAK_SAMPLE_S ?? 5) * 1000;
+async function soak(runtime: Runtime, seconds: number, maxRate: number): Promise<SoakResult> {
+  const rate = maxRate / 2;
+  const sampleMs = Number(process.env.BENCH_SOAK_SAMPLE_S ?? 10) * 1000;
   return withDir(async (dir) => {
     const broker = await startBrokerProcess({
       runtime,
@@ -121,10 +127,13 @@ async function soak(runtime: Runtime, seconds: number, rate: number): Promise<So
       samples.push({ atS: (performance.now() - t0) / 1000, rssBytes: rssBytes(broker.pid) });
       const at = (frac: number) => samples.find((s) => s.atS >= seconds * frac) ?? samples[samples.length - 1]!;
       return {
+        runtime,
         seconds,
+        maxRate,
         rate,
         achievedRate: r.records / (r.elapsedMs / 1000),
         samples,
+        firstRssBytes: samples[0]!.rssBytes,
         quarterRssBytes: at(0.25).rssBytes,
         endRssBytes: samples[samples.length - 1]!.rssBytes,
         peakRssBytes: peakRssBytes(broker.pid),
@@ -137,15 +146,26 @@ async function soak(runtime: Runtime, seconds: number, rate: number): Promise<So
   });
 }
 
-export async function memoryBudget(runtimes: Runtime[], seconds: number, soakSeconds: number, soakRuntimes: Runtime[]): Promise<MemoryResult[]> {
+export async function memoryBudget(runtimes: Runtime[], seconds: number): Promise<MemoryResult[]> {
   const out: MemoryResult[] = [];
   for (const runtime of runtimes) {
     const idleRssBytes = await idle(runtime);
     const load = await underLoad(runtime, seconds);
-    const maxRate = load.records / (load.elapsedMs / 1000);
-    const s = soakSeconds > 0 && soakRuntimes.includes(runtime) ? await soak(runtime, soakSeconds, maxRate / 2) : null;
-    out.push({ runtime, idleRssBytes, load, soak: s });
+    out.push({ runtime, idleRssBytes, load });
     console.error(`done: memory ${runtime}`);
+  }
+  return out;
+}
+
+/** Per runtime: the maximum rate (a `maxRateSeconds` run), then the soak at half of it. */
+export async function soakRuns(runtimes: Runtime[], maxRateSeconds: number, soakSeconds: number): Promise<SoakResult[]> {
+  const out: SoakResult[] = [];
+  for (const runtime of runtimes) {
+    const load = await underLoad(runtime, maxRateSeconds);
+    const maxRate = load.records / (load.elapsedMs / 1000);
+    console.error(`soak ${runtime}: maximum ${Math.round(maxRate)} records/s; ${soakSeconds} s at half of it`);
+    out.push(await soak(runtime, soakSeconds, maxRate));
+    console.error(`done: soak ${runtime}`);
   }
   return out;
 }

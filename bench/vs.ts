@@ -17,14 +17,16 @@
  *   catchup  (e) a consumer reading a backlog of BENCH_CATCHUP_MB (default 256; the issue's
  *            1 GiB is BENCH_CATCHUP_MB=1024) of 1 KiB messages from the start, from a broker
  *            restarted after the backlog was written (page cache warm, broker caches cold).
- *   memory   idle RSS with 100 partitions, peak RSS under load, and a soak (bench/vs-memory.ts).
+ *   memory   idle RSS with 100 partitions and peak RSS under load, on Bun and Deno (bench/vs-memory.ts).
+ *   soak     not in the default set (it takes BENCH_SOAK_SECONDS, default 600, per runtime): the
+ *            maximum rate, then a broker at half of it, RSS every 10 s, growth over the second
+ *            half (bench/vs-memory.ts). Runtimes: BENCH_SOAK_RUNTIMES (default bun; "bun,deno").
  *
  * Prints the tables and appends them, with machine, versions and date, to bench/RESULTS.md
  * (BENCH_NO_RESULTS=1: print only). Env: BENCH_SECONDS (default 3) per run; BENCH_RUNTIME
- * (bun|deno) of the Tributary broker in (a)-(e), default bun; BENCH_SOAK_S (default 60; the
- * 10-minute run is BENCH_SOAK_S=600 npm run bench:memory); BENCH_SOAK_RUNTIMES (default bun).
+ * (bun|deno) of the Tributary broker in (a)-(e), default bun.
  *
- * usage: bun bench/vs.ts [fsync|cache|r3|mqtt|catchup|memory ...]
+ * usage: bun bench/vs.ts [fsync|cache|r3|mqtt|catchup|memory|soak ...]
  */
 import { execFileSync } from "node:child_process";
 import { appendFile, mkdtemp, rm } from "node:fs/promises";
@@ -33,7 +35,7 @@ import { join } from "node:path";
 import { fmt, machine, npmBin, REPO, table } from "./lib.ts";
 import { runMqttFanIn, MQTT_DEVICES } from "./mqtt.ts";
 import { natsServerBinary, natsServerVersion } from "./nats-server.ts";
-import { IDLE_PARTITIONS, memoryBudget, type MemoryResult } from "./vs-memory.ts";
+import { IDLE_PARTITIONS, memoryBudget, soakRuns, type MemoryResult, type SoakResult } from "./vs-memory.ts";
 import { startSystem, systemName, type Measured, type SystemSpec } from "./vs-systems.ts";
 import { mosquittoBinary } from "../test/support/mosquitto.ts";
 import type { Runtime } from "../test/support/broker-process.ts";
@@ -41,10 +43,13 @@ import type { Runtime } from "../test/support/broker-process.ts";
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const RUNTIME = (process.env.BENCH_RUNTIME ?? "bun") as Runtime;
 const CATCHUP_MB = Number(process.env.BENCH_CATCHUP_MB ?? 256);
-const SOAK_S = Number(process.env.BENCH_SOAK_S ?? 60);
+const SOAK_S = Number(process.env.BENCH_SOAK_SECONDS ?? 600);
 const SOAK_RUNTIMES = (process.env.BENCH_SOAK_RUNTIMES ?? "bun").split(",") as Runtime[];
+/** The maximum rate the soak halves is measured over this long. */
+const SOAK_MAX_RATE_S = Math.max(SECONDS, 10);
 const ALL = ["fsync", "cache", "r3", "mqtt", "catchup", "memory"] as const;
-type ScenarioName = (typeof ALL)[number];
+const KNOWN = [...ALL, "soak"] as const;
+type ScenarioName = (typeof KNOWN)[number];
 
 interface Shape {
   name: string;
@@ -290,22 +295,33 @@ function memoryTables(results: MemoryResult[]): string {
       r.load.peakRssBytes < 256e6 ? "met" : "missed",
     ]),
   );
-  const soaks = results.filter((r) => r.soak);
-  if (soaks.length === 0) return budget;
-  const soak = table(
-    ["runtime", "seconds", "target / achieved msgs/s", "RSS at 1/4 MB", "RSS at end MB", "peak RSS MB", "growth, 2nd half MB/min", "p99 ms per batch"],
-    soaks.map(({ runtime, soak: s }) => [
-      runtime,
-      s!.seconds,
-      `${fmt.int(s!.rate)} / ${fmt.int(s!.achievedRate)}`,
-      mb(s!.quarterRssBytes),
-      mb(s!.endRssBytes),
-      mb(s!.peakRssBytes),
-      s!.growthMBPerMin.toFixed(2),
-      ms(s!.p99),
+  return budget;
+}
+
+function soakTable(results: SoakResult[]): string {
+  const mb = (b: number) => fmt.mb(b);
+  const rows = table(
+    ["runtime", "seconds", "max msgs/s", "target / achieved msgs/s", "RSS first sample MB", "at 1/4 MB", "at end MB", "peak MB", "growth, 2nd half MB/min", "goal: no growth", "p99 ms per batch"],
+    results.map((s) => [
+      s.runtime,
+      s.seconds,
+      fmt.int(s.maxRate),
+      `${fmt.int(s.rate)} / ${fmt.int(s.achievedRate)}`,
+      mb(s.firstRssBytes),
+      mb(s.quarterRssBytes),
+      mb(s.endRssBytes),
+      mb(s.peakRssBytes),
+      s.growthMBPerMin.toFixed(2),
+      // Growth within the noise of the collector's sawtooth: under 0.5 MB/min (5 MB over 10
+      // minutes). A negative slope is the heap shrinking back, not growth.
+      s.growthMBPerMin < 0.5 ? "met" : "missed",
+      ms(s.p99),
     ]),
   );
-  return `${budget}\n\nSoak at half the rate above (BENCH_SOAK_S=${SOAK_S}; the 10-minute run: \`BENCH_SOAK_S=600 npm run bench:memory\`):\n\n${soak}`;
+  // The RSS series, one sample a minute, so a reader can see the shape, not only the slope.
+  const perMinute = Math.max(1, Math.round(60 / Number(process.env.BENCH_SOAK_SAMPLE_S ?? 10)));
+  const series = results.map((s) => `${s.runtime}: ${s.samples.filter((_, i) => i % perMinute === perMinute - 1).map((p) => mb(p.rssBytes)).join(", ") || "(under a minute)"} MB`).join("; ");
+  return `gRPC ProduceStream, 1 KiB records, batches of 100, 16 in flight, at half the maximum rate measured over ${SOAK_MAX_RATE_S} s; RSS every ${process.env.BENCH_SOAK_SAMPLE_S ?? 10} s, growth = slope of a least-squares line over the second half:\n\n${rows}\n\nRSS each minute: ${series}`;
 }
 
 function version(cmd: string, args: string[], pick: RegExp): string {
@@ -329,7 +345,7 @@ function versions(): string {
 async function main(): Promise<void> {
   const asked = process.argv.slice(2) as ScenarioName[];
   const chosen = asked.length > 0 ? asked : [...ALL];
-  for (const a of chosen) if (!ALL.includes(a)) throw new Error(`unknown scenario ${a}; one of ${ALL.join(", ")}`);
+  for (const a of chosen) if (!(KNOWN as readonly string[]).includes(a)) throw new Error(`unknown scenario ${a}; one of ${KNOWN.join(", ")}`);
   const load0 = loadavg()[0]!;
   const started = Date.now();
   const details: string[] = [];
@@ -350,7 +366,8 @@ async function main(): Promise<void> {
     details.push(r.detail);
     summary.push(...r.summary);
   }
-  if (chosen.includes("memory")) memory = memoryTables(await memoryBudget(["bun", "deno"], SECONDS, SOAK_S, SOAK_RUNTIMES));
+  if (chosen.includes("memory")) memory = memoryTables(await memoryBudget(["bun", "deno"], SECONDS));
+  const soak = chosen.includes("soak") ? soakTable(await soakRuns(SOAK_RUNTIMES, SOAK_MAX_RATE_S, SOAK_S)) : "";
   const minutes = ((Date.now() - started) / 60_000).toFixed(1);
   const header = [
     `### ${new Date().toISOString().slice(0, 10)}: ${chosen.join(", ")}`,
@@ -361,7 +378,7 @@ async function main(): Promise<void> {
     summary.length === 0
       ? ""
       : table(["scenario", "message", "shape", "msgs/s Tributary / JetStream", "throughput ratio", "ack p99 ms T / J", "p99 ratio", "e2e p99 ms T / J", "goal"], summary.map((r) => r.cells));
-  const parts = [header, ...(summaryTable ? ["Summary (ratios Tributary / JetStream; (d) bridge / plain subscriber):", summaryTable] : []), ...details, ...(memory ? ["#### Memory budget", memory] : [])];
+  const parts = [header, ...(summaryTable ? ["Summary (ratios Tributary / JetStream; (d) bridge / plain subscriber):", summaryTable] : []), ...details, ...(memory ? ["#### Memory budget", memory] : []), ...(soak ? [`#### Soak (${SOAK_S} s)`, soak] : [])];
   const text = parts.join("\n\n") + "\n";
   console.log(text);
   if (process.env.BENCH_NO_RESULTS !== "1") {

@@ -6,7 +6,8 @@
  * Once the gateway listens it logs one JSON line `{"msg":"listening","listener":"http","url":...,"port":...}`
  * on stderr; scripts and tests wait for it.
  *
- * TLS (tls.cert.file, tls.key.file, tls.ca.file) covers the HTTP and gRPC listeners alike. SIGHUP
+ * TLS (tls.cert.file, tls.key.file, tls.ca.file) covers the HTTP, gRPC and peer listeners alike (and
+ * the peer links' client certificate). SIGHUP
  * re-reads the three files and gives new connections the new material without stopping the
  * process; a file that does not read or does not make a TLS context is logged and the listeners
  * keep what they have (see README, Security).
@@ -24,14 +25,14 @@ import { Metrics } from "../src/metrics.ts";
 import { startHttpServer } from "../src/runtime/http-server.ts";
 import { createHttpApp } from "../gateways/http/app.ts";
 import { startGrpcGateway } from "../gateways/grpc/index.ts";
-import { startMqttBridge } from "../gateways/mqtt/index.ts";
-import { GrpcTransport } from "../gateways/peer/transport.ts";
+import type { RunningBridge } from "../gateways/mqtt/index.ts";
+import type { GrpcTransport } from "../gateways/peer/transport.ts";
 import { isLoopback } from "../src/security/exposure.ts";
 import { systemClock } from "../src/runtime/clock.ts";
 import type { Logger } from "../src/logger.ts";
-import { parseMirrorConfig, type MirrorLinkConfig } from "../src/mirror/config.ts";
-import { MirrorEdge, type LinkSinkFactory } from "../src/mirror/edge.ts";
-import { brokerMirrorHost } from "../src/mirror/broker-host.ts";
+import type { MirrorLinkConfig } from "../src/mirror/config.ts";
+import type { MirrorEdge, LinkSinkFactory } from "../src/mirror/edge.ts";
+import { IdleHeapCompactor, v8HeapCompaction } from "../src/runtime/heap.ts";
 
 const USAGE = `usage: tributary serve [--config FILE] [--data-dir DIR] [--http-port N] [--<setting> VALUE ...]
 
@@ -142,6 +143,8 @@ export async function runServe(argv: string[]): Promise<number> {
   let transport: GrpcTransport | undefined;
   if (config.cluster) {
     const c = config.cluster;
+    // Loaded only for a cluster (as the MQTT bridge below): modules not loaded cost no memory (README, Performance).
+    const { GrpcTransport } = await import("../gateways/peer/transport.ts");
     transport = await GrpcTransport.start({
       self: c.nodeId,
       host: c.listenHost,
@@ -197,9 +200,10 @@ export async function runServe(argv: string[]): Promise<number> {
   logger.info("listening", { listener: "http", url, port: server.port });
   const grpc = await startGrpcGateway(broker, { ...config.grpc, logger, guard, ...(tls ? { tls } : {}) });
   logger.info("listening", { listener: "grpc", url: `${config.grpc.host}:${grpc.port}`, port: grpc.port });
-  let mqtt: Awaited<ReturnType<typeof startMqttBridge>> | null = null;
+  let mqtt: RunningBridge | null = null;
   if (config.mqttConfigPath) {
     try {
+      const { startMqttBridge } = await import("../gateways/mqtt/index.ts");
       mqtt = await startMqttBridge(broker, {
         configPath: config.mqttConfigPath,
         logger,
@@ -219,6 +223,10 @@ export async function runServe(argv: string[]): Promise<number> {
   }
 
   let stopping = false;
+  // Deno: give the heap back when the broker goes idle (src/runtime/heap.ts); Bun runs without.
+  const heapHooks = v8HeapCompaction();
+  const compactor = heapHooks ? new IdleHeapCompactor(systemClock, heapHooks) : null;
+  compactor?.start();
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -228,6 +236,7 @@ export async function runServe(argv: string[]): Promise<number> {
       // and flushes appends in flight, whose replies then go out during the server's grace period.
       // The bridge first: it stops taking MQTT messages, so none is acknowledged that the log
       // will not hold; the broker then wakes readers and flushes; the servers drain last.
+      compactor?.stop();
       await mqtt?.stop();
       // The mirror before the broker: its last positions are written to __mirror_checkpoints.
       await mirror?.stop();
@@ -247,9 +256,11 @@ export async function runServe(argv: string[]): Promise<number> {
         try {
           const material = await readTlsMaterial(tlsFiles);
           grpc.reloadTls(material);
+          // The peer listener and links run mutual TLS only with a CA (checked at start).
+          if (transport && material.ca !== null) transport.reloadTls({ cert: material.cert, key: material.key, ca: material.ca });
           try {
             await server.reloadTls(material);
-            logger.info("tls: reloaded", { listeners: ["http", "grpc"] });
+            logger.info("tls: reloaded", { listeners: transport && material.ca !== null ? ["http", "grpc", "peer"] : ["http", "grpc"] });
           } catch (e) {
             logger.warn("tls: reloaded for gRPC; the HTTP listener keeps its old certificate", { error: e });
           }
@@ -268,6 +279,12 @@ export async function runServe(argv: string[]): Promise<number> {
 
 /** Read and check mirror.config, and start the edge's links (each link's sink made by the gRPC mirror sink). */
 async function startMirror(broker: Broker, config: BrokerConfig, logger: Logger): Promise<MirrorEdge> {
+  // Loaded only when a mirror is configured, as the MQTT bridge is: a broker that mirrors nothing never holds them.
+  const [{ parseMirrorConfig }, { MirrorEdge }, { brokerMirrorHost }] = await Promise.all([
+    import("../src/mirror/config.ts"),
+    import("../src/mirror/edge.ts"),
+    import("../src/mirror/broker-host.ts"),
+  ]);
   const path = config.mirror.configPath;
   let json: unknown;
   try {

@@ -4,10 +4,15 @@
  * PEER_UNAVAILABLE and `unreachable`, and once it is back frames flow again from the same
  * sender; the in-flight bound and the size bound drop and count; frames from an unknown sender
  * and frames before `listen` are dropped and counted; mutual TLS accepts a certificate from the
- * right CA and refuses one from another CA.
+ * right CA and refuses one from another CA; reloadTls: a new certificate from the same CA keeps
+ * frames flowing and is what new handshakes present, both as listener and as client; one from
+ * another CA is refused by the other peer until a good one is loaded again; bad material throws
+ * INVALID_CONFIG and the old certificate stays.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { readFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import * as tlsNet from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -288,6 +293,7 @@ describe("GrpcTransport with mutual TLS", () => {
     makeCa(dir, "other-ca");
     makeLeaf(dir, "peer", "peer", "ca", ext);
     makeLeaf(dir, "rogue", "peer", "other-ca", ext);
+    makeLeaf(dir, "peer2", "peer", "ca", ext);
   }, 60_000);
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -329,5 +335,122 @@ describe("GrpcTransport with mutual TLS", () => {
     const plain = await start(1, peers);
     expect(await codeOf(plain.call(2, "echo", new Uint8Array(), Date.now() + 3000))).toBe("PEER_UNAVAILABLE");
     expect(r2.frames).toHaveLength(0);
+  });
+
+  const fingerprint = (leaf: string) => new X509Certificate(pem(`${leaf}.pem`)).fingerprint256;
+
+  /** The fingerprint of the certificate a listener presents to a fresh TLS client with the cluster's CA. */
+  function servedCertificate(port: number): Promise<string> {
+    const { cert, key, ca } = tls("peer", "ca");
+    return new Promise((resolve, reject) => {
+      const s = tlsNet.connect({ host: "127.0.0.1", port, cert, key, ca, servername: "localhost", ALPNProtocols: ["h2"] }, () => {
+        resolve(s.getPeerCertificate().fingerprint256);
+        s.destroy();
+      });
+      s.on("error", reject);
+    });
+  }
+
+  /** A TLS listener that records the client certificate of every handshake and hangs up. */
+  async function certificateRecorder(): Promise<{ port: number; seen: string[]; close: () => void }> {
+    const seen: string[] = [];
+    const { cert, key, ca } = tls("peer", "ca");
+    const server = tlsNet.createServer({ cert, key, ca, requestCert: true, rejectUnauthorized: false, ALPNProtocols: ["h2"] }, (s) => {
+      seen.push(s.getPeerCertificate().fingerprint256);
+      s.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    return { port: (server.address() as { port: number }).port, seen, close: () => server.close() };
+  }
+
+  /** Sends frames from `from` to `to` until `until` answers, the way the driver resends. */
+  async function sendUntil<T>(what: string, from: GrpcTransport, to: NodeId, until: () => T | undefined): Promise<T> {
+    let i = 100;
+    return waitFor(what, () => {
+      from.send(to, frameOf(1, to, i++));
+      return until();
+    });
+  }
+
+  it("reloadTls with a certificate from the same CA: frames keep flowing, and new handshakes both ways present it", async () => {
+    const [p1, p2] = [await freePort(), await freePort()];
+    const recorder = await certificateRecorder();
+    const peers = [
+      { id: 1, address: `127.0.0.1:${p1}` },
+      { id: 2, address: `127.0.0.1:${p2}` },
+      { id: 3, address: `localhost:${recorder.port}` },
+    ];
+    try {
+      const t1 = await start(1, peers, { port: p1, tls: tls("peer", "ca") });
+      let t2 = await start(2, peers, { port: p2, tls: tls("peer", "ca") });
+      let r2 = new Recorder();
+      t1.listen(new Recorder());
+      t2.listen(r2);
+      await sendUntil("a frame before the reload", t1, 2, () => (r2.frames.length > 0 ? true : undefined));
+      expect(await servedCertificate(p1)).toBe(fingerprint("peer"));
+
+      t1.reloadTls(tls("peer2", "ca"));
+      t2.reloadTls(tls("peer2", "ca"));
+      const before = r2.frames.length;
+      t1.send(2, frameOf(1, 2, 50));
+      await waitFor("a frame on the open connection after the reload", () => (r2.frames.length > before ? true : undefined));
+      // As listener: a new handshake gets the new certificate.
+      expect(await servedCertificate(p1)).toBe(fingerprint("peer2"));
+      expect(await servedCertificate(p2)).toBe(fingerprint("peer2"));
+      // As client: a new handshake presents it.
+      await sendUntil("t1's new client certificate at a fresh listener", t1, 3, () => (recorder.seen.length > 0 ? true : undefined));
+      expect(recorder.seen.every((f) => f === fingerprint("peer2"))).toBe(true);
+
+      // A peer restarted with the old certificate (same CA) takes t1's new one: the link reconnects.
+      await t2.close();
+      t2 = await start(2, peers, { port: p2, tls: tls("peer", "ca") });
+      r2 = new Recorder();
+      t2.listen(r2);
+      await sendUntil("a frame after the peer restarted", t1, 2, () => (r2.frames.length > 0 ? true : undefined));
+      expect(dec.decode(await t1.call(2, "echo", enc.encode("x"), Date.now() + 5000))).toBe("1:echo:x");
+    } finally {
+      recorder.close();
+    }
+  }, 20_000);
+
+  it("reloadTls with another CA's certificate: the other peer refuses the new handshake; a good one reconnects", async () => {
+    const [p1, p2] = [await freePort(), await freePort()];
+    const peers = [
+      { id: 1, address: `127.0.0.1:${p1}` },
+      { id: 2, address: `127.0.0.1:${p2}` },
+    ];
+    const t1 = await start(1, peers, { port: p1, tls: tls("peer", "ca") });
+    let t2 = await start(2, peers, { port: p2, tls: tls("peer", "ca") });
+    const r1 = new Recorder();
+    let r2 = new Recorder();
+    t1.listen(r1);
+    t2.listen(r2);
+    await sendUntil("a frame before the reload", t1, 2, () => (r2.frames.length > 0 ? true : undefined));
+
+    // Still trusts the cluster's CA, but presents a certificate another CA issued.
+    t1.reloadTls({ ...tls("rogue", "ca") });
+    // A new handshake is needed: restart t2 (same certificate as before).
+    await t2.close();
+    t2 = await start(2, peers, { port: p2, tls: tls("peer", "ca") });
+    r2 = new Recorder();
+    t2.listen(r2);
+    r1.unreachables = [];
+    await sendUntil("unreachable(2) with the rogue certificate", t1, 2, () => (r1.unreachables.includes(2) ? true : undefined));
+    expect(await codeOf(t1.call(2, "echo", new Uint8Array(), Date.now() + 3000))).toBe("PEER_UNAVAILABLE");
+    expect(r2.frames).toHaveLength(0);
+    // And t1's listener presents the rogue certificate, which a peer of the cluster's CA refuses.
+    await expect(servedCertificate(p1)).rejects.toThrow();
+
+    t1.reloadTls(tls("peer2", "ca"));
+    await sendUntil("a frame after loading a good certificate", t1, 2, () => (r2.frames.length > 0 ? true : undefined));
+  }, 20_000);
+
+  it("reloadTls with material that does not make a TLS context throws INVALID_CONFIG; the old certificate stays", async () => {
+    const t = await start(1, [], { tls: tls("peer", "ca") });
+    const good = tls("peer", "ca");
+    expect(() => t.reloadTls({ ...good, cert: "not a certificate\n" })).toThrow(TributaryError);
+    expect(() => t.reloadTls({ ...good, key: pem("peer2.key") })).toThrow(/INVALID_CONFIG|do not make a TLS context/);
+    expect(await codeOf(Promise.resolve().then(() => t.reloadTls({ ...good, ca: "garbage" })))).toBe("INVALID_CONFIG");
+    expect(await servedCertificate(t.port)).toBe(fingerprint("peer"));
   });
 });

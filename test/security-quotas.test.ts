@@ -4,7 +4,6 @@
  * (replies delayed, `X-Throttle-Ms` / `tributary-throttle-ms` present, measured rate close to the
  * quota) while a quiet principal's requests in the same period keep their latency.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,8 +14,9 @@ import { Metrics } from "../src/metrics.ts";
 import { ManualClock } from "../src/runtime/clock.ts";
 import { parseAcl } from "../src/security/acl.ts";
 import { parseQuotas, QuotaBuckets, QuotaEnforcer, type QuotaRule } from "../src/security/quotas.ts";
-import { REPO_ROOT, runtimeCommand, startBrokerProcess, type BrokerProcess } from "./support/broker-process.ts";
+import { startBrokerProcess, type BrokerProcess } from "./support/broker-process.ts";
 import { TributaryClient } from "./support/grpc-client.ts";
+import { createToken } from "./support/tokens.ts";
 
 const RULES: QuotaRule[] = [
   { principal: "*", requestsPerSec: 10, maxStreams: 2 },
@@ -153,12 +153,6 @@ describe("the quotas section of the ACL file", () => {
   });
 });
 
-function createToken(tokensFile: string, name: string): string {
-  const cmd = runtimeCommand("bun", ["token", "create", name, "--file", tokensFile]);
-  const r = spawnSync(cmd.command, cmd.args, { cwd: REPO_ROOT, env: { ...process.env, NO_COLOR: "1" }, encoding: "utf8", timeout: 60_000 });
-  expect(r.status, r.stderr).toBe(0);
-  return r.stdout.trim();
-}
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

@@ -3,12 +3,15 @@
  * and gRPC over TLS with the right CA, a plain-text client refused; mutual TLS refusing a client
  * certificate from another CA (and none at all) and accepting the right one, whose CN is the
  * principal the ACL decides for; SIGHUP with a new certificate picked up by new connections
- * without the process exiting, and a bad file on SIGHUP leaving the old certificate in force;
+ * without the process exiting, and a bad file on SIGHUP leaving the old certificate in force (also
+ * on the peer listener of a one-peer cluster);
  * Deno serving HTTPS and refusing mutual TLS at start; the MQTT bridge reaching Mosquitto over
  * mqtts:// with a CA.
  */
 import { spawnSync } from "node:child_process";
 import { request } from "node:https";
+import { X509Certificate } from "node:crypto";
+import { connect as tlsConnect } from "node:tls";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,6 +24,7 @@ import { REPO_ROOT, runtimeCommand, startBrokerProcess, type BrokerProcess } fro
 import { methodDefinition, type Msg } from "./support/grpc-client.ts";
 import { readPartition, startMosquitto, waitFor, writeBridgeConfig } from "./support/mosquitto.ts";
 import { makeCa, makeLeaf } from "./support/pki.ts";
+import { freePort } from "./support/ports.ts";
 
 // ---- a throwaway PKI ------------------------------------------------------------------------
 
@@ -39,6 +43,7 @@ async function makePki(): Promise<Pki> {
   makeCa(dir, "other-ca");
   makeLeaf(dir, "server", "localhost", "ca", server);
   makeLeaf(dir, "server2", "localhost", "ca2", server);
+  makeLeaf(dir, "server-b", "localhost", "ca", server);
   makeLeaf(dir, "writer", "writer", "ca", client);
   makeLeaf(dir, "rogue", "writer", "other-ca", client);
   return { dir, file: (n) => join(dir, n), pem: (n) => readFileSync(join(dir, n)) };
@@ -215,6 +220,42 @@ describe("mutual TLS on a Bun broker", () => {
     const none = await failure(unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca.pem") }), "AdminService", "DescribeCluster", {}));
     expect(none.code).toBe(grpc.status.UNAVAILABLE);
   });
+});
+
+describe("peer TLS on a Bun broker", () => {
+  /** The fingerprint of the certificate served on `port` to a client with a certificate from the CA. */
+  function servedCertificate(port: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const s = tlsConnect({ host: "127.0.0.1", port, servername: "localhost", ALPNProtocols: ["h2"], ca: pki.pem("ca.pem"), cert: pki.pem("writer.pem"), key: pki.pem("writer.key") }, () => {
+        resolve(s.getPeerCertificate().fingerprint256);
+        s.destroy();
+      });
+      s.on("error", reject);
+    });
+  }
+  const fingerprint = (name: string) => new X509Certificate(pki.pem(name)).fingerprint256;
+
+  it("SIGHUP: the peer listener serves the new certificate to new connections; a bad file keeps the old one", async () => {
+    const certFile = pki.file("peer-live-cert.pem");
+    const keyFile = pki.file("peer-live-key.pem");
+    await copyFile(pki.file("server.pem"), certFile);
+    await copyFile(pki.file("server.key"), keyFile);
+    const peerPort = await freePort();
+    const b = await broker("bun", ["--cluster-node-id", "1", "--cluster-peers", `1@127.0.0.1:${peerPort}`, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-file", pki.file("ca.pem")]);
+    expect(await servedCertificate(peerPort)).toBe(fingerprint("server.pem"));
+
+    await copyFile(pki.file("server-b.pem"), certFile);
+    await copyFile(pki.file("server-b.key"), keyFile);
+    b.child.kill("SIGHUP");
+    await waitFor("the reload log line naming the peer listener", () => (b.stderrLines().some((l) => l.includes('"tls: reloaded"') && l.includes('"peer"')) ? true : undefined));
+    expect(await servedCertificate(peerPort)).toBe(fingerprint("server-b.pem"));
+
+    await writeFile(certFile, "not a certificate\n");
+    b.child.kill("SIGHUP");
+    await waitFor("the failed-reload log line", () => (b.stderrLines().some((l) => l.includes("tls: could not reload")) ? true : undefined));
+    expect(await servedCertificate(peerPort)).toBe(fingerprint("server-b.pem"));
+    expect(b.child.exitCode).toBeNull();
+  }, 60_000);
 });
 
 describe("TLS on a Deno broker", () => {

@@ -27,6 +27,7 @@ import type { Broker } from "../../src/broker.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { SecurityGuard } from "../../src/security/guard.ts";
 import type { TlsMaterial } from "../../src/security/tls.ts";
+import { ReloadableServerCredentials } from "./reloadable-credentials.ts";
 import { adminHandlers } from "./admin.ts";
 import { callGuard } from "./auth.ts";
 import { serverImplementation, type ErrorReporter } from "./bridge.ts";
@@ -64,30 +65,6 @@ export interface RunningGateway {
   stop(): Promise<void>;
   /** New connections get this material; open ones keep theirs. */
   reloadTls(material: TlsMaterial): void;
-}
-
-/**
- * Server credentials whose certificate can change: grpc-js watches credentials for new context
- * options (the hook FileWatcherCertificateProvider uses) and applies them with setSecureContext.
- * The material is already checked (readTlsMaterial), so grpc-js never gets a context it cannot
- * build (it would then drop every new connection).
- */
-class ReloadableServerCredentials extends grpc.ServerCredentials {
-  constructor(material: TlsMaterial) {
-    super({ requestCert: material.ca !== null, rejectUnauthorized: true }, ReloadableServerCredentials.context(material));
-  }
-
-  private static context(material: TlsMaterial): { cert: string; key: string; ca?: string } {
-    return { cert: material.cert, key: material.key, ...(material.ca === null ? {} : { ca: material.ca }) };
-  }
-
-  update(material: TlsMaterial): void {
-    this.updateSecureContextOptions(ReloadableServerCredentials.context(material));
-  }
-
-  _equals(other: grpc.ServerCredentials): boolean {
-    return other === this;
-  }
 }
 
 /** Calls still running this long after stop() are cut off (a Subscribe never ends by itself). */

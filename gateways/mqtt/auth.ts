@@ -9,9 +9,21 @@
  * the broker refuses for good (`tributary_mqtt_rejected_total{code="PERMISSION_DENIED"}`, and
  * `tributary_auth_refusals_total{listener="mqtt",reason="denied"}`). The ACL file is re-read on
  * change, so the run-time check follows it.
+ *
+ * Quotas: each admitted record's bytes (as the batcher counts them, recordBytes) are charged to the principal's `produceBytesPerSec`
+ * (`bridgeThrottle`), and the record waits its delay before it goes to the batcher. Backpressure,
+ * not loss: the message stays unacknowledged meanwhile, so once a connection's window
+ * (receiveMaximum) is full the bridge stops reading and the MQTT broker holds the rest. The waits
+ * run one after another per bridge (a chain), so the next record is charged only when the one
+ * before may go: the debt never runs ahead by more than one record, the rate holds however large
+ * the window, and records keep their order. Throttled time is counted in
+ * `tributary_quota_throttle_seconds_total{listener="mqtt",kind="produce"}`. `requestsPerSec` and
+ * `maxStreams` do not apply: MQTT messages are not requests, and the bridge holds no streams.
  */
 import { TributaryError } from "../../src/errors.ts";
 import { topic, type SecurityGuard } from "../../src/security/guard.ts";
+import type { ProduceRecord } from "../../src/broker.ts";
+import { recordBytes } from "./batcher.ts";
 import type { BridgeConfig } from "./config.ts";
 
 /** Null when the bridge may produce to `logTopic`, else the reason. */
@@ -42,4 +54,25 @@ export function checkBridgeRules(config: BridgeConfig, guard: SecurityGuard, pri
     if (!d.allowed) problems.push(`egress rule for topic ${e.topic}: ${d.reason}`);
   }
   if (problems.length > 0) throw new TributaryError("INVALID_CONFIG", `MQTT bridge (principal ${principal}): ${problems.join("; ")}`);
+}
+
+/** Waits until the bridge's principal may produce `record` (its produce quota); `stop` ends every wait. */
+export interface ProduceThrottle {
+  wait(record: ProduceRecord): Promise<void>;
+  stop(): void;
+}
+
+export function bridgeThrottle(guard: SecurityGuard, principal: string): ProduceThrottle {
+  const stopped = new AbortController();
+  let chain: Promise<unknown> = Promise.resolve();
+  return {
+    wait(record) {
+      // Unlimited (no rule, or none for produce): no wait, and no chain to hold records in line.
+      if (stopped.signal.aborted || guard.quotas.ruleFor(principal)?.produceBytesPerSec === undefined) return Promise.resolve();
+      const mine = chain.then(() => guard.quotas.throttle("mqtt", principal, [["produce", recordBytes(record)]], stopped.signal));
+      chain = mine;
+      return mine.then(() => {});
+    },
+    stop: () => stopped.abort(),
+  };
 }

@@ -25,6 +25,11 @@ export class Rejected extends Error {
   }
 }
 
+/** A record's size as batches (maxBytes) and the produce quota count it: key, value, headers, and a per-record overhead. */
+export function recordBytes(record: ProduceRecord): number {
+  return 32 + (record.key?.length ?? 0) + (record.value?.length ?? 0) + (record.headers ?? []).reduce((a, h) => a + h.key.length + (h.value?.length ?? 0) + 8, 0);
+}
+
 interface Item {
   record: ProduceRecord;
   bytes: number;
@@ -70,7 +75,7 @@ export class Batcher {
       q = { items: [], inflight: 0, pausedUntilMs: 0, backoffMs: BACKOFF_MIN_MS, timer: null };
       this.queues.set(topic, q);
     }
-    const bytes = 32 + (record.key?.length ?? 0) + (record.value?.length ?? 0) + (record.headers ?? []).reduce((a, h) => a + h.key.length + (h.value?.length ?? 0) + 8, 0);
+    const bytes = recordBytes(record);
     const done = new Promise<void>((resolve, reject) => q.items.push({ record, bytes, resolve, reject }));
     this.dispatch(topic, q);
     return done;

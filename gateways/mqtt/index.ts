@@ -18,7 +18,7 @@ import type { Broker } from "../../src/broker.ts";
 import { TributaryError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { SecurityGuard } from "../../src/security/guard.ts";
-import { bridgeAdmitter, checkBridgeRules } from "./auth.ts";
+import { bridgeAdmitter, bridgeThrottle, checkBridgeRules } from "./auth.ts";
 import { Batcher } from "./batcher.ts";
 import { parseBridgeConfig, type BridgeConfig } from "./config.ts";
 import { EgressRule } from "./egress.ts";
@@ -71,9 +71,10 @@ export async function startMqttBridge(broker: Broker, options: MqttBridgeOptions
   const security = options.security;
   if (security) checkBridgeRules(config, security.guard, security.principal);
   const admit = security ? bridgeAdmitter(security.guard, security.principal) : undefined;
+  const throttle = security ? bridgeThrottle(security.guard, security.principal) : undefined;
   const metrics = bridgeMetrics(broker);
   const batcher = new Batcher(broker, config.batch, metrics, logger);
-  const connections = config.connections.map((c) => new IngressConnection(c, config.ingress.get(c.name) ?? [], batcher, metrics, logger, admit));
+  const connections = config.connections.map((c) => new IngressConnection(c, config.ingress.get(c.name) ?? [], batcher, metrics, logger, admit, throttle));
   const clients = new Map(connections.map((conn, i) => [config.connections[i]!.name, conn.start()]));
   const egress = config.egress.map((rule) => new EgressRule(rule, broker, clients.get(rule.connection)!, metrics, logger));
   for (const e of egress) e.start();
@@ -86,6 +87,8 @@ export async function startMqttBridge(broker: Broker, options: MqttBridgeOptions
     stop() {
       stopping ??= (async () => {
         await Promise.all(egress.map((e) => e.stop()));
+        // Records waiting on the quota go on to the stopping batcher, which refuses them: unacknowledged.
+        throttle?.stop();
         // Produces in flight finish and their acknowledgements go out; queued messages stay
         // unacknowledged and the MQTT broker keeps them for the persistent session.
         await batcher.stop();

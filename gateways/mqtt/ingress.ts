@@ -23,7 +23,7 @@
  * them (DUP flag, same packet id, same topic and payload, session resumed). After a crash of the
  * bridge, both are at-least-once.
  */
-import type { TopicAdmitter } from "./auth.ts";
+import type { ProduceThrottle, TopicAdmitter } from "./auth.ts";
 import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient, type Packet } from "mqtt";
 import { readFileSync } from "node:fs";
 import type { ProduceRecord } from "../../src/broker.ts";
@@ -75,6 +75,8 @@ export class IngressConnection {
     private readonly logger: Logger,
     /** With authentication on: may the bridge's principal produce to this log topic (auth.ts)? */
     private readonly admit?: TopicAdmitter,
+    /** With authentication on: the principal's produce quota, waited for before each record (auth.ts). */
+    private readonly throttle?: ProduceThrottle,
   ) {}
 
   get mqttClient(): MqttClient | null {
@@ -237,6 +239,8 @@ export class IngressConnection {
     const record: ProduceRecord = { key: mapped.record.key, value: mapped.record.value, headers: mapped.record.headers };
     if (mapped.record.partition !== undefined) record.partition = mapped.record.partition;
     try {
+      // Unacknowledged while it waits: a full window stops the reading (backpressure, no loss).
+      if (this.throttle) await this.throttle.wait(record);
       await this.batcher.add(mapped.topic, record);
       return true;
     } catch (e) {

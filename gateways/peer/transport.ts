@@ -15,6 +15,8 @@
  * TLS: with `tls`, the listener serves TLS and requires a client certificate issued by `ca`
  * (mutual TLS), and the links present the same certificate, verifying each peer's against `ca`
  * (so the certificate must name every peer's host, or each peer uses its own from that CA).
+ * `reloadTls` swaps the material (credentials.ts): new handshakes both ways use it, open
+ * connections keep theirs.
  *
  * @example
  *   const t = await GrpcTransport.start({ self: 1, host: "0.0.0.0", port: 9093, peers, metrics });
@@ -31,15 +33,11 @@ import { systemClock, type Clock } from "../../src/runtime/clock.ts";
 import { serverImplementation, type ErrorReporter } from "../grpc/bridge.ts";
 import { PeerService } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
 import { encodeFrame } from "./codec.ts";
+import { PeerCredentials, type PeerTls } from "./credentials.ts";
 import { PeerLink, type DropReason, type LinkEnv } from "./link.ts";
 import { Receiver, type ReceiveDropReason } from "./receiver.ts";
 
-/** PEM contents, not file names. */
-export interface PeerTls {
-  readonly cert: string;
-  readonly key: string;
-  readonly ca: string;
-}
+export type { PeerTls } from "./credentials.ts";
 
 export interface GrpcTransportOptions {
   readonly self: NodeId;
@@ -91,14 +89,13 @@ export class GrpcTransport implements Transport {
     private readonly boundPort: number,
     /** Peer ids the receiver takes frames from (shared with it). */
     private readonly known: Set<NodeId>,
+    private readonly tlsCredentials: PeerCredentials | null,
   ) {
     const clock = options.clock ?? systemClock;
     this.notices = new UnreachableNotices(clock);
     // Without a registry the counters still run (on a private one), which keeps the code one path.
     this.metrics = peerMetrics(options.metrics ?? new Metrics());
-    const credentials = options.tls
-      ? grpc.credentials.createSsl(Buffer.from(options.tls.ca), Buffer.from(options.tls.key), Buffer.from(options.tls.cert))
-      : grpc.credentials.createInsecure();
+    const credentials = tlsCredentials?.channel ?? grpc.credentials.createInsecure();
     this.env = { self: options.self, limits, credentials, clock, random: options.random ?? Math.random, onBroken: (p: NodeId) => this.unreachable(p) };
     for (const peer of options.peers) if (peer.id !== options.self) this.links.set(peer.id, new PeerLink(peer, this.env));
   }
@@ -132,13 +129,20 @@ export class GrpcTransport implements Transport {
       if (error.code === "INTERNAL") options.logger?.error("peer call failed", { method, error: cause });
     };
     server.addService(...serverImplementation(PeerService, receiver.service(), report));
-    const port = await bind(server, options);
-    transport = new GrpcTransport(options, limits, server, receiver, port, known);
+    const tlsCredentials = options.tls ? new PeerCredentials(options.tls) : null;
+    const port = await bind(server, options, tlsCredentials);
+    transport = new GrpcTransport(options, limits, server, receiver, port, known, tlsCredentials);
     return transport;
   }
 
   get port(): number {
     return this.boundPort;
+  }
+
+  /** New handshakes, listener and links alike, use `tls`; throws INVALID_CONFIG (keeping the old) when it does not make a TLS context. */
+  reloadTls(tls: PeerTls): void {
+    if (!this.tlsCredentials) throw new Error("the peer transport was started without TLS");
+    this.tlsCredentials.update(tls);
   }
 
   listen(handlers: TransportHandlers): void {
@@ -199,11 +203,8 @@ export class GrpcTransport implements Transport {
   }
 }
 
-function bind(server: grpc.Server, options: GrpcTransportOptions): Promise<number> {
+function bind(server: grpc.Server, options: GrpcTransportOptions, tls: PeerCredentials | null): Promise<number> {
   const host = options.host.includes(":") ? `[${options.host}]` : options.host;
-  const tls = options.tls;
-  const credentials = tls
-    ? grpc.ServerCredentials.createSsl(Buffer.from(tls.ca), [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], true)
-    : grpc.ServerCredentials.createInsecure();
+  const credentials = tls?.server ?? grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => server.bindAsync(`${host}:${options.port}`, credentials, (err, port) => (err ? reject(err) : resolve(port))));
 }

@@ -35,15 +35,24 @@ export async function readTlsMaterial(files: TlsFiles): Promise<TlsMaterial> {
   const cert = await readPem("tls.cert.file", files.certFile);
   const key = await readPem("tls.key.file", files.keyFile);
   const ca = files.caFile === "" ? null : await readPem("tls.ca.file", files.caFile);
-  try {
-    // Throws on unparsable PEM and on a key that does not match the certificate.
-    createSecureContext({ cert, key, ...(ca === null ? {} : { ca }) });
-  } catch (e) {
-    throw new TributaryError("INVALID_CONFIG", `TLS files ${[files.certFile, files.keyFile, files.caFile].filter((f) => f).join(", ")} do not make a TLS context: ${(e as Error).message}`);
-  }
   if (!/-----BEGIN CERTIFICATE-----/.test(cert)) throw new TributaryError("INVALID_CONFIG", `tls.cert.file ${files.certFile} holds no PEM certificate`);
   if (ca !== null && !/-----BEGIN CERTIFICATE-----/.test(ca)) throw new TributaryError("INVALID_CONFIG", `tls.ca.file ${files.caFile} holds no PEM certificate`);
+  checkTlsContext({ cert, key, ca }, `TLS files ${[files.certFile, files.keyFile, files.caFile].filter((f) => f).join(", ")}`);
   return { cert, key, ca };
+}
+
+/**
+ * Throws INVALID_CONFIG (naming `what`) unless the PEM material makes a TLS context: unparsable
+ * PEM, a key that does not match the certificate, or a CA bundle without a certificate (which
+ * createSecureContext would take, and then trust nothing).
+ */
+export function checkTlsContext(material: { cert: string; key: string; ca: string | null }, what: string): void {
+  if (material.ca !== null && !/-----BEGIN CERTIFICATE-----/.test(material.ca)) throw new TributaryError("INVALID_CONFIG", `${what}: the CA bundle holds no PEM certificate`);
+  try {
+    createSecureContext({ cert: material.cert, key: material.key, ...(material.ca === null ? {} : { ca: material.ca }) });
+  } catch (e) {
+    throw new TributaryError("INVALID_CONFIG", `${what} do not make a TLS context: ${(e as Error).message}`);
+  }
 }
 
 /** The principal a verified client certificate stands for: its subject CN; null when it has none. */

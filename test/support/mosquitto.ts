@@ -162,12 +162,12 @@ export interface StoredRecord {
 }
 
 /** Every record of one partition, read over the HTTP gateway with raw bytes (value as UTF-8 text). */
-export async function readPartition(url: string, topic: string, partition: number): Promise<StoredRecord[]> {
+export async function readPartition(url: string, topic: string, partition: number, headers: Record<string, string> = {}): Promise<StoredRecord[]> {
   const out: StoredRecord[] = [];
   let offset = 0;
   const text = (b64: string | undefined | null) => (b64 == null ? null : Buffer.from(b64, "base64").toString("utf8"));
   for (;;) {
-    const res = await fetch(`${url}/v1/topics/${topic}/partitions/${partition}/records?offset=${offset}&maxRecords=10000&maxBytes=16777216&encoding=base64`);
+    const res = await fetch(`${url}/v1/topics/${topic}/partitions/${partition}/records?offset=${offset}&maxRecords=10000&maxBytes=16777216&encoding=base64`, { headers });
     if (res.status !== 200) throw new Error(`fetch ${topic}/${partition}@${offset}: ${res.status} ${await res.text()}`);
     const body = (await res.json()) as {
       records: { offset: number; keyBase64?: string | null; valueBase64?: string | null; headersBase64?: Record<string, string> }[];
@@ -186,8 +186,8 @@ export async function readPartition(url: string, topic: string, partition: numbe
 
 /** Poll `check` until it returns a value other than undefined; fail with `what` after `timeoutMs`. */
 /** A counter's value from GET /metrics, summed over label sets matching `labels`. */
-export async function metricValue(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+export async function metricValue(url: string, name: string, labels: Record<string, string> = {}, headers: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`, { headers })).text();
   let sum = 0;
   for (const line of text.split("\n")) {
     if (!line.startsWith(name)) continue;
