@@ -26,7 +26,10 @@
  * **Cluster.** Any peer takes a call; it is forwarded to the partition's leader as produce is
  * (peer methods `mirror.append`, `mirror.position`, `mirror.translate`; the payload travels still
  * compressed) and retried through elections until the request timeout. Retrying is safe even
- * when the outcome was unknown: a send is a replay the second time.
+ * when the outcome was unknown: a send is a replay the second time. The sends one peer takes for
+ * a partition go on one at a time (`sendChains`), so forwarding and retries keep their order: a
+ * continuation overtaking its predecessor into a target that holds nothing would otherwise be
+ * taken as a start. (On a single node, sends are admitted in arrival order and pipelined.)
  *
  * **Retention floor.** `retentionFloor` gives the central offset of the newest committed stamped
  * batch; the broker's maintenance passes it to retention and compaction, which then leave the
@@ -147,6 +150,8 @@ export class MirrorCentral {
   /** `cluster/topic/` -> target name, checked on every use. */
   private readonly targetNames = new Map<string, string>();
   private inflatedBytes = 0;
+  /** Cluster: the last send taken here per target partition (`topicId/partition`), so the next one follows it. */
+  private readonly sendChains = new Map<string, Promise<void>>();
   private readonly m;
   private readonly served: Record<ServedMethod, (p: Partition, t: CentralTopic, body: unknown) => Promise<unknown>> = {
     "mirror.append": (p, t, body) => this.appendHere(p, t, wireSend(body)),
@@ -261,7 +266,22 @@ export class MirrorCentral {
     if (!t) throw new TributaryError("TOPIC_NOT_FOUND", `${send.source.cluster}/${send.source.topic} is not mirrored here: open the link first`);
     checkPartition(t, send.source.partition);
     const wire: WireSend = { fromOffset: send.fromOffset, payload: send.payload, compression: send.compression, gaps: send.gaps };
-    return this.onLeader<number | null>(t, send.source.partition, "mirror.append", wire);
+    if (!this.broker.cluster) return this.onLeader<number | null>(t, send.source.partition, "mirror.append", wire);
+    // Forwarded calls and their retries can overtake each other on the way to the leader. While
+    // the central holds nothing of a source, a continuation arriving first would look like a
+    // start, and its predecessor then like a replay: a silent gap. So one send per partition at
+    // a time goes from here (the WAN round trip stays pipelined; the commit wait does not).
+    const key = `${t.record.id}/${send.source.partition}`;
+    const run = (this.sendChains.get(key) ?? Promise.resolve()).then(() => this.onLeader<number | null>(t, send.source.partition, "mirror.append", wire));
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.sendChains.set(key, settled);
+    void settled.then(() => {
+      if (this.sendChains.get(key) === settled) this.sendChains.delete(key);
+    });
+    return run;
   }
 
   private async appendHere(p: Partition, t: CentralTopic, send: WireSend): Promise<number | null> {
