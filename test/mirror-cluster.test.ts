@@ -14,7 +14,7 @@ import { partitionGroupId } from "../src/cluster/types.ts";
 import { MemFileSystem } from "../src/runtime/mem-fs.ts";
 import { systemClock } from "../src/runtime/clock.ts";
 import { rng } from "./support/random.ts";
-import { binding, centralSend, sourceLog, targetValues, type SourceBatch } from "./support/mirror-fixtures.ts";
+import { binding, centralSend, sourceLog, targetRecords, targetValues, type SourceBatch } from "./support/mirror-fixtures.ts";
 import { waitFor } from "./support/wait.ts";
 
 const PEERS = "1@sim:1,2@sim:2,3@sim:3";
@@ -105,6 +105,52 @@ describe("a three-broker central", () => {
       return v.length === src.length * 3;
     });
     expect(await targetValues(back, "site7.t", 0)).toEqual(src.flatMap((b) => b.values));
+  }, 60_000);
+
+  it("a new leader holding a send it has not committed answers positions only once its own term's entry is committed", async () => {
+    network = new MemNetwork({ clock: systemClock, random: rng(3), minDelayMs: 0, maxDelayMs: 1 });
+    nodes = [1, 2, 3].map((id) => ({ id, fs: new MemFileSystem(), broker: null }));
+    await Promise.all(nodes.map((n) => openNode(n)));
+    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
+    const [w] = await live()[0]!.mirrorOpen({ link: "l", cluster: "site7", topics: [binding("t", "site7.t")] });
+    await waitFor("the target on every peer", () => live().every((b) => b.listTopics().some((t) => t.name === "site7.t")));
+    const group = partitionGroupId(w!.ok ? w!.targetTopicId : "", 0);
+    const status = (n: Node) => n.broker!.cluster!.status().find((g) => g.group === group)!;
+    const a = await waitFor("a leader of the target", () => leaderNode(group));
+    const [b, c] = nodes.filter((n) => n !== a) as [Node, Node];
+    const src = sourceLog([3, 3]);
+    await a.broker!.mirrorAppend(centralSend("site7", "t", 0, [src[0]!]));
+
+    // The second send reaches b only, and a never hears b's answer: a cannot commit it. Then a dies.
+    network.partition(b.id, a.id, "a->b");
+    network.partition(a.id, c.id, "a->b");
+    const before = status(b).lastIndex;
+    void a.broker!.mirrorAppend(centralSend("site7", "t", 0, [src[1]!], { fromOffset: 3 })).catch(() => {});
+    await waitFor("b to hold the second send", () => status(b).lastIndex > before);
+    network.crash(a.id);
+    a.broker = null;
+    network.heal();
+    network.configure({ minDelayMs: 40, maxDelayMs: 40 });
+    await waitFor("b to lead (only b has the second send)", () => status(b).role === "leader");
+    network.partition(c.id, b.id, "a->b");
+    expect(status(b).commit).toBeLessThan(status(b).lastIndex);
+
+    // b must not answer 6 from its log while that entry can still vanish.
+    let highWatermarkAtAnswer = -1;
+    const answer = b.broker!.mirrorPositions("site7").then((r) => {
+      highWatermarkAtAnswer = b.broker!.describeTopic("site7.t").partitions[0]!.highWatermark;
+      return r[0]!.positions[0];
+    });
+    await waitFor("b to step down (check-quorum: it hears no one)", () => status(b).role !== "leader");
+    expect(highWatermarkAtAnswer).toBe(-1);
+    network.configure({ minDelayMs: 0, maxDelayMs: 1 });
+    network.heal();
+    const position = await answer;
+    expect(position).toBe(6);
+    // Answered once the second send was committed (its last central offset below the high watermark).
+    const held = await targetRecords(b.broker!, "site7.t", 0);
+    expect(held.map((r) => r.value)).toEqual(src.flatMap((x) => x.values));
+    expect(highWatermarkAtAnswer).toBeGreaterThan(held.at(-1)!.offset);
   }, 60_000);
 
   it("translates group offsets on the leader and commits them through the group coordinator, from any peer", async () => {
