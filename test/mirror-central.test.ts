@@ -211,9 +211,18 @@ describe("the retention floor", () => {
     expect(log.logStartOffset).toBeGreaterThan(0);
     expect(log.logStartOffset).toBeLessThanOrEqual(newestAt);
     expect((await targetRecords(broker, "site7.t", 0)).at(-1)).toEqual({ offset: newestAt, value: "v399" });
+    // More sends and control batches: the floor follows the newest stamped batch (scanned from where it looked last).
+    const more = sourceLog(Array.from({ length: 10 }, () => 10), 400).map((b) => sourceBatch(b.from, b.values, (v) => v));
+    for (const b of more) await broker.mirrorAppend(centralSend("site7", "t", 0, [b]));
+    const target = log.segmentCount + 3;
+    while (log.segmentCount < target) await log.append(control());
+    const newerAt = (await targetRecords(broker, "site7.t", 0)).at(-1)!.offset;
+    await broker.runMaintenance();
+    expect(log.logStartOffset).toBeGreaterThan(newestAt);
+    expect(log.logStartOffset).toBeLessThanOrEqual(newerAt);
     await broker.close();
     const { broker: again } = await open(settings, dir);
-    expect((await again.mirrorPositions("site7"))[0]!.positions).toEqual([400]);
+    expect((await again.mirrorPositions("site7"))[0]!.positions).toEqual([500]);
   });
 });
 
