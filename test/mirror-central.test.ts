@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Broker } from "../src/broker.ts";
 import { defaultConfig, type SettingKey } from "../src/config.ts";
 import { silentLogger } from "../src/logger.ts";
-import { commitMetadata } from "../src/mirror/central.ts";
+import { commitMetadata } from "../src/mirror/central-groups.ts";
 import type { PartitionLog } from "../src/storage/log.ts";
 import { encodeBatch } from "../src/storage/record-batch.ts";
 import { binding, centralSend, sourceBatch, sourceLog, targetRecords, targetValues, type SourceBatch } from "./support/mirror-fixtures.ts";

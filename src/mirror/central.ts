@@ -36,15 +36,13 @@
  * segment holding it, and everything after, alone. Each replica computes it from its own log
  * (StampedTail), so followers keep it too.
  *
- * **Group offsets.** A source offset is translated on the leader (central-log.ts
- * `centralOffsetFor`); one beyond the position is pending. The commit goes through the broker's
- * group service under the same group id, as a simple consumer's (member "", generation -1), with
- * the source in the metadata: `{"source":{"cluster","topic","partition","offset"},"metadata":...}`,
- * the edge's own metadata cut to fit 4096 characters.
+ * **Group offsets** (central-groups.ts): a source offset is translated on the leader
+ * (central-log.ts `centralOffsetFor`); one beyond the position is pending. The commit goes
+ * through the broker's group service under the same group id, with the source in its metadata.
  *
- * Limits: at most 1000 topics per open, 64 declared gaps per send, 1000 group commits per call;
- * a send inflates to at most grpc.max.message.bytes x 8, and inflated sends held at once (until
- * committed) to 256 MiB (more: OVERLOADED).
+ * Limits (central-checks.ts): at most 1000 topics per open, 64 declared gaps per send, 1000 group
+ * commits per call; a send inflates to at most grpc.max.message.bytes x 8, and inflated sends
+ * held at once (until committed) to 256 MiB (more: OVERLOADED).
  *
  * @example
  *   const welcome = await broker.mirrorOpen({ link: "to-dc", cluster: "site7", topics: [binding] });
@@ -60,19 +58,16 @@ import type { NodeId } from "../cluster/types.ts";
 import type { GroupService } from "../groups/service.ts";
 import type { AppendResult } from "../storage/log.ts";
 import type { BatchHeader } from "../storage/record-batch.ts";
-import { MAX_PARTITIONS, MIRROR_SOURCE_KEY, validateTopicName, type TopicRecord } from "../topic-metadata.ts";
+import { MIRROR_SOURCE_KEY, type TopicRecord } from "../topic-metadata.ts";
+import { MAX_TOPICS_PER_OPEN, checkBinding, checkHello, checkPartition, checkSend, invalid } from "./central-checks.ts";
+import { commitMirroredOffsets } from "./central-groups.ts";
 import { INFLATE_FACTOR, StampedTail, centralOffsetFor, newestStampedBatch, unpackSend, type SendCompression, type StampedBatch } from "./central-log.ts";
 import { admitSend } from "./stamp.ts";
 import { validateClusterId } from "./topics.ts";
 import type { Gap, GroupOffsetCommit, GroupOffsetResult, LinkHello, SourcePartition, TopicBinding, TopicWelcome } from "./types.ts";
 
-export const MAX_TOPICS_PER_OPEN = 1000;
-export const MAX_GAPS_PER_SEND = 64;
-export const MAX_GROUP_COMMITS = 1000;
 /** Inflated send bytes held at once, from inflation until their appends settle. */
 export const MAX_INFLATED_INFLIGHT_BYTES = 256 * 1024 * 1024;
-const MAX_COMMIT_METADATA_CHARS = 4096;
-const GAP_REASONS: readonly string[] = ["disk-budget", "retention", "central-lost"];
 
 /** One send as the central receives it: the payload as it came (gzip or not). */
 export interface CentralSend {
@@ -173,9 +168,7 @@ export class MirrorCentral {
   /** Bind each of the link's topics to its target (creating it), with the positions; refusals per topic. */
   async open(hello: LinkHello): Promise<TopicWelcome[]> {
     this.checkEnabled();
-    if (typeof hello !== "object" || hello === null || typeof hello.link !== "string" || hello.link.length > 256) throw invalid("a link hello needs a link name of at most 256 characters");
-    validateClusterId(hello.cluster);
-    if (!Array.isArray(hello.topics) || hello.topics.length > MAX_TOPICS_PER_OPEN) throw invalid(`a link hello lists at most ${MAX_TOPICS_PER_OPEN} topics`);
+    checkHello(hello);
     const out: TopicWelcome[] = [];
     for (const b of hello.topics) out.push(await this.welcome(hello.cluster, b));
     return out;
@@ -416,39 +409,17 @@ export class MirrorCentral {
   // ---- group offsets ------------------------------------------------------------------------
 
   /** Commit mirrored group offsets, translated to central offsets; one result per commit, in order. */
-  async commitGroupOffsets(cluster: string, commits: readonly GroupOffsetCommit[]): Promise<GroupOffsetResult[]> {
+  commitGroupOffsets(cluster: string, commits: readonly GroupOffsetCommit[]): Promise<GroupOffsetResult[]> {
     this.checkEnabled();
-    validateClusterId(cluster);
-    if (!Array.isArray(commits) || commits.length > MAX_GROUP_COMMITS) throw invalid(`at most ${MAX_GROUP_COMMITS} group offset commits per call`);
-    const results: GroupOffsetResult[] = new Array(commits.length);
-    const byGroup = new Map<string, { index: number; topic: string; offset: number }[]>();
-    await Promise.all(
-      commits.map(async (c, index) => {
-        try {
-          checkCommit(c);
-          const t = this.targetOf(cluster, c.sourceTopic);
-          if (!t) throw new TributaryError("TOPIC_NOT_FOUND", `${cluster}/${c.sourceTopic} is not mirrored here`);
-          checkPartition(t, c.partition);
-          const offset = await this.onLeader<number | null>(t, c.partition, "mirror.translate", { sourceOffset: c.sourceOffset });
-          if (offset === null) results[index] = { ok: false, commit: c, pending: true };
-          else byGroup.set(c.group, [...(byGroup.get(c.group) ?? []), { index, topic: t.record.name, offset }]);
-        } catch (e) {
-          results[index] = refusedCommit(c, e);
-        }
-      }),
+    return commitMirroredOffsets(
+      {
+        targetOf: (c, topic) => this.targetOf(c, topic),
+        translate: (t, partition, sourceOffset) => this.onLeader<number | null>(t, partition, "mirror.translate", { sourceOffset }),
+        commit: (groupId, offsets) => this.broker.groups.commitOffsets({ groupId, memberId: "", generationId: -1, offsets }),
+      },
+      cluster,
+      commits,
     );
-    for (const [groupId, unordered] of byGroup) {
-      // Translations finish in any order; commits of one partition in one call: the last one wins.
-      const list = unordered.sort((a, b) => a.index - b.index);
-      const offsets = list.map((l) => ({ topic: l.topic, partition: commits[l.index]!.partition, offset: l.offset, metadata: commitMetadata(cluster, commits[l.index]!) }));
-      try {
-        await this.broker.groups.commitOffsets({ groupId, memberId: "", generationId: -1, offsets });
-        for (const l of list) results[l.index] = { ok: true, commit: commits[l.index]!, targetOffset: l.offset };
-      } catch (e) {
-        for (const l of list) results[l.index] = refusedCommit(commits[l.index]!, e);
-      }
-    }
-    return results;
   }
 
   /** The central offset for a source offset (committed data only); null: beyond the position, pending. */
@@ -514,66 +485,6 @@ function enqueue(p: Partition, t: CentralTopic, batch: Uint8Array): { accepted: 
   const before = p.log.logEndOffset;
   const done = p.log.append(batch);
   return { accepted: p.log.logEndOffset !== before, done };
-}
-
-function invalid(message: string): TributaryError {
-  return new TributaryError("INVALID_REQUEST", message);
-}
-
-function checkBinding(b: TopicBinding): void {
-  if (typeof b !== "object" || b === null) throw invalid("a topic binding must be an object");
-  validateTopicName(b.sourceTopic);
-  if (typeof b.sourceTopicId !== "string" || !/^[a-zA-Z0-9_-]{1,64}$/.test(b.sourceTopicId)) throw invalid(`source topic id of ${b.sourceTopic} must be 1 to 64 letters, digits, '_' or '-'`);
-  validateTopicName(b.target);
-  if (!Number.isSafeInteger(b.partitions) || b.partitions < 1 || b.partitions > MAX_PARTITIONS) {
-    throw new TributaryError("INVALID_PARTITIONS", `partitions of ${b.sourceTopic} must be from 1 to ${MAX_PARTITIONS}, got ${String(b.partitions)}`);
-  }
-  if (b.config !== undefined && (typeof b.config !== "object" || b.config === null || !Object.values(b.config).every((v) => typeof v === "string"))) {
-    throw new TributaryError("INVALID_CONFIG", `the config of ${b.sourceTopic} must map setting names to strings`);
-  }
-}
-
-function checkSend(send: CentralSend): void {
-  const s = send?.source;
-  if (typeof s !== "object" || s === null) throw invalid("a mirror send needs its source");
-  validateClusterId(s.cluster);
-  if (typeof s.topic !== "string" || s.topic === "") throw invalid("a mirror send needs its source topic");
-  if (!Number.isSafeInteger(s.partition) || s.partition < 0) throw invalid(`a mirror send's partition must be a non-negative integer, got ${String(s.partition)}`);
-  if (!(send.payload instanceof Uint8Array)) throw invalid("a mirror send's payload must be bytes");
-  if (send.compression !== "none" && send.compression !== "gzip") throw invalid(`compression must be none or gzip, got ${String(send.compression)}`);
-  if (!Array.isArray(send.gaps) || send.gaps.length > MAX_GAPS_PER_SEND) throw invalid(`a mirror send declares at most ${MAX_GAPS_PER_SEND} gaps`);
-  for (const g of send.gaps) {
-    const ok = Number.isSafeInteger(g?.from) && Number.isSafeInteger(g?.to) && g.from >= 0 && g.to >= g.from && GAP_REASONS.includes(g.reason);
-    if (!ok) throw invalid(`a gap is {from, to} with 0 <= from <= to and a reason of ${GAP_REASONS.join(", ")}`);
-  }
-}
-
-function checkPartition(t: CentralTopic, partition: number): void {
-  if (!Number.isSafeInteger(partition) || partition < 0 || partition >= t.record.partitions) {
-    throw new TributaryError("PARTITION_NOT_FOUND", `mirror target ${t.record.name} has partitions 0 to ${t.record.partitions - 1}, not ${String(partition)}`);
-  }
-}
-
-function checkCommit(c: GroupOffsetCommit): void {
-  if (typeof c?.group !== "string" || typeof c.sourceTopic !== "string") throw invalid("a group offset commit needs a group and a source topic");
-  if (!Number.isSafeInteger(c.sourceOffset) || c.sourceOffset < 0) throw invalid(`a source offset must be a non-negative integer, got ${String(c.sourceOffset)}`);
-  if (c.metadata !== undefined && typeof c.metadata !== "string") throw invalid("commit metadata must be a string");
-}
-
-function refusedCommit(commit: GroupOffsetCommit, e: unknown): GroupOffsetResult {
-  if (!isTributaryError(e)) throw e;
-  return { ok: false, commit, pending: false, code: e.code, message: e.message };
-}
-
-/** The central commit's metadata: the source it was translated from, and the edge's metadata cut to fit. */
-export function commitMetadata(cluster: string, c: GroupOffsetCommit): string {
-  const source = { cluster, topic: c.sourceTopic, partition: c.partition, offset: c.sourceOffset };
-  let metadata = c.metadata ?? "";
-  for (;;) {
-    const text = JSON.stringify({ source, metadata });
-    if (text.length <= MAX_COMMIT_METADATA_CHARS || metadata === "") return text;
-    metadata = metadata.slice(0, Math.max(0, metadata.length - (text.length - MAX_COMMIT_METADATA_CHARS)));
-  }
 }
 
 function wireSend(body: unknown): WireSend {
