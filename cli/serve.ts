@@ -32,6 +32,7 @@ import { systemClock } from "../src/runtime/clock.ts";
 import type { Logger } from "../src/logger.ts";
 import type { MirrorLinkConfig } from "../src/mirror/config.ts";
 import type { MirrorEdge, LinkSinkFactory } from "../src/mirror/edge.ts";
+import type { GrpcMirrorSinkOptions } from "../gateways/grpc/mirror-sink.ts";
 import { IdleHeapCompactor, v8HeapCompaction } from "../src/runtime/heap.ts";
 
 const USAGE = `usage: tributary serve [--config FILE] [--data-dir DIR] [--http-port N] [--<setting> VALUE ...]
@@ -297,7 +298,7 @@ async function startMirror(broker: Broker, config: BrokerConfig, logger: Logger)
     clusterId: config.mirror.clusterId,
     config: mirrorConfig,
     host: brokerMirrorHost(broker),
-    sinkFor: await grpcSinkFactory(mirrorConfig.links, config.grpc.maxMessageBytes, logger),
+    sinkFor: await grpcSinkFactory(mirrorConfig.links, config.grpc.maxMessageBytes),
     clock: systemClock,
     random: Math.random,
     logger,
@@ -315,23 +316,13 @@ async function startMirror(broker: Broker, config: BrokerConfig, logger: Logger)
  * The Tributary sink (gateways/grpc/mirror-sink.ts, `GrpcMirrorSink`), loaded when a mirror is
  * configured; TLS files are read once here. Dynamic, so a broker that mirrors nothing never loads it.
  */
-async function grpcSinkFactory(links: readonly MirrorLinkConfig[], maxMessageBytes: number, logger: Logger): Promise<LinkSinkFactory> {
-  const modulePath = "../gateways/grpc/mirror-sink.ts";
-  const mod = (await import(modulePath)) as { GrpcMirrorSink: new (options: GrpcMirrorSinkOptions) => ReturnType<LinkSinkFactory> };
+async function grpcSinkFactory(links: readonly MirrorLinkConfig[], maxMessageBytes: number): Promise<LinkSinkFactory> {
+  const { GrpcMirrorSink } = await import("../gateways/grpc/mirror-sink.ts");
   const tls = new Map<string, GrpcMirrorSinkOptions["tls"]>();
   for (const l of links) {
     if (!l.central.tls) continue;
     const [ca, cert, key] = await Promise.all([l.central.tls.ca, l.central.tls.cert, l.central.tls.key].map((f) => readFile(f, "utf8")));
     tls.set(l.name, { ca: ca!, cert: cert!, key: key! });
   }
-  return (link) => new mod.GrpcMirrorSink({ address: link.central.address, tls: tls.get(link.name) ?? null, token: link.central.token, maxMessageBytes, logger });
-}
-
-interface GrpcMirrorSinkOptions {
-  address: string;
-  /** PEM text. */
-  tls: { ca: string; cert: string; key: string } | null;
-  token: string | null;
-  maxMessageBytes: number;
-  logger: Logger;
+  return (link) => new GrpcMirrorSink({ address: link.central.address, tls: tls.get(link.name) ?? null, token: link.central.token, maxMessageBytes });
 }

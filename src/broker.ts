@@ -52,9 +52,11 @@ import { OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG } from "./groups/offsets-store.ts";
 import type { IdempotenceInput, ProducerIdentity } from "./idempotence/types.ts";
 import { ProducerIdAllocator } from "./idempotence/producer-ids.ts";
 import { MirrorRetentionDriver, type RetainedPartition } from "./mirror/retention-driver.ts";
-import type { MirrorRetentionSource } from "./mirror/types.ts";
+import { MirrorCentral, checkNotMirrorTarget, type CentralSend, type SourcePositions } from "./mirror/central.ts";
+import type { GroupOffsetCommit, GroupOffsetResult, LinkHello, MirrorRetentionSource, TopicWelcome } from "./mirror/types.ts";
 import {
   MAX_PARTITIONS,
+  MIRROR_SOURCE_KEY,
   TopicMetadataStore,
   collisionKey,
   newTopicId,
@@ -195,6 +197,8 @@ export class Broker {
   private reconciling: Promise<void> = Promise.resolve();
   /** Mirror-aware retention and the disk budget, once the mirror installed its source; null: retention as without mirroring. */
   private mirrorRetention: MirrorRetentionDriver | null = null;
+  /** The central side of mirroring (src/mirror/central.ts): mirror targets, their positions, admission. */
+  private readonly central: MirrorCentral;
 
   private constructor(
     readonly config: BrokerConfig,
@@ -227,6 +231,24 @@ export class Broker {
       logger,
     );
     this.groups = groupService(this.coordinator, (method, args) => this.routeGroupCall(method, args));
+    const broker = this;
+    this.central = new MirrorCentral({
+      enabled: config.mirrorCentral,
+      maxSendBytes: config.grpc.maxMessageBytes,
+      get cluster() {
+        return broker.cluster;
+      },
+      groups: this.groups,
+      logger,
+      metrics,
+      isOpen: () => this.state === "open",
+      topics: () => this.topics.values(),
+      topic: (name) => this.topics.get(name),
+      createTarget: async (name, partitions, topicConfig, source) => {
+        await this.createTopicWith(name, partitions, topicConfig, false, { [MIRROR_SOURCE_KEY]: source });
+      },
+      leaderOf: (topic, partition) => this.leaderOf(topic as Topic, partition),
+    });
     const mt = this.metrics;
     this.m = {
       recordsProduced: mt.counter("tributary_records_produced_total", "Records appended", ["topic"]),
@@ -340,6 +362,7 @@ export class Broker {
       (metadata) => this.reconcile(metadata),
     );
     this.serveForwarded(this.cluster);
+    this.central.serve(this.cluster);
     this.state = "open";
     void this.bootstrapCluster();
     this.scheduleMaintenance();
@@ -414,6 +437,7 @@ export class Broker {
     const replica = p.replica!;
     replica.onLeaderChange = (leader) => {
       p.resetProducerState();
+      this.central.leaderChanged(p);
       if (p.topic === OFFSETS_TOPIC && p.index === 0) this.followCoordinator(leader);
       for (const l of this.leaderListeners) if (l.topic === p.topic && l.partition === p.index) l.fn();
     };
@@ -751,7 +775,8 @@ export class Broker {
     return this.createTopicWith(name, partitions, config, false);
   }
 
-  private createTopicWith(name: string, partitions: number | undefined, config: TopicConfigInput, internal: boolean): Promise<TopicDescription> {
+  /** `binding`: config set by the broker itself, past the checks a create request gets (a mirror target's source). */
+  private createTopicWith(name: string, partitions: number | undefined, config: TopicConfigInput, internal: boolean, binding: TopicRecord["config"] = {}): Promise<TopicDescription> {
     return this.admin(async () => {
       validateTopicName(name, { internal });
       const count = partitions ?? this.config.defaultPartitions;
@@ -767,7 +792,7 @@ export class Broker {
       if (clash) {
         throw new TributaryError("INVALID_TOPIC_NAME", `topic ${name} collides with ${clash}: names may not differ only by '.' and '_'`);
       }
-      const record: TopicRecord = { name, id: newTopicId(), partitions: count, config: overrides, createdAtMs: this.clock.now() };
+      const record: TopicRecord = { name, id: newTopicId(), partitions: count, config: { ...overrides, ...binding }, createdAtMs: this.clock.now() };
       if (this.cluster) return this.createInCluster(this.cluster, record);
       const topic = await this.openTopic(record);
       try {
@@ -850,7 +875,7 @@ export class Broker {
         logEndOffset: p?.log.logEndOffset ?? -1,
         sizeBytes: p?.log.sizeBytes ?? -1,
       })),
-      config: describeTopicSettings(t.settings),
+      config: { ...describeTopicSettings(t.settings), ...mirrorSourceOf(t.record) },
       createdAtMs: t.record.createdAtMs,
     };
   }
@@ -906,6 +931,8 @@ export class Broker {
     const started = performance.now();
     try {
       if (isInternalTopic(topicName)) throw new TributaryError("INVALID_TOPIC_NAME", `topic ${topicName} is internal: only the broker writes to it`);
+      const existing = this.topics.get(topicName);
+      if (existing) checkNotMirrorTarget(existing.record);
       this.mirrorRetention?.checkWrites(topicName);
       const results = idempotence
         ? await this.produceIdempotent(topicName, records, acks, idempotence)
@@ -1189,6 +1216,46 @@ export class Broker {
     return this.partition(topic, partition).log.offsetForTimestamp(timestampMs);
   }
 
+  // ---- mirroring (the central's side: src/mirror/central.ts) ---------------------------------
+
+  /**
+   * Bind a mirror link's topics to their targets (creating them) and answer the positions; each
+   * topic refused on its own (its welcome says why).
+   * @example const [w] = await broker.mirrorOpen({ link: "to-dc", cluster: "site7", topics: [{ sourceTopic: "t", sourceTopicId, target: "site7.t", partitions: 1, config: {} }] });
+   */
+  mirrorOpen(hello: LinkHello): Promise<TopicWelcome[]> {
+    return this.central.open(hello);
+  }
+
+  /** Admit one mirror send into its target partition (acks=all); resolves with the position (null: none). */
+  mirrorAppend(send: CentralSend): Promise<number | null> {
+    return this.central.append(send);
+  }
+
+  /** Positions of the targets of `cluster`'s source topics (all, or those named). */
+  mirrorPositions(cluster: string, sourceTopics: readonly string[] = []): Promise<SourcePositions[]> {
+    return this.central.positions(cluster, sourceTopics);
+  }
+
+  /** Commit an edge's group offsets (source offsets) here, translated; one result per commit. */
+  mirrorCommitGroupOffsets(cluster: string, commits: readonly GroupOffsetCommit[]): Promise<GroupOffsetResult[]> {
+    return this.central.commitGroupOffsets(cluster, commits);
+  }
+
+  /** The target topic a source topic of `cluster` is mirrored into here, or null (the gateways' ACL checks). */
+  mirrorTargetOf(cluster: string, sourceTopic: string): string | null {
+    try {
+      return this.central.targetOf(cluster, sourceTopic)?.record.name ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Every target of a source cluster here. */
+  mirrorTargetsOf(cluster: string): string[] {
+    return [...this.topics.values()].filter((t) => t.record.config[MIRROR_SOURCE_KEY]?.startsWith(`${cluster}/`)).map((t) => t.record.name);
+  }
+
   // ---- maintenance --------------------------------------------------------------------------
 
   private scheduleMaintenance(): void {
@@ -1216,12 +1283,14 @@ export class Broker {
           if (this.state !== "open") return;
           if (!p) continue;
           try {
+            // A mirror target keeps the segment of its newest stamped batch: its position lives there.
+            const floor = await this.central.retentionFloor(t, p);
             if (t.settings.cleanupPolicy.includes("delete") && !(mirror && mirrorRetained(t))) {
-              const deleted = await p.log.enforceRetention();
+              const deleted = await p.log.enforceRetention(floor);
               if (deleted > 0) this.logger.info("retention deleted segments", { topic: p.topic, partition: p.index, segments: deleted });
             }
             if (t.settings.cleanupPolicy.includes("compact")) {
-              const stats = await p.log.compact();
+              const stats = await p.log.compact(floor);
               if (stats.recordsRemoved > 0) this.logger.info("compacted", { topic: p.topic, partition: p.index, ...stats });
             }
           } catch (e) {
@@ -1334,6 +1403,11 @@ const REPLICATED_LOG = { highWatermark: "external", keepEmptyBatches: true } as 
 const COMMIT_RECHECK_MS = 100;
 /** Producer ids in a cluster: counter * PEER_ID_SPACE + the issuing peer's id. */
 const PEER_ID_SPACE = 0x10000;
+
+function mirrorSourceOf(record: TopicRecord): Record<string, string> {
+  const source = record.config[MIRROR_SOURCE_KEY];
+  return source === undefined ? {} : { [MIRROR_SOURCE_KEY]: source };
+}
 
 function isInternalTopic(name: string): boolean {
   return name.startsWith("__");

@@ -62,6 +62,7 @@ export const SETTINGS = [
   { key: "replication.factor", kind: "int", default: 3, min: 1, doc: "Replicas of each new topic's partitions (at most the number of peers; fewer peers: all of them)." },
   { key: "cluster.tick.ms", kind: "int", default: 100, min: 10, doc: "Raft tick: heartbeats go every tick, an election starts after 10 to 20 silent ticks." },
   { key: "cluster.request.timeout.ms", kind: "int", default: 10_000, min: 100, doc: "How long a produce, fetch or admin call forwarded between peers may retry (through an election) before it fails." },
+  { key: "mirror.central", kind: "bool", default: false, doc: "Run in the central role: serve MirrorService on the gRPC listener, so edge clusters mirror their topics into this one (each target topic bound to its source, read-only to producers)." },
   { key: "log.level", kind: "enum", default: "info", values: ["debug", "info", "warn", "error"], doc: "Broker log level (JSON lines on stderr)." },
   { key: "flush.mode", kind: "enum", default: "batch", values: ["batch", "interval", "none"], doc: "When appends are fdatasync'ed, and so acknowledged: see Durability." },
   { key: "flush.interval.ms", kind: "int", default: 50, min: 1, doc: "With flush.mode=interval: longest time between two syncs." },
@@ -169,6 +170,8 @@ export interface BrokerConfig {
   };
   /** null: a single node (no peers). */
   cluster: ClusterSettings | null;
+  /** `mirror.central`: edge clusters mirror into this broker (src/mirror/central.ts). */
+  mirrorCentral: boolean;
   logLevel: LogLevel;
   flush: FlushPolicy;
   maxPendingBytesPerPartition: number;
@@ -290,6 +293,7 @@ function toBrokerConfig(v: Values): BrokerConfig {
       initialRebalanceDelayMs: n("group.initial.rebalance.delay.ms"),
     },
     cluster: clusterFrom(n("cluster.node.id"), s("cluster.peers"), s("cluster.listen.host"), n("replication.factor"), n("cluster.tick.ms"), n("cluster.request.timeout.ms")),
+    mirrorCentral: v["mirror.central"] as boolean,
     logLevel: s("log.level") as LogLevel,
     flush,
     maxPendingBytesPerPartition: n("partition.max.pending.bytes"),

@@ -18,11 +18,18 @@ import { TributaryError } from "./errors.ts";
 import { joinPath, writeFileAtomic, type FileSystem } from "./runtime/fs.ts";
 import type { TopicSettingKey } from "./config.ts";
 
+/**
+ * A mirror target's binding to its one source, `cluster/topic/topicId` (src/mirror/central.ts):
+ * kept with the topic's config overrides, set only by the central's mirror open, never by a
+ * create request.
+ */
+export const MIRROR_SOURCE_KEY = "mirror.source";
+
 export interface TopicRecord {
   name: string;
   id: string;
   partitions: number;
-  config: Partial<Record<TopicSettingKey, string>>;
+  config: Partial<Record<TopicSettingKey | typeof MIRROR_SOURCE_KEY, string>>;
   createdAtMs: number;
 }
 

@@ -18,6 +18,7 @@ import { GRPC_RULES } from "../gateways/grpc/auth.ts";
 import { AdminService } from "../gateways/grpc/gen/tributary/v1/admin_pb.ts";
 import { ConsumerService } from "../gateways/grpc/gen/tributary/v1/consumer_pb.ts";
 import { GroupsService } from "../gateways/grpc/gen/tributary/v1/groups_pb.ts";
+import { MirrorService } from "../gateways/grpc/gen/tributary/mirror/v1/mirror_pb.ts";
 import { ProducerService } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
 import { parseBridgeConfig } from "../gateways/mqtt/config.ts";
 import { parseMirrorConfig } from "../src/mirror/config.ts";
@@ -75,7 +76,7 @@ function configArb(valid: unknown): fc.Arbitrary<unknown> {
 const RUNS = 600;
 
 describe("gRPC request messages", () => {
-  const methods = [ProducerService, ConsumerService, AdminService, GroupsService].flatMap((s) =>
+  const methods = [ProducerService, ConsumerService, AdminService, GroupsService, MirrorService].flatMap((s) =>
     s.methods.map((m) => ({ path: `/${s.typeName}/${m.name}`, input: m.input as DescMessage })),
   );
 

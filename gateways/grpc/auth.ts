@@ -13,6 +13,13 @@
  *   Heartbeat, LeaveGroup, FetchOffsets          group group
  *   CommitOffsets, ResetOffsets                  group group, consume each topic committed or reset
  *   DescribeGroup / DeleteGroup                  describe / delete group
+ *   MirrorService Open                           mirror each target topic named
+ *   MirrorService Send (each send)               mirror the source topic's target (none bound yet: mirror cluster)
+ *   MirrorService Positions                      mirror each target reported
+ *   MirrorService CommitGroupOffsets             mirror each offset's target (none bound yet: mirror cluster)
+ *
+ * Mirror requests name a source (edge cluster, topic), not the target: the rule asks the broker
+ * which target the source is bound to (`MirrorTargets`).
  *
  * Under mutual TLS a call without an `authorization` entry runs as its client certificate's
  * subject CN (the guard decides, guard.ts); a bearer token, when sent, wins.
@@ -26,7 +33,16 @@ import { certificatePrincipal } from "../../src/security/tls.ts";
 import type { CallQuota } from "./quota.ts";
 
 type Fields = Record<string, unknown>;
-type Rule = (req: Fields) => Check[];
+
+/** Which target a mirrored source topic is bound to at this broker (Broker.mirrorTargetOf / mirrorTargetsOf). */
+export interface MirrorTargets {
+  targetOf(cluster: string, sourceTopic: string): string | null;
+  targetsOf(cluster: string): string[];
+}
+
+const NO_TARGETS: MirrorTargets = { targetOf: () => null, targetsOf: () => [] };
+
+type Rule = (req: Fields, mirror?: MirrorTargets) => Check[];
 
 const str = (v: unknown): string => (typeof v === "string" ? v : "");
 const list = (v: unknown): Fields[] => (Array.isArray(v) ? (v as Fields[]) : []);
@@ -35,6 +51,8 @@ const produce: Rule = (r) => [{ operation: "produce", resource: topic(str(r.topi
 const consume: Rule = (r) => [{ operation: "consume", resource: topic(str(r.topic)) }];
 const inGroup = (r: Fields): Check => ({ operation: "group", resource: group(str(r.groupId)) });
 const clusterDescribe: Rule = () => [{ operation: "describe", resource: CLUSTER }];
+const mirrorOn = (target: string | null): Check => ({ operation: "mirror", resource: target === null ? CLUSTER : topic(target) });
+const MIRROR = "/tributary.mirror.v1.MirrorService";
 
 export const GRPC_RULES: Readonly<Record<string, Rule>> = {
   "/tributary.v1.ProducerService/Produce": produce,
@@ -62,6 +80,13 @@ export const GRPC_RULES: Readonly<Record<string, Rule>> = {
   "/tributary.v1.GroupsService/DescribeGroup": (r) => [{ operation: "describe", resource: group(str(r.groupId)) }],
   "/tributary.v1.GroupsService/ResetOffsets": (r) => [inGroup(r), ...consume(r)],
   "/tributary.v1.GroupsService/DeleteGroup": (r) => [{ operation: "delete", resource: group(str(r.groupId)) }],
+  [`${MIRROR}/Open`]: (r) => list(r.topics).map((b) => mirrorOn(str(b.target))),
+  [`${MIRROR}/Send`]: (r, m = NO_TARGETS) => [mirrorOn(m.targetOf(str(r.cluster), str(r.sourceTopic)))],
+  [`${MIRROR}/Positions`]: (r, m = NO_TARGETS) => {
+    const named = Array.isArray(r.sourceTopics) && r.sourceTopics.length > 0 ? r.sourceTopics.map((t) => m.targetOf(str(r.cluster), str(t))) : m.targetsOf(str(r.cluster));
+    return named.filter((t): t is string => t !== null).map(mirrorOn);
+  },
+  [`${MIRROR}/CommitGroupOffsets`]: (r, m = NO_TARGETS) => list(r.offsets).map((o) => mirrorOn(m.targetOf(str(r.cluster), str(o.sourceTopic)))),
 };
 
 /** What the bridge calls: authenticate a call, then admit each of its request messages. */
@@ -73,7 +98,7 @@ export interface CallGuard {
 /** Admits each request message; `quota` is who the bridge charges (quota.ts). */
 export type Admit = ((request: object) => void) & { quota?: CallQuota };
 
-export function callGuard(guard: SecurityGuard): CallGuard {
+export function callGuard(guard: SecurityGuard, mirror: MirrorTargets = NO_TARGETS): CallGuard {
   return {
     async authenticate(method, authorization, certificateSubject) {
       const principal = await guard.authenticate("grpc", authorization, certificatePrincipal(certificateSubject as Record<string, unknown> | undefined));
@@ -83,7 +108,7 @@ export function callGuard(guard: SecurityGuard): CallGuard {
           guard.countDenied("grpc");
           throw new TributaryError("PERMISSION_DENIED", `${method} has no ACL mapping; it is refused for every principal`);
         }
-        guard.authorize("grpc", principal, rule(request as Fields));
+        guard.authorize("grpc", principal, rule(request as Fields, mirror));
       };
       return Object.assign(admit, { quota: { principal, quotas: guard.quotas } });
     },

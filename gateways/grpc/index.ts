@@ -6,6 +6,7 @@
  *   ConsumerService  Fetch (long poll), Subscribe (live tail)                                   consumer.ts
  *   AdminService     topics, DescribeCluster                                                     admin.ts
  *   GroupsService    KIP-848-style consumer groups                                              groups.ts
+ *   MirrorService    the central's end of edge mirror links (mirror.central=true only)           mirror.ts
  *
  * bridge.ts turns the generated protobuf-es descriptors into grpc-js service definitions;
  * errors.ts holds the one table from Tributary error codes to gRPC status codes. Messages over
@@ -39,6 +40,8 @@ import { ConsumerService } from "./gen/tributary/v1/consumer_pb.ts";
 import { GroupsService } from "./gen/tributary/v1/groups_pb.ts";
 import { ProducerService } from "./gen/tributary/v1/producer_pb.ts";
 import { groupsHandlers } from "./groups.ts";
+import { MirrorService } from "./gen/tributary/mirror/v1/mirror_pb.ts";
+import { mirrorHandlers, mirrorServiceDisabled } from "./mirror.ts";
 import { producerHandlers } from "./producer.ts";
 
 export interface GrpcGatewayOptions {
@@ -106,11 +109,13 @@ export async function startGrpcGateway(broker: Broker, options: GrpcGatewayOptio
     "grpc.max_send_message_length": limits.maxMessageBytes,
   });
   let port = 0;
-  const guard = options.guard ? callGuard(options.guard) : undefined;
+  const mirrorTargets = { targetOf: (c: string, t: string) => broker.mirrorTargetOf(c, t), targetsOf: (c: string) => broker.mirrorTargetsOf(c) };
+  const guard = options.guard ? callGuard(options.guard, mirrorTargets) : undefined;
   server.addService(...serverImplementation(ProducerService, producerHandlers(deps), report, guard));
   server.addService(...serverImplementation(ConsumerService, consumerHandlers(deps), report, guard));
   server.addService(...serverImplementation(AdminService, adminHandlers(deps, () => port), report, guard));
   server.addService(...serverImplementation(GroupsService, groupsHandlers(deps), report, guard));
+  server.addService(...(broker.config.mirrorCentral ? serverImplementation(MirrorService, mirrorHandlers(deps), report, guard) : mirrorServiceDisabled()));
 
   const host = limits.host.includes(":") ? `[${limits.host}]` : limits.host;
   const credentials = options.tls ? new ReloadableServerCredentials(options.tls) : null;

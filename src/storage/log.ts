@@ -601,14 +601,16 @@ export class PartitionLog {
    * Delete closed segments past retention.ms / retention.bytes; returns how many went. Only
    * segments wholly below the high watermark go (in replicated mode: committed ones), and with a
    * hook installed (`setRetentionHook`) only after it resolved. A replicated log without a hook
-   * deletes nothing: its owner must learn of every move of the log start.
+   * deletes nothing: its owner must learn of every move of the log start. With `floorOffset`,
+   * only segments wholly below it go (a mirror target keeps the segment holding its newest
+   * stamped batch: src/mirror/central.ts).
    */
-  enforceRetention(): Promise<number> {
+  enforceRetention(floorOffset: number | null = null): Promise<number> {
     return this.exclusive(async () => {
       this.checkUsable();
       if (!this.config.cleanupPolicy.includes("delete")) return 0;
       if (this.external && !this.retentionHook) return 0;
-      const candidates = this.segments.map((s) => ({ sizeBytes: s.size, maxTimestampMs: s.maxTimestamp, deletable: this.settled(s) }));
+      const candidates = this.segments.map((s) => ({ sizeBytes: s.size, maxTimestampMs: s.maxTimestamp, deletable: this.settled(s) && belowFloor(s, floorOffset) }));
       const n = segmentsToDelete(candidates, this.clock.now(), this.config.retentionMs, this.config.retentionBytes);
       if (n === 0) return 0;
       await this.retentionHook?.(this.segments[n]!.baseOffset);
@@ -721,15 +723,18 @@ export class PartitionLog {
     });
   }
 
-  /** For cleanupPolicy compact: keep the latest record per key in closed segments; appends go on meanwhile. */
-  compact(): Promise<CompactionStats> {
+  /**
+   * For cleanupPolicy compact: keep the latest record per key in closed segments; appends go on
+   * meanwhile. With `floorOffset`, only segments wholly below it are rewritten (see enforceRetention).
+   */
+  compact(floorOffset: number | null = null): Promise<CompactionStats> {
     return this.exclusive(async () => {
       this.checkUsable();
       const none: CompactionStats = { segmentsCleaned: 0, recordsRemoved: 0, bytesBefore: 0, bytesAfter: 0 };
       if (!this.config.cleanupPolicy.includes("compact")) return none;
       const sealed: Segment[] = [];
       for (const s of this.segments) {
-        if (!this.settled(s)) break;
+        if (!this.settled(s) || !belowFloor(s, floorOffset)) break;
         sealed.push(s);
       }
       if (sealed.length === 0) return none;
@@ -819,4 +824,9 @@ function checkConfig(c: LogConfig): void {
     positive("flush.intervalMs", c.flush.intervalMs);
     positive("flush.bytes", c.flush.bytes);
   }
+}
+
+/** A segment retention and compaction may touch under a floor: it lies wholly below it (no floor: any). */
+function belowFloor(s: Segment, floorOffset: number | null): boolean {
+  return floorOffset === null || s.nextOffset <= floorOffset;
 }
