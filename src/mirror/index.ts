@@ -5,9 +5,10 @@
  * the edge topics it selects into a central cluster, asynchronously. The central is a Tributary
  * cluster started in the central role. Data gathered on site arrives there complete, in order
  * and once, even after the uplink was down for days or slow and expensive. This folder holds the
- * pure parts, and this comment is the design the driver follows. The edge's driver (the link
- * runner, the checkpoint store, MirrorEdge) is here too; the Tributary sink and the central's
- * receiving service are not built yet.
+ * pure parts and both drivers, and this comment is the design they follow: the edge's (the link
+ * runner, the checkpoint store, MirrorEdge, mirror-aware retention) and the central's
+ * (MirrorCentral: bindings, admission, positions, group offsets). The Tributary sink and the
+ * central's gRPC service live in gateways/grpc/ (mirror-sink.ts, mirror.ts).
  *
  * ## The parts
  *
@@ -29,6 +30,9 @@
  * | `broker-host.ts` | `source.ts`'s interfaces over the Broker |
  * | `config.ts` | the `mirror.config` links file, checked whole |
  * | `mem-sink.ts` | an in-memory central (tests, simulation) behind `MirrorSink` |
+ * | `retention-driver.ts` | the broker's mirror-aware retention pass: plan, drop ledger first, then delete; the write refusal |
+ * | `central.ts` | `MirrorCentral`: target bindings, positions rebuilt from the log, admission on the target's leader, the retention floor |
+ * | `central-log.ts`, `central-checks.ts`, `central-groups.ts` | the central's log scans, input checks, and group-offset translation |
  *
  * ## The data path
  *
@@ -114,8 +118,9 @@
  *                                    ranges, ranges.ts), per partition since a drop concerns every link
  *
  * A position is written after acks, at most once a second per partition (`mirror.checkpoint.interval.ms`),
- * and at shutdown. The ledger is written before retention deletes any file (from the log's
- * retention hook), so a crash never deletes data without recording it. The link runs on the peer
+ * and at shutdown. The ledger is written before retention deletes any file (by the broker's
+ * mirror-aware retention pass, retention-driver.ts, before it calls the log's retention hook), so
+ * a crash never deletes data without recording it. The link runs on the peer
  * that leads `__mirror_checkpoints` (one runner per edge cluster, the way the group coordinator
  * runs on the leader of `__consumer_offsets`). It reads every partition through the broker (local
  * replicas serve committed reads). A new leader replays the topic (one record per key, the last
@@ -197,7 +202,7 @@
  * `_last_advance_timestamp_seconds`, `_drain_seconds` and `_stalled` `{link,topic,partition}`,
  * `tributary_mirror_link_state{link,state}`, `tributary_mirror_bytes_sent_total{link,lane}`.
  *
- * ## Consumer group offsets (later)
+ * ## Consumer group offsets
  *
  * Committed offsets of chosen groups travel as (group, source topic, partition, source offset).
  * The central translates them exactly: it finds the target batch whose stamp covers the offset
