@@ -2,7 +2,8 @@
  * The peer codec (gateways/peer/codec.ts): every Raft message survives a frame's round trip
  * exactly (fast-check), numbers past 2^32 included; bytes from outside that are not a frame, or
  * carry what the core cannot hold (a value past 2^53, an unknown or unspecified enum, a group
- * message without its message), are INVALID_REQUEST and never another exception.
+ * message without its message), are INVALID_REQUEST and never another exception. The hand-written
+ * encoder writes the same bytes as protobuf-es does for the schema.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
@@ -10,7 +11,7 @@ import { describe, expect, it } from "vitest";
 import { TributaryError } from "../src/errors.ts";
 import { META_GROUP, type GroupMessage } from "../src/cluster/types.ts";
 import { EntryType, MessageType, type Message } from "../src/raft/index.ts";
-import { decodeFrame, encodeFrame } from "../gateways/peer/codec.ts";
+import { decodeFrame, encodeFrame, messageToProto } from "../gateways/peer/codec.ts";
 import { FramesRequestSchema, MessageType as ProtoMessageType, EntryType as ProtoEntryType } from "../gateways/grpc/gen/tributary/peer/v1/peer_pb.ts";
 import { codeOf } from "./support/errors.ts";
 
@@ -67,6 +68,19 @@ describe("peer codec round trip", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("writes the very bytes protobuf-es writes for the schema (the receiver decodes with it)", () => {
+    const reference = (from: number, f: readonly GroupMessage[]) =>
+      toBinary(FramesRequestSchema, create(FramesRequestSchema, { from, messages: f.map((g) => ({ group: g.group, message: messageToProto(g.message) })) }));
+    fc.assert(
+      fc.property(nodeId, frame, (from, f) => {
+        expect(encodeFrame(from, f)).toStrictEqual(reference(from, f));
+      }),
+      { numRuns: 300 },
+    );
+    const big = heartbeat({ type: MessageType.App, term: 2 ** 35, index: Number.MAX_SAFE_INTEGER, commit: 2 ** 32, rejectHint: 2 ** 42 - 1 });
+    expect(encodeFrame(7, [{ group: "", message: big }])).toStrictEqual(reference(7, [{ group: "", message: big }]));
   });
 
   it("keeps terms and indexes past 2^32 exact", () => {

@@ -1,8 +1,8 @@
 /**
  * GrpcTransport (gateways/peer/) on 127.0.0.1, several in one process: frames arrive whole and
- * in order (two and three peers); calls and their refusals; a peer that is down gives
- * PEER_UNAVAILABLE and `unreachable`, and once it is back frames flow again from the same
- * sender; the in-flight bound and the size bound drop and count; frames from an unknown sender
+ * in order (two and three peers); a burst is answered by fewer, cumulative responses; calls and
+ * their refusals; a peer that is down gives PEER_UNAVAILABLE and `unreachable`, and once it is
+ * back frames flow again from the same sender; the in-flight bound and the size bound drop and count; frames from an unknown sender
  * and frames before `listen` are dropped and counted; mutual TLS accepts a certificate from the
  * right CA and refuses one from another CA; reloadTls: a new certificate from the same CA keeps
  * frames flowing and is what new handshakes present, both as listener and as client; one from
@@ -21,8 +21,8 @@ import { TributaryError } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
 import type { GroupMessage, NodeId, PeerInfo, TransportHandlers, TransportLimits } from "../src/cluster/types.ts";
 import { MessageType, type Message } from "../src/raft/index.ts";
-import { serverImplementation } from "../gateways/grpc/bridge.ts";
-import { PeerService } from "../gateways/grpc/gen/tributary/peer/v1/peer_pb.ts";
+import { decoder, methodPath, serverImplementation } from "../gateways/grpc/bridge.ts";
+import { PeerService, type FramesResponse } from "../gateways/grpc/gen/tributary/peer/v1/peer_pb.ts";
 import { GrpcTransport, type PeerTls } from "../gateways/peer/transport.ts";
 import { encodeFrame } from "../gateways/peer/codec.ts";
 import { codeOf } from "./support/errors.ts";
@@ -126,6 +126,27 @@ describe("GrpcTransport frames", () => {
     expect(rs[0]!.indexesFrom(2)).toEqual([...Array(50).keys()]);
     expect(rs[1]!.frames[7]!.frame).toStrictEqual(frameOf(1, 2, 7));
     expect(counter(metrics[0]!, "tributary_peer_frames_sent_total", { peer: "2" })).toBe(200);
+  });
+
+  it("answers a burst of frames with fewer responses that together count every frame", async () => {
+    const t2 = await start(2, [{ id: 1, address: "127.0.0.1:1" }]);
+    const r2 = new Recorder();
+    t2.listen(r2);
+    const client = new grpc.Client(`127.0.0.1:${t2.port}`, grpc.credentials.createInsecure());
+    const acks: FramesResponse[] = [];
+    const stream = client.makeBidiStreamRequest(methodPath(PeerService.method.frames), (b: Buffer) => b, decoder(PeerService.method.frames.output), new grpc.Metadata(), {});
+    stream.on("data", (a: FramesResponse) => acks.push(a));
+    stream.on("error", () => {});
+    try {
+      for (let i = 0; i < 10; i++) stream.write(Buffer.from(encodeFrame(1, frameOf(1, 2, i))));
+      await waitFor("all 10 frames answered", () => (acks.reduce((n, a) => n + Math.max(a.frames, 1), 0) === 10 ? true : undefined));
+      expect(r2.indexesFrom(1)).toEqual([...Array(10).keys()]);
+      expect(acks.length).toBeLessThan(10);
+      expect(acks.every((a) => a.delivered)).toBe(true);
+    } finally {
+      stream.cancel();
+      client.close();
+    }
   });
 
   it("three peers: each hears the other two, in order", async () => {

@@ -12,8 +12,9 @@
  *   const bytes = encodeFrame(1, [{ group: META_GROUP, message }]);
  *   const { from, frame } = decodeFrame(bytes);
  */
-import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { assert, TributaryError } from "../../src/errors.ts";
+import { sizeOfUvarint, sizeOfUvarlong, Writer } from "../../src/storage/bytes.ts";
 import type { GroupMessage, NodeId } from "../../src/cluster/types.ts";
 import { EntryType, MessageType, type Entry, type Message, type Snapshot } from "../../src/raft/index.ts";
 import { decodeRequest } from "../grpc/bridge.ts";
@@ -130,10 +131,141 @@ export function messageFromProto(p: RaftMessage): Message {
   };
 }
 
-/** One FramesRequest's bytes. */
+/**
+ * One FramesRequest's bytes, written by hand rather than through protobuf-es's writer: the sizes
+ * are computed first, then one buffer is allocated and filled, so each entry's data is copied
+ * once (the generic writer grows its buffer by doubling, shifts every nested message to fit its
+ * length prefix and copies the whole result out at the end: five copies of every byte a leader
+ * replicates, measured at a fifth of the sender's CPU). The bytes are those protobuf-es writes
+ * (test/peer-codec.test.ts compares them), so the receiver decodes with the generated schema.
+ */
 export function encodeFrame(from: NodeId, frame: readonly GroupMessage[]): Uint8Array {
-  const messages = frame.map((g) => ({ group: g.group, message: messageToProto(g.message) }));
-  return toBinary(FramesRequestSchema, create(FramesRequestSchema, { from: u32(from, "from"), messages }));
+  u32(from, "from");
+  const groups = frame.map((g) => utf8.encode(g.group));
+  const sizes = frame.map((g) => raftMessageSize(g.message));
+  let total = from === 0 ? 0 : 1 + sizeOfUvarint(from);
+  for (let i = 0; i < frame.length; i++) total += lengthDelimited(groupMessageSize(groups[i]!, sizes[i]!));
+  const w = new Writer(new Uint8Array(total));
+  if (from !== 0) w.int8(FRAMES_FROM).uvarint(from);
+  for (let i = 0; i < frame.length; i++) {
+    const group = groups[i]!;
+    w.int8(FRAMES_MESSAGES).uvarint(groupMessageSize(group, sizes[i]!));
+    if (group.length > 0) w.int8(GROUP_NAME).uvarint(group.length).bytes(group);
+    w.int8(GROUP_MESSAGE).uvarint(sizes[i]!);
+    writeRaftMessage(w, frame[i]!.message);
+  }
+  assert(w.pos === total, `frame encoded to ${w.pos} bytes, sized ${total}`);
+  return w.buf;
+}
+
+// Tags (field number << 3 | wire type) of proto/tributary/peer/v1/peer.proto; 0 varint, 2 bytes.
+const FRAMES_FROM = (1 << 3) | 0;
+const FRAMES_MESSAGES = (2 << 3) | 2;
+const GROUP_NAME = (1 << 3) | 2;
+const GROUP_MESSAGE = (2 << 3) | 2;
+const utf8 = new TextEncoder();
+
+/** Bytes of a length-delimited field of `size` bytes, tag included (every tag here is one byte). */
+function lengthDelimited(size: number): number {
+  return 1 + sizeOfUvarint(size) + size;
+}
+
+function groupMessageSize(group: Uint8Array, messageSize: number): number {
+  return (group.length > 0 ? lengthDelimited(group.length) : 0) + lengthDelimited(messageSize);
+}
+
+/** A varint field: absent when zero (proto3 implicit presence), as protobuf-es writes it. */
+function varintField(n: number): number {
+  return n === 0 ? 0 : 1 + sizeOfUvarlong(n);
+}
+
+function entrySize(e: Entry): number {
+  return varintField(e.term) + varintField(e.index) + varintField(entryType(e)) + (e.data.length > 0 ? lengthDelimited(e.data.length) : 0);
+}
+
+function snapshotMetaSize(s: Snapshot): number {
+  const voters = votersSize(s);
+  return varintField(s.meta.index) + varintField(s.meta.term) + (voters > 0 ? lengthDelimited(voters) : 0);
+}
+
+function votersSize(s: Snapshot): number {
+  let n = 0;
+  for (const v of s.meta.confState.voters) n += sizeOfUvarint(u32(v, "voter"));
+  return n;
+}
+
+function snapshotSize(s: Snapshot): number {
+  return lengthDelimited(snapshotMetaSize(s)) + (s.data.length > 0 ? lengthDelimited(s.data.length) : 0);
+}
+
+function raftMessageSize(m: Message): number {
+  let n = varintField(messageType(m)) + varintField(u32(m.from, "from")) + varintField(u32(m.to, "to"));
+  n += varintField(u64n(m.term, "term")) + varintField(u64n(m.logTerm, "logTerm")) + varintField(u64n(m.index, "index"));
+  for (const e of m.entries) n += lengthDelimited(entrySize(e));
+  n += varintField(u64n(m.commit, "commit")) + (m.reject ? 2 : 0) + varintField(u64n(m.rejectHint, "rejectHint"));
+  if (m.snapshot !== undefined) n += lengthDelimited(snapshotSize(m.snapshot));
+  if (m.transfer !== undefined) n += 2;
+  return n;
+}
+
+function writeVarintField(w: Writer, field: number, n: number): void {
+  if (n !== 0) w.int8(field << 3).uvarlong(n);
+}
+
+function writeBytesField(w: Writer, field: number, b: Uint8Array): void {
+  if (b.length > 0) w.int8((field << 3) | 2).uvarint(b.length).bytes(b);
+}
+
+function writeRaftMessage(w: Writer, m: Message): void {
+  writeVarintField(w, 1, messageType(m));
+  writeVarintField(w, 2, m.from);
+  writeVarintField(w, 3, m.to);
+  writeVarintField(w, 4, m.term);
+  writeVarintField(w, 5, m.logTerm);
+  writeVarintField(w, 6, m.index);
+  for (const e of m.entries) {
+    w.int8((7 << 3) | 2).uvarint(entrySize(e));
+    writeVarintField(w, 1, e.term);
+    writeVarintField(w, 2, e.index);
+    writeVarintField(w, 3, entryType(e));
+    writeBytesField(w, 4, e.data);
+  }
+  writeVarintField(w, 8, m.commit);
+  if (m.reject) w.int8(9 << 3).int8(1);
+  writeVarintField(w, 10, m.rejectHint);
+  if (m.snapshot !== undefined) writeSnapshot(w, m.snapshot);
+  if (m.transfer !== undefined) w.int8(12 << 3).int8(m.transfer ? 1 : 0);
+}
+
+function writeSnapshot(w: Writer, s: Snapshot): void {
+  w.int8((11 << 3) | 2).uvarint(snapshotSize(s));
+  w.int8((1 << 3) | 2).uvarint(snapshotMetaSize(s));
+  writeVarintField(w, 1, s.meta.index);
+  writeVarintField(w, 2, s.meta.term);
+  const voters = votersSize(s);
+  if (voters > 0) {
+    w.int8((3 << 3) | 2).uvarint(voters); // packed, as proto3 repeated scalars are
+    for (const v of s.meta.confState.voters) w.uvarint(v);
+  }
+  writeBytesField(w, 2, s.data);
+}
+
+function messageType(m: Message): number {
+  const type = TO_PROTO_TYPE.get(m.type);
+  assert(type !== undefined, `message type ${m.type}`);
+  return type;
+}
+
+function entryType(e: Entry): number {
+  const type = TO_PROTO_ENTRY.get(e.type);
+  assert(type !== undefined, `entry type ${e.type}`);
+  return type;
+}
+
+/** A term or index checked for the wire (the number itself: uvarlong writes it without a bigint). */
+function u64n(n: number, field: string): number {
+  assert(Number.isSafeInteger(n) && n >= 0, `${field} ${n} is not a non-negative safe integer`);
+  return n;
 }
 
 /** The sender and messages of a FramesRequest; INVALID_REQUEST for bytes that are not one. */

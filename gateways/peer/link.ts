@@ -3,7 +3,8 @@
  * one Frames stream to that peer, and unary Calls.
  *
  * The stream is opened lazily by the first frame and counts frames written and not yet
- * acknowledged; at `maxInflightFrames` a frame is refused (the caller drops and counts it). When
+ * acknowledged (one response may answer several: receiver.ts); at `maxInflightFrames` a frame is
+ * refused (the caller drops and counts it). When
  * the stream breaks (error, or the peer ends it) the unacknowledged frames are forgotten (Raft
  * resends) and the stream is not reopened before a backoff has passed: 100 ms doubling to 2 s,
  * each wait drawn in [backoff/2, backoff) so peers that lost one another together do not
@@ -123,11 +124,12 @@ export class PeerLink {
   private open(): FramesStream | null {
     if (this.env.clock.now() < this.retryAtMs) return null;
     const stream: FramesStream = this.client.makeBidiStreamRequest(FRAMES, writeRaw, readAck, new grpc.Metadata(), {});
-    stream.on("data", () => {
+    stream.on("data", (ack: FramesResponse) => {
       if (this.stream !== stream) return;
-      // Acks come in frame order (one stream): the oldest unanswered frame was answered.
-      this.inflight = Math.max(0, this.inflight - 1);
-      this.inflightBytes = Math.max(0, this.inflightBytes - (this.sizes.shift() ?? 0));
+      // Acks come in frame order (one stream): the oldest `frames` unanswered frames were answered.
+      const answered = Math.min(Math.max(ack.frames, 1), this.sizes.length);
+      for (const size of this.sizes.splice(0, answered)) this.inflightBytes -= size;
+      this.inflight = this.sizes.length;
       this.backoffMs = INITIAL_BACKOFF_MS;
     });
     const broken = () => this.broken(stream);

@@ -3,9 +3,12 @@
  * gateway's bridge (gateways/grpc/bridge.ts).
  *
  * Frames: every request is decoded, checked and handed to `TransportHandlers.frame` at once
- * (nothing is queued here), then acknowledged with one FramesResponse, so the sender's count of
- * frames in flight is the only buffer. A frame from an id not in the peer list, or one arriving
- * before `listen`, is acknowledged as not delivered and counted. Bytes that are not a frame end
+ * (nothing is queued here), so the sender's count of frames in flight is the only buffer. The
+ * acknowledgements are cumulative: one FramesResponse answers every frame that arrived within
+ * ACK_DELAY_MS of the first unanswered one (at most ACK_MAX_FRAMES), since an HTTP/2 write costs
+ * far more than the few bytes it carries; the delay only holds back the sender's window, which
+ * is far larger than what arrives meanwhile, never a Raft message. A frame from an id not in the
+ * peer list, or one arriving before `listen`, is acknowledged as not delivered and counted. Bytes that are not a frame end
  * the stream with INVALID_ARGUMENT (the sender reconnects after its backoff). Frames larger than
  * `maxFrameBytes` never get here: grpc-js refuses them (RESOURCE_EXHAUSTED) at the server's
  * receive limit.
@@ -24,8 +27,15 @@ type PeerMethods = typeof PeerService extends GenService<infer S> ? S : never;
 
 export type ReceiveDropReason = "unknown" | "not_listening";
 
+/** How long a frame's acknowledgement may wait for others to share its response. */
+export const ACK_DELAY_MS = 20;
+/** Frames one response answers at most (the sender's window is larger: DEFAULT_TRANSPORT_LIMITS). */
+export const ACK_MAX_FRAMES = 32;
+
 export interface ReceiverEnv {
   known(from: NodeId): boolean;
+  /** A timer (the transport's clock): calls `fn` after `ms`, returns its cancel. */
+  setTimer(ms: number, fn: () => void): () => void;
   /** Undefined until `listen`. */
   handlers(): TransportHandlers | undefined;
   dropped(from: NodeId, reason: ReceiveDropReason): void;
@@ -61,7 +71,19 @@ export class Receiver {
 
   private frames(stream: BidiCall<typeof FramesRequestSchema, typeof FramesResponseSchema>, signal: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      // Frames answered by the next response: how many, and whether they reached the handlers.
+      let unanswered = 0;
+      let delivered = true;
+      let cancelTimer: (() => void) | null = null;
+      const answer = () => {
+        cancelTimer?.();
+        cancelTimer = null;
+        if (unanswered === 0) return;
+        stream.call.write(stream.create({ delivered, frames: unanswered }));
+        unanswered = 0;
+      };
       const finish = (e?: unknown) => {
+        cancelTimer?.();
         this.enders.delete(end);
         stream.call.off("data", onData);
         if (e === undefined) resolve();
@@ -70,7 +92,18 @@ export class Receiver {
       const end = () => finish();
       const onData = (bytes: Buffer) => {
         try {
-          stream.call.write(stream.create({ delivered: this.deliver(bytes) }));
+          const ok = this.deliver(bytes);
+          if (unanswered > 0 && ok !== delivered) answer();
+          delivered = ok;
+          unanswered++;
+          if (unanswered >= ACK_MAX_FRAMES) answer();
+          else cancelTimer ??= this.env.setTimer(ACK_DELAY_MS, () => {
+            try {
+              answer();
+            } catch (e) {
+              finish(e);
+            }
+          });
         } catch (e) {
           finish(e);
         }

@@ -120,8 +120,10 @@ export class GrpcTransport implements Transport {
     const server = new grpc.Server({ "grpc.max_receive_message_length": limits.maxFrameBytes, "grpc.max_send_message_length": limits.maxFrameBytes });
     let transport: GrpcTransport | undefined;
     const known = new Set(options.peers.map((p) => p.id));
+    const clock = options.clock ?? systemClock;
     const receiver = new Receiver({
       known: (id) => known.has(id),
+      setTimer: (ms, fn) => clock.setTimer(ms, fn),
       handlers: () => transport?.handlers,
       dropped: (from, reason) => transport?.countDrop(from, reason),
     });

@@ -4,14 +4,17 @@
  *
  *   while node.hasReady():
  *     rd = node.ready()
- *     await store.persist(rd.entries, rd.hardState, rd.snapshot)   1. durable before anything leaves
+ *     send the leader's appends and heartbeats                     0. node.sendableBeforePersist(m)
+ *     await store.persist(rd.entries, rd.hardState, rd.snapshot)   1. durable before the rest leaves
  *     machine.persisted(rd.entries)                                    (acks=1 waiters resolve here)
- *     send rd.messages                                             2. through the host's outbox
+ *     send the other rd.messages                                   2. through the host's outbox
  *     await machine.apply(rd.snapshot, rd.committedEntries)        3. (acks=all waiters, metadata)
  *     node.advance(rd)                                             4.
  *
  * One Ready is in flight at a time, so everything proposed while a persist runs goes into the next
- * one: that is the group commit of a replicated partition. Inputs (`step`, `tick`, `propose`) only
+ * one: that is the group commit of a replicated partition. A leader's appends go out before its
+ * own persist (Raft thesis §10.2.1), so followers write in parallel with it; the core counts the
+ * leader's own entries toward the commit only after `advance`. Inputs (`step`, `tick`, `propose`) only
  * poke the node and schedule the loop; they never wait.
  *
  * A store that keeps only the recent tail in memory answers some `entries()` with null; the loop
@@ -144,11 +147,15 @@ export class RaftGroup {
   private async handleReady(): Promise<boolean> {
     const rd = this.node.ready();
     const work = rd.entries.length > 0 || rd.messages.length > 0 || rd.committedEntries.length > 0 || !!rd.hardState || !!rd.snapshot || !!rd.softState;
+    // A leader's appends leave while its own write runs (the core counts its own entries only
+    // after advance); everything else waits for the persist.
+    const early = rd.messages.filter((m) => this.node.sendableBeforePersist(m));
+    for (const m of early) this.outbox(m.to, this.id, m);
     if (rd.entries.length > 0 || rd.hardState || rd.snapshot) await this.store.persist(rd.entries, rd.hardState, rd.snapshot);
     if (this.stopped) return false;
     if (rd.entries.length > 0) this.machine.persisted?.(rd.entries);
     if (rd.softState) this.machine.softState?.(rd.softState, this.node.term);
-    for (const m of rd.messages) this.outbox(m.to, this.id, m);
+    for (const m of rd.messages) if (!early.includes(m)) this.outbox(m.to, this.id, m);
     if (rd.snapshot || rd.committedEntries.length > 0) await this.machine.apply(rd.snapshot, rd.committedEntries);
     this.node.advance(rd);
     return work;

@@ -31,6 +31,8 @@ export interface ReplicaStore extends GroupStore {
   close(): Promise<void>;
   /** The persisted commit index at open: entries up to it are applied already. */
   readonly appliedHint: number;
+  /** `batch` (these very bytes) passed its CRC check on this peer: persisting it need not check again. */
+  trustCrc?(batch: Uint8Array): void;
 }
 
 export type ReplicaAcks = 0 | 1 | -1;
@@ -92,6 +94,7 @@ export class PartitionReplica implements GroupMachine {
       batch = batch.slice();
       setBatchBaseOffset(batch, 0);
     }
+    this.store.trustCrc?.(batch);
     const r = this.group.propose(batch);
     if (!r.ok) {
       if (r.reason === "overloaded") return Promise.reject(new TributaryError("OVERLOADED", `${this.topic}/${this.partition} has too many uncommitted bytes; retry later`));

@@ -114,6 +114,8 @@ export class ReplicaLog implements Storage {
   private loaded = new Map<number, Entry>();
   private loadedBytes = 0;
   private readonly misses = new Set<number>();
+  /** Batches whose CRC this peer checked when it proposed them (weak: they go once persisted). */
+  private readonly crcChecked = new WeakSet<Uint8Array>();
   /** Bumped by every truncation and reset, so a load that raced one drops what it read. */
   private generation = 0;
   /** The last index applied (commitTo). */
@@ -280,6 +282,11 @@ export class ReplicaLog implements Storage {
     return p < 0 ? undefined : this.state.anchor.index + 1 + p;
   }
 
+  /** The leader checked `batch`'s CRC before proposing it: its append skips the second check. */
+  trustCrc(batch: Uint8Array): void {
+    this.crcChecked.add(batch);
+  }
+
   /** Indexes asked for by entries() that answered null, each once; the driver calls load() then retries. */
   takeMisses(): number[] {
     const out = [...this.misses].sort((a, b) => a - b);
@@ -361,7 +368,8 @@ export class ReplicaLog implements Storage {
         assert(h.baseOffset === 0 || h.baseOffset === expected, `entry ${e.index} was stamped at offset ${h.baseOffset} by its leader, this log puts it at ${expected}: the logs diverged`);
         setPartitionLeaderEpoch(bytes, e.term);
         const before = this.log.logEndOffset;
-        let write: Promise<unknown> = this.log.append(bytes);
+        // A batch from a peer is checked once, here; the leader's own was checked when proposed.
+        let write: Promise<unknown> = this.log.append(bytes, { crcVerified: this.crcChecked.has(bytes) });
         if (this.log.logEndOffset === before) write = (await this.appendAgain(bytes, write, writes)).write;
         writes.push(write);
         this.index.push(e.term, expected, expected + h.lastOffsetDelta);
@@ -385,7 +393,7 @@ export class ReplicaLog implements Storage {
     if (!(isTributaryError(why) && why.code === "OVERLOADED")) throw why;
     await Promise.all(earlier);
     const before = this.log.logEndOffset;
-    const write = this.log.append(bytes);
+    const write = this.log.append(bytes, { crcVerified: this.crcChecked.has(bytes) });
     if (this.log.logEndOffset === before) throw await write.then(() => null, (e: unknown) => e);
     return { write };
   }

@@ -48,13 +48,17 @@
  *     rd = node.ready()
  *     1. persist rd.snapshot, then rd.entries (truncating any stored suffix from rd.entries[0].index),
  *        then rd.hardState; fsync
- *     2. send rd.messages (a Snap message carries the snapshot's data)
+ *     2. send rd.messages (a Snap message carries the snapshot's data); those for which
+ *        node.sendableBeforePersist(m) holds (a leader's appends, heartbeats and snapshots) may
+ *        go before or during step 1 instead (Raft thesis §10.2.1)
  *     3. apply rd.snapshot, then rd.committedEntries, to the state machine
  *     4. node.advance(rd)
  * ```
  *
  * Persisting before sending is what makes a vote or an acknowledgement binding: a node never
- * tells a peer about state it could lose in a crash. `advance` may apply conf changes, so the
+ * tells a peer about state it could lose in a crash. A leader's appends are the exception: a
+ * leader counts its own copy of an entry toward the commit only once `advance` says it is
+ * persisted, so a copy a crash loses never makes up a quorum. `advance` may apply conf changes, so the
  * driver's snapshot of the configuration (`node.confState()`) is current after it. To compact,
  * the driver snapshots its state at `applied` with `confState()` and drops older entries from
  * its store; `Storage.snapshot()` is then what lagging followers receive.

@@ -49,6 +49,11 @@ export class RaftLog {
     return this.storage.term(index);
   }
 
+  /** The last index the driver persisted (entries before the unstable ones); 0 while a snapshot waits to be. */
+  stableLastIndex(): number {
+    return this.unstableSnapshot ? 0 : this.offset - 1;
+  }
+
   lastTerm(): number {
     const t = this.term(this.lastIndex());
     assert(t !== undefined, "the last entry has a term");

@@ -265,6 +265,18 @@ export class RaftNode {
     return rd;
   }
 
+  /**
+   * True for a message of the Ready being handled that the driver may send before that Ready's
+   * persist completes: a leader's appends, heartbeats and snapshots in a term already durable
+   * here (Raft thesis §10.2.1: the leader writes its log in parallel with replicating it; its own
+   * entries count toward the commit only after `advance`). Votes, responses and anything of a
+   * term not yet persisted bind this node to state it must persist first.
+   */
+  sendableBeforePersist(m: Message): boolean {
+    const early = m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap;
+    return early && m.from === this.id && m.term === this.prevHard.term;
+  }
+
   /** The driver persisted, sent and applied `rd`. Applies conf changes among its committed entries. */
   advance(rd: Ready): void {
     this.awaitingAdvance = false;
@@ -275,7 +287,10 @@ export class RaftNode {
       this.log.appliedTo(rd.snapshot.meta.index);
     }
     const last = rd.entries[rd.entries.length - 1];
-    if (last) this.log.stableTo(last.index, last.term);
+    if (last) {
+      this.log.stableTo(last.index, last.term);
+      this.persistedOwn(last);
+    }
     for (const e of rd.committedEntries) {
       if (e.index <= this.log.applied) continue;
       this.log.appliedTo(e.index);
@@ -359,7 +374,8 @@ export class RaftNode {
 
   private newProgress(id: NodeId): Progress {
     const last = this.log.lastIndex();
-    return new Progress(id === this.id ? last : 0, last + 1, this.config.maxInflightMsgs);
+    // Our own match is what is durable here (see appendEntries), not what is merely appended.
+    return new Progress(id === this.id ? this.log.stableLastIndex() : 0, last + 1, this.config.maxInflightMsgs);
   }
 
   private becomeFollower(term: number, lead: NodeId): void {
@@ -636,13 +652,23 @@ export class RaftNode {
     return { ok: true, index, term: this.termValue };
   }
 
+  /**
+   * A leader's own entries count toward the commit only once its driver persisted them (advance),
+   * not when appended: the driver may send them to followers while its own write runs (Raft
+   * thesis §10.2.1), and an entry counted here before it is on this disk could be committed by
+   * a quorum that includes a copy a crash loses.
+   */
   private appendEntries(items: readonly { type: EntryType; data: Uint8Array }[]): number {
     let index = this.log.lastIndex();
     const entries: Entry[] = items.map((it) => ({ term: this.termValue, index: ++index, type: it.type, data: it.data }));
     this.log.append(entries);
-    this.prs.get(this.id)?.maybeUpdate(index);
-    this.maybeCommit();
     return index;
+  }
+
+  /** A Ready's entries up to `last` are durable here: a leader counts itself for them now. */
+  private persistedOwn(last: Entry): void {
+    if (this.roleValue !== "leader" || this.log.term(last.index) !== last.term) return;
+    if (this.prs.get(this.id)?.maybeUpdate(last.index) && this.maybeCommit()) this.broadcastAppend();
   }
 
   private maybeCommit(): boolean {

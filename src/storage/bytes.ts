@@ -52,6 +52,14 @@ export function sizeOfVarlong(v: number): number {
   return n;
 }
 
+/** Bytes of `v` (a non-negative safe integer) as an unsigned varint (protobuf's uint64). */
+export function sizeOfUvarlong(v: number): number {
+  if (v < TWO_POW_32) return sizeOfUvarint(v);
+  let n = 5;
+  for (let rest = Math.floor(v / 2 ** 35); rest > 0; rest = Math.floor(rest / 128)) n++;
+  return n;
+}
+
 export class Writer {
   readonly buf: Uint8Array;
   readonly view: DataView;
@@ -106,6 +114,24 @@ export class Writer {
       u >>>= 7;
     }
     buf[pos++] = u;
+    this.pos = pos;
+    return this;
+  }
+
+  /** A non-negative safe integer as an unsigned varint (protobuf's uint64, no zigzag). */
+  uvarlong(v: number): this {
+    if (v < TWO_POW_32) return this.uvarint(v);
+    assert(Number.isSafeInteger(v), `uvarlong value ${v} is not a safe integer`);
+    const buf = this.buf;
+    let pos = this.pos;
+    // Division, not shifts: v exceeds 32 bits here.
+    let rest = v;
+    while (rest >= 0x80) {
+      const next = Math.floor(rest / 128);
+      buf[pos++] = (rest - next * 128) | 0x80;
+      rest = next;
+    }
+    buf[pos++] = rest;
     this.pos = pos;
     return this;
   }

@@ -248,8 +248,10 @@ export class PartitionLog {
    * Append one RecordBatch v2 (the log takes ownership and rewrites its baseOffset in place).
    * Checks CRC (CORRUPT_RECORD) and size (RECORD_TOO_LARGE); resolves once durable per the flush policy.
    * The offset is assigned before this returns, so appends made in a row get offsets in call order.
+   * `crcVerified`: the caller checked this batch's CRC in this process already (a replicated
+   * partition's leader checks a batch before proposing it), so it is not computed a second time.
    */
-  append(batch: Uint8Array): Promise<AppendResult> {
+  append(batch: Uint8Array, options: { crcVerified?: boolean } = {}): Promise<AppendResult> {
     if (this.state !== "open") return Promise.reject(this.refusal());
     if (batch.length > this.config.maxMessageBytes) {
       return Promise.reject(new TributaryError("RECORD_TOO_LARGE", `batch of ${batch.length} bytes is over max.message.bytes ${this.config.maxMessageBytes}`));
@@ -259,7 +261,7 @@ export class PartitionLog {
     try {
       const h = readBatchHeader(batch);
       if (batchSizeAt(batch) !== batch.length) throw new TributaryError("CORRUPT_RECORD", `batch length field says ${h.batchLength + BATCH_LENGTH_PREFIX_BYTES} bytes, got ${batch.length}`);
-      if (!verifyBatchCrc(batch)) throw new TributaryError("CORRUPT_RECORD", "batch CRC-32C does not match its bytes");
+      if (!options.crcVerified && !verifyBatchCrc(batch)) throw new TributaryError("CORRUPT_RECORD", "batch CRC-32C does not match its bytes");
       lastOffsetDelta = h.lastOffsetDelta;
       maxTimestamp = h.maxTimestamp;
     } catch (e) {

@@ -123,13 +123,16 @@ export class SimNode {
     if (!node || !node.hasReady()) return false;
     const rd = node.ready();
     this.checker.readyProduced(this, rd);
+    // A leader's appends may leave before its persist (the core counts its own entries after advance).
+    const early = rd.messages.filter((m) => node.sendableBeforePersist(m));
+    for (const m of early) send(m);
     if (crashAt === "before-persist") return this.crashed();
     if (rd.snapshot) this.storage.applySnapshot(rd.snapshot);
     this.storage.append(rd.entries);
     if (rd.hardState) this.storage.setHardState(rd.hardState);
     this.checker.persisted(this);
     if (crashAt === "after-persist") return this.crashed();
-    for (const m of rd.messages) send(m);
+    for (const m of rd.messages) if (!early.includes(m)) send(m);
     if (crashAt === "after-send") return this.crashed();
     if (rd.snapshot) {
       this.values = this.restoreValues(rd.snapshot);
