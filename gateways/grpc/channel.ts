@@ -3,8 +3,9 @@
  * client.ts, the mirror sink, the peer links), so TLS to an IP address works on every runtime.
  *
  * grpc-js sets the TLS server name (SNI) to the target's host. For an IP literal
- * (`10.0.0.1:8482`, `[fd00::1]:8482`) RFC 6066 forbids that, and Bun's `tls.connect` refuses
- * it outright (ERR_INVALID_ARG_VALUE: every handshake fails; Node only warns, Deno accepts). So
+ * (`10.0.0.1:8482`, `[fd00::1]:8482`) RFC 6066 forbids that, and the `tls.connect` of Bun
+ * (1.4) and of Deno (2.9) refuse it outright (ERR_INVALID_ARG_VALUE: every handshake fails;
+ * Node 20 only warns). So
  * for an IP target `dial` sets `grpc.ssl_target_name_override` to `IP_TARGET_SERVERNAME`
  * (sent as SNI, which our listeners ignore) and gives the credentials a `checkServerIdentity`
  * that checks the certificate against the real IP: grpc-js would otherwise check it against the
