@@ -2,6 +2,7 @@
  * TLS to an IP address (gateways/grpc/channel.ts `dial`), which grpc-js alone cannot do on Bun
  * or Deno: it sends the IP as the TLS server name and both refuse that, so every handshake failed.
  *
+ * - `ipLiteral`: which targets get that treatment.
  * - The dial probe (support/tls-dial-probe.ts): `connect` and the mirror sink dialling TLS
  *   listeners, in-process on Node and as a script under Bun and Deno, give the same outcomes: a
  *   certificate with the IP as an IP SAN is taken (IPv4 and IPv6), one without it (a DNS SAN
@@ -20,6 +21,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { status, type Client, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ipLiteral } from "../gateways/grpc/channel.ts";
 import { connect, unary, type ClientTls } from "../gateways/grpc/client.ts";
 import { ERROR_CODE_TRAILER } from "../gateways/grpc/errors.ts";
 import { AdminService } from "../gateways/grpc/gen/tributary/v1/admin_pb.ts";
@@ -50,6 +52,18 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("ipLiteral: the targets dial treats as IP addresses", () => {
+  it("host:port and [v6]:port with an IP literal; not a DNS name, nor a target with a scheme", () => {
+    expect(ipLiteral("10.0.0.1:8482")).toBe("10.0.0.1");
+    expect(ipLiteral("[fd00::1]:8482")).toBe("fd00::1");
+    expect(ipLiteral("127.0.0.1")).toBe("127.0.0.1");
+    expect(ipLiteral("localhost:8482")).toBeNull();
+    expect(ipLiteral("central.example:8481")).toBeNull();
+    expect(ipLiteral("10.0.0.1.example:8481")).toBeNull();
+    expect(ipLiteral("dns:///10.0.0.1:8482")).toBeNull();
+  });
 });
 
 describe("dial: TLS to an IP address through connect and the mirror sink", () => {
@@ -99,7 +113,10 @@ describe("a Bun cluster with mutual TLS, peers named by IP address", () => {
 
   afterEach(async () => {
     for (const c of clients.splice(0)) c.close();
-    await cluster?.stop();
+    // SIGKILL first: a graceful stop (leadership handover, a grace period) is not under test here, and costs seconds.
+    const c = cluster;
+    if (c) await Promise.all(c.nodes.map((_, i) => c.kill(i)));
+    await c?.stop();
     cluster = null;
   });
 
