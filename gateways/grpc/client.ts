@@ -1,10 +1,13 @@
 /**
  * A typed gRPC client over the generated descriptors, for devices, tools and the benchmark: the
  * same bridge as the server (protobuf-es toBinary/fromBinary inside @grpc/grpc-js). It needs only
- * @grpc/grpc-js, @bufbuild/protobuf and gen/ (plus bridge.ts), not the broker.
+ * @grpc/grpc-js, @bufbuild/protobuf and gen/ (plus bridge.ts and channel.ts), not the broker.
+ * With `tls` it dials TLS (mutual TLS with cert and key), to a DNS name or an IP address alike
+ * (channel.ts: the certificate must then carry the IP as an IP SAN).
  *
  * @example
  *   const client = connect("127.0.0.1:8481");
+ *   const secure = connect("10.0.0.1:8481", {}, { ca: readFileSync("ca.pem"), cert, key });
  *   const { runs } = await unary(client, ProducerService.method.produce, {
  *     topic: "telemetry", records: [{ key: enc("dev-1"), value: enc('{"temp":21.5}') }],
  *   });
@@ -15,6 +18,7 @@
 import { create, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { decoder, encoder, methodPath } from "./bridge.ts";
+import { dial } from "./channel.ts";
 
 type Method<K extends DescMethod["methodKind"], I extends DescMessage, O extends DescMessage> = DescMethod & { methodKind: K; input: I; output: O };
 
@@ -24,9 +28,20 @@ export interface ClientCallOptions {
   metadata?: grpc.Metadata;
 }
 
-/** A channel to a broker's gRPC gateway (plaintext: the gateway has no TLS yet). */
-export function connect(address: string, options: grpc.ClientOptions = {}): grpc.Client {
-  return new grpc.Client(address, grpc.credentials.createInsecure(), options);
+/** PEM contents (not file names) for a TLS channel. */
+export interface ClientTls {
+  /** CA certificates the server's certificate must chain to. */
+  readonly ca: string | Uint8Array;
+  /** Client certificate and key, for mutual TLS. */
+  readonly cert?: string | Uint8Array;
+  readonly key?: string | Uint8Array;
+}
+
+/** A channel to a broker's gRPC gateway (or a central's MirrorService): plain text, or TLS with `tls`. */
+export function connect(address: string, options: grpc.ClientOptions = {}, tls: ClientTls | null = null): grpc.Client {
+  if (!tls) return dial(address, null, options);
+  const pem = (v: string | Uint8Array | undefined) => (v === undefined || v.length === 0 ? null : Buffer.from(v));
+  return dial(address, (verify) => grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert), verify), options);
 }
 
 function callOptions(o: ClientCallOptions): grpc.CallOptions {

@@ -27,7 +27,7 @@ import { ERROR_CODES, TributaryError, type ErrorCode } from "../../src/errors.ts
 import type { SourcePositions } from "../../src/mirror/central.ts";
 import type { GroupOffsetCommit, GroupOffsetResult, LinkHello, MirrorAck, MirrorSink, SourceSend, TopicWelcome } from "../../src/mirror/types.ts";
 import { decoder, encoder, methodPath } from "./bridge.ts";
-import { unary } from "./client.ts";
+import { connect, unary } from "./client.ts";
 import { ERROR_CODE_TRAILER } from "./errors.ts";
 import {
   Compression,
@@ -86,14 +86,9 @@ export class GrpcMirrorSink implements MirrorSink {
     this.maxInflight = positive(options.maxInflight ?? 32, "maxInflight");
     this.deadlineMs = positive(options.deadlineMs ?? 30_000, "deadlineMs");
     this.maxMessageBytes = positive(options.maxMessageBytes ?? 8 * 1024 * 1024, "maxMessageBytes");
-    const tls = options.tls;
-    const credentials = tls
-      ? grpc.credentials.createSsl(Buffer.from(tls.ca), tls.key ? Buffer.from(tls.key) : null, tls.cert ? Buffer.from(tls.cert) : null)
-      : grpc.credentials.createInsecure();
-    this.client = new grpc.Client(options.address, credentials, {
-      "grpc.max_send_message_length": this.maxMessageBytes,
-      "grpc.max_receive_message_length": this.maxMessageBytes,
-    });
+    // connect (client.ts) dials TLS to an IP address too (channel.ts).
+    const channelOptions = { "grpc.max_send_message_length": this.maxMessageBytes, "grpc.max_receive_message_length": this.maxMessageBytes };
+    this.client = connect(options.address, channelOptions, options.tls);
   }
 
   async open(hello: LinkHello): Promise<TopicWelcome[]> {

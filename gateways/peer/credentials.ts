@@ -1,11 +1,13 @@
 /**
  * The peer transport's TLS credentials, reloadable: one `PeerCredentials` holds the current PEM
  * material and hands grpc-js a server credential (mutual TLS: a client certificate from `ca` is
- * required; ReloadableServerCredentials, as the gRPC gateway's) and a channel credential
- * (presents the same certificate, verifies the peer's against `ca`) that reads it through
- * grpc-js's certificate-provider hook, which builds the TLS context of each new connection from
- * the latest material. `update` pushes new material to both; open connections keep the one they
- * were made with.
+ * required; ReloadableServerCredentials, as the gRPC gateway's) and channel credentials (present
+ * the same certificate, verify the peer's against `ca`) that read it through grpc-js's
+ * certificate-provider hook, which builds the TLS context of each new connection from the latest
+ * material. `channel` builds them per link, with the verify options `dial` (../grpc/channel.ts)
+ * gives for that peer's address (an IP address is checked against the certificate's IP SANs);
+ * all share one provider. `update` pushes new material to all; open connections keep the one
+ * they were made with.
  *
  * The material is checked (a TLS context is built from it) before it is pushed, so grpc-js never
  * holds a context it cannot build (it would then fail every new connection); a bad update throws
@@ -13,11 +15,12 @@
  *
  * @example
  *   const creds = new PeerCredentials(tls);
- *   server.bindAsync(addr, creds.server, cb); new grpc.Client(addr, creds.channel);
+ *   server.bindAsync(addr, creds.server, cb); dial(addr, creds.channel);
  *   creds.update(await readTlsMaterial(files)); // on SIGHUP
  */
 import * as grpc from "@grpc/grpc-js";
 import { checkTlsContext } from "../../src/security/tls.ts";
+import type { SecureCredentials } from "../grpc/channel.ts";
 import { ReloadableServerCredentials } from "../grpc/reloadable-credentials.ts";
 
 type CertificateProvider = grpc.experimental.CertificateProvider;
@@ -74,13 +77,14 @@ class MemoryCertificateProvider implements CertificateProvider {
 export class PeerCredentials {
   private readonly provider: MemoryCertificateProvider;
   readonly server: ReloadableServerCredentials;
-  readonly channel: grpc.ChannelCredentials;
+  /** Channel credentials for one link, verifying as `verify` says (`dial` passes it). */
+  readonly channel: SecureCredentials;
 
   constructor(tls: PeerTls) {
     checkTlsContext(tls, "peer TLS material");
     this.provider = new MemoryCertificateProvider(tls);
     this.server = new ReloadableServerCredentials(tls);
-    this.channel = grpc.experimental.createCertificateProviderChannelCredentials(this.provider, this.provider);
+    this.channel = (verify) => grpc.experimental.createCertificateProviderChannelCredentials(this.provider, this.provider, verify);
   }
 
   /** New handshakes, both ways, use `tls`; throws INVALID_CONFIG (and keeps the old) when it does not make a context. */

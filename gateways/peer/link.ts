@@ -17,6 +17,7 @@ import { ERROR_CODES, TributaryError, type ErrorCode } from "../../src/errors.ts
 import type { PeerInfo, TransportLimits } from "../../src/cluster/types.ts";
 import type { Clock } from "../../src/runtime/clock.ts";
 import { decoder, encoder, methodPath } from "../grpc/bridge.ts";
+import { dial, type SecureCredentials } from "../grpc/channel.ts";
 import { ERROR_CODE_TRAILER } from "../grpc/errors.ts";
 import { CallRequestSchema, PeerService, type CallResponse, type FramesResponse } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
 
@@ -31,7 +32,8 @@ export type DropReason = "inflight" | "disconnected";
 export interface LinkEnv {
   readonly self: number;
   readonly limits: TransportLimits;
-  readonly credentials: grpc.ChannelCredentials;
+  /** TLS for each link's channel (credentials.ts); null: plain text. */
+  readonly credentials: SecureCredentials | null;
   readonly clock: Clock;
   readonly random: () => number;
   /** The stream broke: the driver should hear that the peer is unreachable. */
@@ -62,7 +64,8 @@ export class PeerLink {
     readonly peer: PeerInfo,
     private readonly env: LinkEnv,
   ) {
-    this.client = new grpc.Client(peer.address, env.credentials, {
+    // dial, not new grpc.Client: it makes TLS to a peer named by IP address work on Bun (channel.ts).
+    this.client = dial(peer.address, env.credentials, {
       "grpc.max_send_message_length": env.limits.maxFrameBytes,
       "grpc.max_receive_message_length": env.limits.maxFrameBytes,
       "grpc.initial_reconnect_backoff_ms": INITIAL_BACKOFF_MS,

@@ -14,7 +14,8 @@
  *
  * TLS: with `tls`, the listener serves TLS and requires a client certificate issued by `ca`
  * (mutual TLS), and the links present the same certificate, verifying each peer's against `ca`
- * (so the certificate must name every peer's host, or each peer uses its own from that CA).
+ * (so the certificate must name every peer's host, or each peer uses its own from that CA; a
+ * peer listed by IP address must be an IP SAN: ../grpc/channel.ts, which makes that work on Bun).
  * `reloadTls` swaps the material (credentials.ts): new handshakes both ways use it, open
  * connections keep theirs.
  *
@@ -95,7 +96,7 @@ export class GrpcTransport implements Transport {
     this.notices = new UnreachableNotices(clock);
     // Without a registry the counters still run (on a private one), which keeps the code one path.
     this.metrics = peerMetrics(options.metrics ?? new Metrics());
-    const credentials = tlsCredentials?.channel ?? grpc.credentials.createInsecure();
+    const credentials = tlsCredentials?.channel ?? null;
     this.env = { self: options.self, limits, credentials, clock, random: options.random ?? Math.random, onBroken: (p: NodeId) => this.unreachable(p) };
     for (const peer of options.peers) if (peer.id !== options.self) this.links.set(peer.id, new PeerLink(peer, this.env));
   }
