@@ -4,7 +4,7 @@
  *
  * - `open`, `positions`, `commitGroupOffsets`: unary calls, each with the `deadlineMs`.
  * - `send`: each send's batches are gzipped (node:zlib) into one SendRequest with its own
- *   sequence, written to one long-lived Send stream, opened on first use and again after it broke.
+ *   sequence (its ack carries the gzipped size as `wireBytes`, what the edge's uplink cap counts), written to one long-lived Send stream, opened on first use and again after it broke.
  *   At most `maxInflight` sends are unacknowledged; more wait for a slot (the central stops
  *   reading at grpc.stream.max.inflight anyway). A send refused by the central rejects with its
  *   TributaryError (OUT_OF_ORDER_SEQUENCE: re-open and plan again). A broken stream, or an ack
@@ -62,6 +62,8 @@ export interface GrpcMirrorSinkOptions {
 
 interface Pending {
   readonly source: SourceSend["source"];
+  /** The gzipped payload's size, reported in the ack (the edge's uplink cap counts it). */
+  readonly wireBytes: number;
   readonly resolve: (ack: MirrorAck) => void;
   readonly reject: (e: unknown) => void;
   readonly timer: ReturnType<typeof setTimeout>;
@@ -147,7 +149,7 @@ export class GrpcMirrorSink implements MirrorSink {
     });
     return new Promise<MirrorAck>((resolve, reject) => {
       const timer = setTimeout(() => this.broken(stream, new TributaryError("REQUEST_TIMED_OUT", `no acknowledgement from the central within ${this.deadlineMs} ms; the send may or may not be written`)), this.deadlineMs);
-      this.pending.set(sequence, { source: send.source, resolve, reject, timer });
+      this.pending.set(sequence, { source: send.source, wireBytes: payload.length, resolve, reject, timer });
       stream.write(request);
     });
   }
@@ -166,7 +168,7 @@ export class GrpcMirrorSink implements MirrorSink {
     if (!p) return; // its stream broke and it was rejected already
     this.settle(ack.sequence, p);
     if (ack.errorCode !== "") p.reject(refusal(ack.errorCode, ack.errorMessage));
-    else p.resolve({ source: p.source, position: Number(ack.position) });
+    else p.resolve({ source: p.source, position: Number(ack.position), wireBytes: p.wireBytes });
   }
 
   /** Reject every pending send of a stream that broke; the next send opens a new one. */

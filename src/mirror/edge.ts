@@ -88,7 +88,7 @@ export class MirrorEdge {
   constructor(private readonly o: MirrorEdgeOptions) {
     this.checkpoints = new MirrorCheckpoints(o.host.checkpoints, o.clock, { intervalMs: o.checkpointIntervalMs, logger: o.logger, onMoved: o.onPositionsMoved });
     for (const l of o.config.links) this.checkpoints.registerLink(l.name, (t) => selects(l.mapping, t));
-    this.bytesSent = o.metrics?.counter("tributary_mirror_bytes_sent_total", "Bytes of record batches acknowledged by the central, by lane", ["link", "lane"]);
+    this.bytesSent = o.metrics?.counter("tributary_mirror_bytes_sent_total", "Bytes on the wire (compressed) of sends acknowledged by the central, by lane", ["link", "lane"]);
     if (o.metrics) this.registerGauges(o.metrics);
   }
 
