@@ -3,7 +3,7 @@
  * MirrorService (mirror.ts), on @grpc/grpc-js as every client here.
  *
  * - `open`, `positions`, `commitGroupOffsets`: unary calls, each with the `deadlineMs`.
- * - `send`: each send's batches are gzipped (node:zlib) into one SendRequest with its own
+ * - `send`: each send's batches are gzipped (node:zlib; `compression: "none"` sends them as they are) into one SendRequest with its own
  *   sequence (its ack carries the gzipped size as `wireBytes`, what the edge's uplink cap counts), written to one long-lived Send stream, opened on first use and again after it broke.
  *   At most `maxInflight` sends are unacknowledged; more wait for a slot (the central stops
  *   reading at grpc.stream.max.inflight anyway). A send refused by the central rejects with its
@@ -58,6 +58,8 @@ export interface GrpcMirrorSinkOptions {
   readonly deadlineMs?: number;
   /** Largest message either way (the central's grpc.max.message.bytes). Default 8 MiB. */
   readonly maxMessageBytes?: number;
+  /** How each send's payload travels. Default gzip. */
+  readonly compression?: "gzip" | "none";
 }
 
 interface Pending {
@@ -129,9 +131,10 @@ export class GrpcMirrorSink implements MirrorSink {
   }
 
   private async sendOne(send: SourceSend): Promise<MirrorAck> {
-    const payload = new Uint8Array(gzipSync(send.batches));
+    const gzip = this.options.compression !== "none";
+    const payload = gzip ? new Uint8Array(gzipSync(send.batches)) : send.batches;
     if (payload.length > this.maxMessageBytes - 1024) {
-      throw new TributaryError("RECORD_TOO_LARGE", `a mirror send of ${send.source.topic}/${send.source.partition} is ${payload.length} bytes gzipped, over the message limit ${this.maxMessageBytes}: send fewer batches at once`);
+      throw new TributaryError("RECORD_TOO_LARGE", `a mirror send of ${send.source.topic}/${send.source.partition} is ${payload.length} bytes${gzip ? " gzipped" : ""}, over the message limit ${this.maxMessageBytes}: send fewer batches at once`);
     }
     while (this.pending.size >= this.maxInflight && !this.closed) await new Promise<void>((r) => this.slotWaiters.push(r));
     if (this.closed) throw closedError();
@@ -144,7 +147,7 @@ export class GrpcMirrorSink implements MirrorSink {
       partition: send.source.partition,
       fromOffset: BigInt(send.fromOffset),
       batches: payload,
-      compression: Compression.GZIP,
+      compression: gzip ? Compression.GZIP : Compression.UNSPECIFIED,
       gaps: send.gaps.map((g) => ({ from: BigInt(g.from), to: BigInt(g.to), reason: GAP_REASONS[g.reason] })),
     });
     return new Promise<MirrorAck>((resolve, reject) => {

@@ -224,6 +224,7 @@ export class MirrorEdge {
       clock: this.o.clock,
       random: this.o.random,
       logger: this.o.logger,
+      lag: { stallAfterMs: c.stallAfterMs },
       onSent: (lane, bytes) => this.bytesSent?.inc({ link: c.name, lane }, bytes),
     });
     const groups = new GroupOffsetsMirror({ link: c.name, cluster: this.o.clusterId, groups: c.groups, carries: (t) => selects(c.mapping, t), reader: this.o.host.groups, logger: this.o.logger });
