@@ -35,6 +35,8 @@ export interface MirrorPairOptions {
   link?: Record<string, unknown>;
   edgeArgs?: string[];
   centralArgs?: string[];
+  /** The link dials the central itself, not the proxy (a benchmark: no proxy in the data path). */
+  direct?: boolean;
 }
 
 export interface MirrorPair {
@@ -78,7 +80,7 @@ export async function startMirrorPair(options: MirrorPairOptions = {}): Promise<
   const configPath = join(dir, "mirror.json");
   let central = await startCentral(runtime, centralDir, null, options.centralArgs ?? []);
   const proxy = await startFaultProxy({ target: central.grpcAddress });
-  await writeFile(configPath, linksFile(proxy.address, options.link));
+  await writeFile(configPath, linksFile(options.direct ? central.grpcAddress : proxy.address, options.link));
   const edgeArgs = [...EDGE_ARGS, "--mirror-config", configPath, ...(options.edgeArgs ?? [])];
   let edge = await startBrokerProcess({ runtime, dataDir: edgeDir, args: edgeArgs });
   const pair: MirrorPair = {
