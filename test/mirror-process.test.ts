@@ -128,8 +128,12 @@ describe("mirroring between real broker processes", () => {
     await waitFor("the restarted edge mirrors again", async () => (await centralCount()) > afterEdge + 200, 30_000);
     const resumed = (await mirrorStatus(p.edge.url)).links[0]!;
     expect(resumed.partitions.every((x) => x.state === "sending")).toBe(true);
-    // The plan resumed at the central's position: nothing declared lost.
+    // The plan resumed at the central's position: nothing declared lost; and the restarted edge
+    // had its checkpoints (replayed from __mirror_checkpoints: at most stale, never missing).
     expect(resumed.partitions.flatMap((x) => x.gaps)).toEqual([]);
+    const notes = resumed.partitions.flatMap((x) => x.notes);
+    expect(notes).not.toContain("checkpoint-missing");
+    expect(notes).not.toContain("new-link");
 
     expect(await lagOf()).toBeGreaterThan(0);
     await p.restartCentral("SIGKILL");
