@@ -102,7 +102,8 @@ describe("the mirror uplink between real broker processes", () => {
       return undefined;
     };
     const first = await waitFor("a peer running the link", leaderIndex, 30_000);
-    e.proxy.throttle(40_000);
+    // Slow enough that the link cannot finish before the kill, even on a busy machine.
+    e.proxy.throttle(5_000);
     let seq = 0;
     const produceVia = async (skip: number) => {
       const via = nodes().find((_, i) => i !== skip)!;
@@ -112,8 +113,11 @@ describe("the mirror uplink between real broker processes", () => {
     };
     for (let i = 0; i < 20; i++) await produceVia(first);
     const atCentral = async () => (await readRecords(e.central.url, "site7.telemetry", 0).catch(() => [])).length + (await readRecords(e.central.url, "site7.telemetry", 1).catch(() => [])).length;
-    await waitFor("mirroring under way", async () => (await atCentral()) > 20, 30_000);
-    expect(await atCentral()).toBeLessThan(seq);
+    const midway = await waitFor("mirroring under way", async () => {
+      const n = await atCentral();
+      return n > 20 ? n : undefined;
+    }, 30_000);
+    expect(midway).toBeLessThan(seq);
 
     await e.cluster.kill(first, "SIGKILL");
     const next = await waitFor("another peer running the link", async () => {
@@ -123,15 +127,18 @@ describe("the mirror uplink between real broker processes", () => {
     for (let i = 0; i < 10; i++) await produceVia(first);
     e.proxy.heal();
     const via = nodes()[next]!;
-    await waitFor("the new leader caught up", async () => caughtUp(await mirrorStatus(via.url), ["telemetry"]), 40_000);
+    // `via` serves its own replica, which may trail the partitions' leaders: wait until it holds
+    // every value produced and the link shows no lag against it, so both sides are complete.
+    const complete = async () => {
+      const edge = await Promise.all([0, 1].map((part) => readRecords(via.url, "telemetry", part)));
+      const values = new Set(edge.flat().map((r) => r.value));
+      if (values.size < seq || !caughtUp(await mirrorStatus(via.url), ["telemetry"])) return undefined;
+      const central = await Promise.all([0, 1].map((part) => readRecords(e.central.url, "site7.telemetry", part)));
+      return central.every((c, part) => c.length >= edge[part]!.length) ? { edge, central } : undefined;
+    };
+    const { edge, central } = await waitFor("the new leader caught up with every record", complete, 40_000);
     // A produce retried after a timeout may be in the edge log twice: the central must equal the log, whatever it holds.
-    const values = new Set<string | null>();
-    for (const part of [0, 1]) {
-      const edge = await readRecords(via.url, "telemetry", part);
-      const central = await readRecords(e.central.url, "site7.telemetry", part);
-      expect(content(central)).toEqual(content(edge));
-      for (const r of central) values.add(r.value);
-    }
-    expect(values.size).toBe(seq); // every acknowledged record made it
+    for (const part of [0, 1]) expect(content(central[part]!)).toEqual(content(edge[part]!));
+    expect(new Set(central.flat().map((r) => r.value)).size).toBe(seq); // every acknowledged record made it
   }, 90_000);
 });
