@@ -12,33 +12,15 @@
  * usage: bun bench/mirror-bytes.ts   |   deno run -A bench/mirror-bytes.ts
  */
 import { gzipSync } from "node:zlib";
-import { Encoder } from "cbor-x/encode";
 import { encodeBatch, type RecordHeader, type RecordInput } from "../src/storage/record-batch.ts";
 import { rng } from "../test/support/random.ts";
 import { machine, table } from "./lib.ts";
+import { T0, cbor, telemetryReading } from "./telemetry.ts";
 
-const cbor = new Encoder({ useRecords: false, tagUint8Array: false, variableMapSize: true });
 const enc = new TextEncoder();
 const random = rng(42);
-const T0 = 1_795_300_000_000;
-const DEVICES = 200;
 const SEND_BYTES = 256 * 1024;
-
-function reading(i: number): Record<string, unknown> {
-  const device = i % DEVICES;
-  const r2 = (x: number) => Math.round(x * 100) / 100;
-  return {
-    deviceId: `plant3-line${device % 8}-sensor-${String(device).padStart(4, "0")}`,
-    seq: Math.floor(i / DEVICES),
-    ts: T0 + i * 5 + Math.floor(random() * 5),
-    temperatureC: r2(20 + 5 * Math.sin(i / 500) + random()),
-    humidityPct: r2(40 + 10 * random()),
-    pressureHPa: r2(1013 + 4 * random()),
-    vibrationMmS: [r2(random() * 3), r2(random() * 3), r2(random() * 3)],
-    batteryPct: 100 - Math.floor(i / 10_000) % 100,
-    status: random() < 0.99 ? "ok" : "warn",
-  };
-}
+const reading = (i: number) => telemetryReading(i, random);
 
 type Headers = "none" | "mqtt";
 

@@ -324,5 +324,5 @@ async function grpcSinkFactory(links: readonly MirrorLinkConfig[], maxMessageByt
     const [ca, cert, key] = await Promise.all([l.central.tls.ca, l.central.tls.cert, l.central.tls.key].map((f) => readFile(f, "utf8")));
     tls.set(l.name, { ca: ca!, cert: cert!, key: key! });
   }
-  return (link) => new GrpcMirrorSink({ address: link.central.address, tls: tls.get(link.name) ?? null, token: link.central.token, maxMessageBytes });
+  return (link) => new GrpcMirrorSink({ address: link.central.address, tls: tls.get(link.name) ?? null, token: link.central.token, maxMessageBytes, compression: link.compression });
 }

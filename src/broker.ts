@@ -512,9 +512,9 @@ export class Broker {
   }
 
   /** Every record of partition 0 of an internal topic up to its high watermark now. */
-  readInternal(topic: string): AsyncIterable<DecodedRecord> {
+  readInternal(topic: string, fromOffset = 0): AsyncIterable<DecodedRecord> {
     assert(isInternalTopic(topic), `${topic} is not an internal topic`);
-    return this.readWholePartition(topic, 0);
+    return this.readWholePartition(topic, 0, fromOffset);
   }
 
   /** Groups are coordinated by the leader of __consumer_offsets, once it has replayed the offsets. */
@@ -1191,10 +1191,10 @@ export class Broker {
   }
 
   /** Every record of a partition up to its high watermark now, in offset order. */
-  private async *readWholePartition(topic: string, partition: number): AsyncIterable<DecodedRecord> {
+  private async *readWholePartition(topic: string, partition: number, fromOffset = 0): AsyncIterable<DecodedRecord> {
     const p = this.partition(topic, partition);
     const end = p.log.highWatermark;
-    let offset = p.log.logStartOffset;
+    let offset = Math.max(p.log.logStartOffset, fromOffset);
     while (offset < end) {
       const r = await this.fetch(topic, partition, offset, { maxRecords: FETCH_MAX_RECORDS_LIMIT });
       for (const rec of r.records) if (rec.offset < end) yield rec;

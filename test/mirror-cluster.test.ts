@@ -39,38 +39,46 @@ afterEach(async () => {
   peers = [];
 });
 
+async function startPeers(central: MemCentral): Promise<Peer[]> {
+  const network = new MemNetwork({ clock: systemClock, random: rng(7), minDelayMs: 0, maxDelayMs: 1 });
+  return Promise.all(
+    [1, 2, 3].map(async (id) => {
+      const config = defaultConfig({ "cluster.node.id": String(id), "cluster.peers": PEERS, "cluster.tick.ms": "10", "data.dir": "/data", "cluster.request.timeout.ms": "5000" });
+      const broker = await Broker.open(config, { fs: new MemFileSystem(), logger: createLogger("error"), cluster: { transport: network.transport(id), random: rng(id * 31) } });
+      const edge = new MirrorEdge({
+        clusterId: "site7",
+        config: parseMirrorConfig(CONFIG, "site7"),
+        host: brokerMirrorHost(broker),
+        sinkFor: () => central.connect(),
+        clock: systemClock,
+        random: rng(id),
+        logger: silentLogger,
+        checkpointIntervalMs: 20,
+      });
+      void edge.start();
+      return { id, broker, edge };
+    }),
+  );
+}
+
+async function createTopic(via: Broker, name: string, partitions: number): Promise<void> {
+  await waitFor(`the topic ${name} created`, async () => {
+    try {
+      await via.createTopic(name, partitions);
+      return true;
+    } catch {
+      return via.listTopics().some((t) => t.name === name);
+    }
+  });
+}
+
 describe("mirror in an edge cluster", () => {
   it("runs on the leader of __mirror_checkpoints only, and a new leader resumes where the old one stopped", async () => {
-    const network = new MemNetwork({ clock: systemClock, random: rng(7), minDelayMs: 0, maxDelayMs: 1 });
     const central = new MemCentral();
-    peers = await Promise.all(
-      [1, 2, 3].map(async (id) => {
-        const config = defaultConfig({ "cluster.node.id": String(id), "cluster.peers": PEERS, "cluster.tick.ms": "10", "data.dir": "/data", "cluster.request.timeout.ms": "5000" });
-        const broker = await Broker.open(config, { fs: new MemFileSystem(), logger: createLogger("error"), cluster: { transport: network.transport(id), random: rng(id * 31) } });
-        const edge = new MirrorEdge({
-          clusterId: "site7",
-          config: parseMirrorConfig(CONFIG, "site7"),
-          host: brokerMirrorHost(broker),
-          sinkFor: () => central.connect(),
-          clock: systemClock,
-          random: rng(id),
-          logger: silentLogger,
-          checkpointIntervalMs: 20,
-        });
-        void edge.start();
-        return { id, broker, edge };
-      }),
-    );
+    peers = await startPeers(central);
     const leading = () => peers.filter((p) => p.edge.status().leading);
     await waitFor("one peer running the links", () => leading().length === 1);
-    await waitFor("the topic created", async () => {
-      try {
-        await peers[0]!.broker.createTopic("telemetry", 2);
-        return true;
-      } catch {
-        return peers[0]!.broker.listTopics().some((t) => t.name === "telemetry");
-      }
-    });
+    await createTopic(peers[0]!.broker, "telemetry", 2);
     let sent = 0;
     // An election may refuse or time out a produce: sent again (a duplicate in the edge log is
     // fine here: the central must equal the edge log, whatever it holds).
@@ -85,8 +93,16 @@ describe("mirror in an edge cluster", () => {
       return r.records.map((x) => dec.decode(x.value!));
     };
     await produce(20, peers[0]!.broker);
+    // `via` may be a follower whose replica trails the leader (it serves committed reads as far as
+    // it has them): wait until it holds every value produced, not only until it and the central
+    // agree, or both lagging by the same record would pass (seen under load).
     const atCentral = async (via: Broker) => {
-      for (const p of [0, 1]) if (central.records("site7.telemetry", p).length !== (await edgeLog(via, p)).length) return false;
+      for (const p of [0, 1]) {
+        const log = await edgeLog(via, p);
+        const produced = Array.from({ length: sent }, (_, i) => i).filter((i) => i % 2 === p);
+        if (!produced.every((i) => log.includes(`v${i}`))) return false;
+        if (central.records("site7.telemetry", p).length !== log.length) return false;
+      }
       return true;
     };
     await waitFor("the first records at the central", () => atCentral(peers[0]!.broker));
@@ -110,5 +126,28 @@ describe("mirror in an edge cluster", () => {
       expect(values).toEqual(await edgeLog(via, p));
       expect(new Set(values).size).toBeGreaterThanOrEqual(20);
     }
+  }, 60_000);
+
+  it("a peer that does not lead follows the positions through its replica of __mirror_checkpoints (its retention deletes what the central holds)", async () => {
+    const central = new MemCentral();
+    peers = await startPeers(central);
+    await waitFor("one peer running the links", () => peers.filter((p) => p.edge.status().leading).length === 1);
+    const via = peers[0]!.broker;
+    await createTopic(via, "telemetry", 2);
+    for (let i = 0; i < 30; i++) {
+      const record = { key: null, value: enc.encode(`v${i}`), partition: i % 2 };
+      await waitFor("a produce taken", () => via.produce("telemetry", [record], -1).then(() => true, () => false));
+    }
+    await waitFor("every record at the central", () => [0, 1].every((p) => central.records("site7.telemetry", p).length === 15));
+    // Offsets of a partition include the control batches of Raft leaders: the central says where it is.
+    const at = [0, 1].map((p) => central.position("site7.telemetry", p)!);
+    expect(Math.min(...at)).toBeGreaterThanOrEqual(15);
+    const followers = peers.filter((p) => !p.edge.status().leading);
+    expect(followers.length).toBe(2);
+    // Before the fix a follower never loaded positions: mirroredBelow stayed 0, so it kept everything.
+    for (const f of followers) {
+      await waitFor(`peer ${f.id} to know both positions`, () => [0, 1].every((p) => f.edge.retention.mirroredBelow("telemetry", p) === at[p]));
+    }
+    expect(followers[0]!.edge.retention.mirroredBelow("other", 0)).toBeNull();
   }, 60_000);
 });

@@ -33,6 +33,14 @@ describe("mirror config", () => {
     expect(c.links[0]).toMatchObject({ name: "to-dc", central: { address: "dc.example:8481", tls: null, token: null }, mapping: { include: ["*"], exclude: [], prefix: "site7." }, groups: [] });
     expect(c.links[1]).toMatchObject({ mapping: { prefix: "" }, groups: ["g"], central: { token: "t" } });
     expect(c.links[0]!.uplink.bytesPerSec).toBe(125_000);
+    expect(c.links[0]).toMatchObject({ compression: "gzip", stallAfterMs: 60_000 });
+  });
+
+  it("takes the send compression and the stall time, and refuses other values", () => {
+    const c = parseMirrorConfig({ links: [link({ uplink: { bytesPerSecond: 1000, compression: "none" }, stallAfterMs: 1500 })] }, "site7");
+    expect(c.links[0]).toMatchObject({ compression: "none", stallAfterMs: 1500 });
+    expect(refusal({ links: [link({ uplink: { bytesPerSecond: 1000, compression: "zstd" } })] })).toMatch(/links\[0\]\.uplink\.compression must be "gzip" or "none"/);
+    expect(refusal({ links: [link({ stallAfterMs: 0 })] })).toMatch(/links\[0\]\.stallAfterMs must be an integer/);
   });
 
   it.each([

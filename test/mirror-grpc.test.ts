@@ -10,6 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -68,7 +69,9 @@ describe("GrpcMirrorSink against a central", () => {
     const welcome = await sink.open({ link: "l", cluster: "site7", topics: [binding("a", "site7.a"), binding("b", "site7.a", 1, "other")] });
     expect(welcome.map((w) => (w.ok ? w.positions : w.code))).toEqual([[null], "INVALID_CONFIG"]);
     const src = sourceLog([3, 4, 2]);
-    expect(await sink.send([send("a", src.slice(0, 2))])).toEqual([{ source: { cluster: "site7", topic: "a", partition: 0 }, position: 7 }]);
+    const first = send("a", src.slice(0, 2));
+    // The ack carries the gzipped payload's size: what the edge's uplink cap counts.
+    expect(await sink.send([first])).toEqual([{ source: { cluster: "site7", topic: "a", partition: 0 }, position: 7, wireBytes: gzipSync(first.batches).length }]);
     expect((await sink.send([send("a", src.slice(0, 2))]))[0]!.position).toBe(7);
     expect((await sink.send([send("a", src.slice(2))]))[0]!.position).toBe(9);
     expect(await targetValues(broker, "site7.a", 0)).toEqual(src.flatMap((b) => b.values));

@@ -6,6 +6,7 @@
  * back off within bounds; the cap holds within 10 % over simulated time; the live lane stays fast
  * while a backlog drains. A failing seed is printed and replays the run.
  */
+import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { silentLogger } from "../src/logger.ts";
 import { MirrorCheckpoints } from "../src/mirror/checkpoints.ts";
@@ -287,6 +288,44 @@ describe("mirror link runner", () => {
     expect(rate).toBeGreaterThan(bytesPerSec * 0.9);
     expect(rate).toBeLessThan(bytesPerSec * 1.1);
     expect(r.link.status().summary.lagRecords).toBeGreaterThan(0); // still draining: the cap, not the data, bounded it
+    await r.link.stop();
+  });
+
+  it("counts the cap in wire bytes: a sink that compresses reports them, and the link sends at the cap on the wire", async () => {
+    const bytesPerSec = 20_000;
+    let wire = 0;
+    let batches = 0;
+    // As GrpcMirrorSink does: the ack carries the gzipped payload's size.
+    const gzipping = (central: MemCentral): MirrorSinkFactory => () => {
+      const sink = central.connect();
+      return {
+        open: (h) => sink.open(h),
+        close: () => sink.close(),
+        commitGroupOffsets: (c, x) => sink.commitGroupOffsets(c, x),
+        send: async (sends) => {
+          const sizes = sends.map((x) => gzipSync(x.batches).length);
+          const acks = await sink.send(sends);
+          wire += sizes.reduce((a, b) => a + b, 0);
+          batches += sends.reduce((n, x) => n + x.batches.length, 0);
+          return acks.map((a, i) => ({ ...a, wireBytes: sizes[i]! }));
+        },
+      } satisfies MirrorSink;
+    };
+    const r = rig({ uplink: { bytesPerSec, minSendBytes: 4096 }, connect: gzipping });
+    r.source.createTopic("t", 2);
+    // Values of one repeated byte: gzip shrinks them many times over.
+    for (let i = 0; i < 2000; i++) r.source.append("t", i % 2, 20, { valueBytes: 100 });
+    r.link.start();
+    await r.run(1000, 20);
+    const [wire0, batches0] = [wire, batches];
+    const seconds = 10;
+    await r.run(seconds * 1000, 20);
+    const wireRate = (wire - wire0) / seconds;
+    expect(wireRate).toBeGreaterThan(bytesPerSec * 0.9);
+    expect(wireRate).toBeLessThan(bytesPerSec * 1.1);
+    // The batches went at several times the cap: counting them would have held the wire far below it.
+    expect((batches - batches0) / seconds).toBeGreaterThan(bytesPerSec * 2);
+    expect(r.link.status().uplink.bytesSent.backlog + r.link.status().uplink.bytesSent.live).toBe(wire);
     await r.link.stop();
   });
 

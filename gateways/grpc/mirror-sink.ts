@@ -3,8 +3,8 @@
  * MirrorService (mirror.ts), on @grpc/grpc-js as every client here.
  *
  * - `open`, `positions`, `commitGroupOffsets`: unary calls, each with the `deadlineMs`.
- * - `send`: each send's batches are gzipped (node:zlib) into one SendRequest with its own
- *   sequence, written to one long-lived Send stream, opened on first use and again after it broke.
+ * - `send`: each send's batches are gzipped (node:zlib; `compression: "none"` sends them as they are) into one SendRequest with its own
+ *   sequence (its ack carries the gzipped size as `wireBytes`, what the edge's uplink cap counts), written to one long-lived Send stream, opened on first use and again after it broke.
  *   At most `maxInflight` sends are unacknowledged; more wait for a slot (the central stops
  *   reading at grpc.stream.max.inflight anyway). A send refused by the central rejects with its
  *   TributaryError (OUT_OF_ORDER_SEQUENCE: re-open and plan again). A broken stream, or an ack
@@ -58,10 +58,14 @@ export interface GrpcMirrorSinkOptions {
   readonly deadlineMs?: number;
   /** Largest message either way (the central's grpc.max.message.bytes). Default 8 MiB. */
   readonly maxMessageBytes?: number;
+  /** How each send's payload travels. Default gzip. */
+  readonly compression?: "gzip" | "none";
 }
 
 interface Pending {
   readonly source: SourceSend["source"];
+  /** The gzipped payload's size, reported in the ack (the edge's uplink cap counts it). */
+  readonly wireBytes: number;
   readonly resolve: (ack: MirrorAck) => void;
   readonly reject: (e: unknown) => void;
   readonly timer: ReturnType<typeof setTimeout>;
@@ -122,9 +126,10 @@ export class GrpcMirrorSink implements MirrorSink {
   }
 
   private async sendOne(send: SourceSend): Promise<MirrorAck> {
-    const payload = new Uint8Array(gzipSync(send.batches));
+    const gzip = this.options.compression !== "none";
+    const payload = gzip ? new Uint8Array(gzipSync(send.batches)) : send.batches;
     if (payload.length > this.maxMessageBytes - 1024) {
-      throw new TributaryError("RECORD_TOO_LARGE", `a mirror send of ${send.source.topic}/${send.source.partition} is ${payload.length} bytes gzipped, over the message limit ${this.maxMessageBytes}: send fewer batches at once`);
+      throw new TributaryError("RECORD_TOO_LARGE", `a mirror send of ${send.source.topic}/${send.source.partition} is ${payload.length} bytes${gzip ? " gzipped" : ""}, over the message limit ${this.maxMessageBytes}: send fewer batches at once`);
     }
     while (this.pending.size >= this.maxInflight && !this.closed) await new Promise<void>((r) => this.slotWaiters.push(r));
     if (this.closed) throw closedError();
@@ -137,12 +142,12 @@ export class GrpcMirrorSink implements MirrorSink {
       partition: send.source.partition,
       fromOffset: BigInt(send.fromOffset),
       batches: payload,
-      compression: Compression.GZIP,
+      compression: gzip ? Compression.GZIP : Compression.UNSPECIFIED,
       gaps: send.gaps.map((g) => ({ from: BigInt(g.from), to: BigInt(g.to), reason: GAP_REASONS[g.reason] })),
     });
     return new Promise<MirrorAck>((resolve, reject) => {
       const timer = setTimeout(() => this.broken(stream, new TributaryError("REQUEST_TIMED_OUT", `no acknowledgement from the central within ${this.deadlineMs} ms; the send may or may not be written`)), this.deadlineMs);
-      this.pending.set(sequence, { source: send.source, resolve, reject, timer });
+      this.pending.set(sequence, { source: send.source, wireBytes: payload.length, resolve, reject, timer });
       stream.write(request);
     });
   }
@@ -161,7 +166,7 @@ export class GrpcMirrorSink implements MirrorSink {
     if (!p) return; // its stream broke and it was rejected already
     this.settle(ack.sequence, p);
     if (ack.errorCode !== "") p.reject(refusal(ack.errorCode, ack.errorMessage));
-    else p.resolve({ source: p.source, position: Number(ack.position) });
+    else p.resolve({ source: p.source, position: Number(ack.position), wireBytes: p.wireBytes });
   }
 
   /** Reject every pending send of a stream that broke; the next send opens a new one. */

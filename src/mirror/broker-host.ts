@@ -40,7 +40,7 @@ function checkpointTopicOf(broker: Broker): CheckpointTopic {
   return {
     ensure: () => broker.ensureInternalTopic(CHECKPOINTS_TOPIC, CHECKPOINTS_TOPIC_CONFIG),
     append: (records) => broker.appendInternal(CHECKPOINTS_TOPIC, records.map((r) => ({ key: r.key, value: r.value }))),
-    readAll: () => broker.readInternal(CHECKPOINTS_TOPIC),
+    readAll: (fromOffset) => broker.readInternal(CHECKPOINTS_TOPIC, fromOffset),
     onLeadership(fn) {
       let reported: boolean | null = null;
       let waiting: (() => void) | null = null;

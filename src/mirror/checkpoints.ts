@@ -14,6 +14,9 @@
  * checkpoint costs nothing but a note in the next resume plan, since the central's position is
  * the truth. The ledger is written at once, with acks=all, before retention deletes anything.
  * On becoming leader the edge replays the topic (`load`): one record per key, the last wins.
+ * A peer that does not lead tails its local replica instead (`refresh`, from the offset the last
+ * replay or refresh reached), so its `mirroredBelow` follows the leader's positions as they
+ * replicate, and its own mirror-aware retention deletes what the central holds.
  *
  * Retention (`MirrorRetentionSource`): `mirroredBelow(topic, p)` is the lowest, over the links
  * carrying the topic, of the newer of the checkpoint and the acknowledged position (0 for a link
@@ -134,6 +137,10 @@ export class MirrorCheckpoints implements LinkCheckpoints, MirrorRetentionSource
   private flushing: Promise<void> = Promise.resolve();
   private lastFlushMs = -Infinity;
   private closed = false;
+  /** Where the next `refresh` reads from: past the last record a replay or refresh applied. */
+  private nextOffset = 0;
+  /** Bumped by every `load`: a refresh running across one stops applying. */
+  private generation = 0;
 
   constructor(
     private readonly topic: CheckpointTopic,
@@ -145,10 +152,26 @@ export class MirrorCheckpoints implements LinkCheckpoints, MirrorRetentionSource
 
   /** Replay the topic: every key's last record wins. Replaces what was in memory. */
   async load(): Promise<void> {
+    const generation = ++this.generation;
     this.positions.clear();
     this.ledgers.clear();
+    this.nextOffset = 0;
+    await this.replay(generation);
+  }
+
+  /**
+   * Apply what the topic holds beyond the last replay (a peer that does not lead: its local
+   * replica, as it replicates). Positions stored there replace the ones in memory.
+   */
+  async refresh(): Promise<void> {
+    await this.replay(this.generation);
+  }
+
+  private async replay(generation: number): Promise<void> {
     let skipped = 0;
-    for await (const r of this.topic.readAll()) {
+    for await (const r of this.topic.readAll(this.nextOffset)) {
+      if (generation !== this.generation) return;
+      this.nextOffset = Math.max(this.nextOffset, r.offset + 1);
       const e = decodeCheckpointRecord(r.key, r.value);
       if (!e) {
         skipped++;
@@ -157,7 +180,7 @@ export class MirrorCheckpoints implements LinkCheckpoints, MirrorRetentionSource
       if (e.kind === "position") {
         const k = pkey(e.link, e.topic, e.partition);
         if (e.value === null) this.positions.delete(k);
-        else this.positions.set(k, { stored: e.value, pending: null });
+        else this.positions.set(k, { stored: e.value, pending: this.positions.get(k)?.pending ?? null });
       } else if (e.value === null) this.ledgers.delete(lkey(e.topic, e.partition));
       else this.ledgers.set(lkey(e.topic, e.partition), e.value);
     }

@@ -10,7 +10,9 @@
  *                 "token": "..."},                      optional bearer token
  *     "topics": {"include": ["telemetry", "alarms.*"], "exclude": [], "prefix": "{cluster}."},
  *     "uplink": {"bytesPerSecond": 125000, "backlogShare": 0.5, "maxSendBytes": 1048576,
- *                "maxInflightSends": 4, "priorities": [{"pattern": "alarms.*", "priority": 3}]},
+ *                "maxInflightSends": 4, "priorities": [{"pattern": "alarms.*", "priority": 3}],
+ *                "compression": "gzip"},                 "gzip" (default) or "none": how each send's payload travels
+ *     "stallAfterMs": 60000,                            a partition with lag whose position has not moved this long is stalled
  *     "groups": ["dashboard"]                           consumer groups whose offsets are mirrored
  *   }]}
  *
@@ -27,11 +29,17 @@ export interface CentralConfig {
   readonly token: string | null;
 }
 
+export type SendCompression = "gzip" | "none";
+
 export interface MirrorLinkConfig {
   readonly name: string;
   readonly central: CentralConfig;
   readonly mapping: TopicMapping;
   readonly uplink: UplinkConfig;
+  /** How each send's payload is compressed on the wire. Default gzip. */
+  readonly compression: SendCompression;
+  /** Lag without progress for this long is reported stalled (lag.ts). Default 60 s. */
+  readonly stallAfterMs: number;
   readonly groups: readonly string[];
 }
 
@@ -44,6 +52,8 @@ export const MAX_MIRRORED_GROUPS = 256;
 const LINK_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9.-]+):(\d{1,5})$/;
 const MAX_GROUP_ID_CHARS = 255;
+export const DEFAULT_STALL_AFTER_MS = 60_000;
+const MAX_STALL_AFTER_MS = 86_400_000;
 
 type Json = Record<string, unknown>;
 
@@ -104,8 +114,10 @@ function number(v: unknown, where: string): number | undefined {
   return v;
 }
 
-function uplink(v: unknown, where: string): UplinkConfig {
-  const o = object(v, where, ["bytesPerSecond", "backlogShare", "priorities", "maxSendBytes", "maxInflightSends"]);
+function uplink(v: unknown, where: string): { config: UplinkConfig; compression: SendCompression } {
+  const o = object(v, where, ["bytesPerSecond", "backlogShare", "priorities", "maxSendBytes", "maxInflightSends", "compression"]);
+  const compression = o.compression ?? "gzip";
+  if (compression !== "gzip" && compression !== "none") fail(`${where}.compression must be "gzip" or "none", got ${JSON.stringify(compression)}`);
   const bytesPerSec = number(o.bytesPerSecond, `${where}.bytesPerSecond`);
   if (bytesPerSec === undefined) fail(`${where}.bytesPerSecond is required`);
   const priorities: PriorityRule[] = list(o.priorities, `${where}.priorities`, 256).map((r, i) => {
@@ -121,12 +133,12 @@ function uplink(v: unknown, where: string): UplinkConfig {
   };
   // The scheduler's own checks, so the file and the code cannot disagree.
   within(where, () => new UplinkScheduler(config, 0));
-  return config;
+  return { config, compression };
 }
 
 function link(v: unknown, i: number, clusterId: string): MirrorLinkConfig {
   const where = `links[${i}]`;
-  const o = object(v, where, ["name", "central", "topics", "uplink", "groups"]);
+  const o = object(v, where, ["name", "central", "topics", "uplink", "groups", "stallAfterMs"]);
   const name = text(o.name, `${where}.name`);
   if (!LINK_NAME.test(name)) fail(`${where}.name must be 1 to 64 letters, digits, '_' and '-', got ${JSON.stringify(name.slice(0, 100))}`);
   const t = object(o.topics, `${where}.topics`, ["include", "exclude", "prefix"]);
@@ -145,7 +157,10 @@ function link(v: unknown, i: number, clusterId: string): MirrorLinkConfig {
     return g;
   });
   if (new Set(groups).size !== groups.length) fail(`${where}.groups names a group twice`);
-  return { name, central: central(o.central, `${where}.central`), mapping, uplink: uplink(o.uplink, `${where}.uplink`), groups };
+  const stallAfterMs = number(o.stallAfterMs, `${where}.stallAfterMs`) ?? DEFAULT_STALL_AFTER_MS;
+  if (!Number.isInteger(stallAfterMs) || stallAfterMs < 1 || stallAfterMs > MAX_STALL_AFTER_MS) fail(`${where}.stallAfterMs must be an integer from 1 to ${MAX_STALL_AFTER_MS}, got ${stallAfterMs}`);
+  const up = uplink(o.uplink, `${where}.uplink`);
+  return { name, central: central(o.central, `${where}.central`), mapping, uplink: up.config, compression: up.compression, stallAfterMs, groups };
 }
 
 /** Check a parsed mirror config file for the edge cluster `clusterId`. */

@@ -6,7 +6,9 @@
  * checkpoints and starts the links; losing it stops them. On a single node that is at once.
  *
  * `retention` (a `MirrorRetentionSource`) answers on every peer: each link's topic selection is
- * known from the config, so a peer that has not loaded positions keeps everything mirrored.
+ * known from the config, and a peer that does not lead tails its local replica of
+ * `__mirror_checkpoints` every `checkpointIntervalMs` (the positions are written no more often),
+ * so its own mirror-aware retention deletes what the central holds, and keeps the rest.
  *
  * The sink is made by an injected factory (src/ never imports gateways/): the composition root
  * (cli/serve.ts) builds the Tributary gRPC sink, tests the in-memory central.
@@ -81,6 +83,10 @@ export class MirrorEdge {
   private unsubscribeCommits: (() => void) | null = null;
   private cancelGroupTimer: (() => void) | null = null;
   private cancelCommitSync: (() => void) | null = null;
+  private cancelRefresh: (() => void) | null = null;
+  private refreshing = false;
+  /** Leadership changes queued or running: a refresh waits until they are done. */
+  private transitions = 0;
   private state: "new" | "running" | "stopped" = "new";
   private transition: Promise<void> = Promise.resolve();
   private readonly bytesSent;
@@ -88,7 +94,7 @@ export class MirrorEdge {
   constructor(private readonly o: MirrorEdgeOptions) {
     this.checkpoints = new MirrorCheckpoints(o.host.checkpoints, o.clock, { intervalMs: o.checkpointIntervalMs, logger: o.logger, onMoved: o.onPositionsMoved });
     for (const l of o.config.links) this.checkpoints.registerLink(l.name, (t) => selects(l.mapping, t));
-    this.bytesSent = o.metrics?.counter("tributary_mirror_bytes_sent_total", "Bytes of record batches acknowledged by the central, by lane", ["link", "lane"]);
+    this.bytesSent = o.metrics?.counter("tributary_mirror_bytes_sent_total", "Bytes on the wire (compressed) of sends acknowledged by the central, by lane", ["link", "lane"]);
     if (o.metrics) this.registerGauges(o.metrics);
   }
 
@@ -106,6 +112,7 @@ export class MirrorEdge {
     if (this.state !== "new") return;
     this.state = "running";
     this.scheduleGroupSync();
+    this.scheduleRefresh();
     // A commit is sent soon after it is made (a burst of commits, once).
     this.unsubscribeCommits = this.o.host.groups.onCommit(() => {
       this.cancelCommitSync ??= this.o.clock.setTimer(COMMIT_SYNC_DELAY_MS, () => {
@@ -136,6 +143,7 @@ export class MirrorEdge {
     this.unsubscribeCommits?.();
     this.cancelGroupTimer?.();
     this.cancelCommitSync?.();
+    this.cancelRefresh?.();
     this.epoch++;
     await this.transition;
     await this.stopLinks(true);
@@ -183,6 +191,7 @@ export class MirrorEdge {
   /** Leadership of __mirror_checkpoints changed: replay and start, or stop. One change at a time. */
   private follow(leading: boolean): void {
     const epoch = ++this.epoch;
+    this.transitions++;
     this.transition = this.transition.then(async () => {
       if (epoch !== this.epoch || this.state !== "running") return;
       await this.stopLinks(false);
@@ -198,6 +207,8 @@ export class MirrorEdge {
       this.leading = true;
       this.links = this.o.config.links.map((c) => this.startLink(c));
       this.o.logger.info("mirror: links started", { links: this.links.map((l) => l.config.name) });
+    }).finally(() => {
+      this.transitions--;
     });
   }
 
@@ -213,6 +224,7 @@ export class MirrorEdge {
       clock: this.o.clock,
       random: this.o.random,
       logger: this.o.logger,
+      lag: { stallAfterMs: c.stallAfterMs },
       onSent: (lane, bytes) => this.bytesSent?.inc({ link: c.name, lane }, bytes),
     });
     const groups = new GroupOffsetsMirror({ link: c.name, cluster: this.o.clusterId, groups: c.groups, carries: (t) => selects(c.mapping, t), reader: this.o.host.groups, logger: this.o.logger });
@@ -228,6 +240,29 @@ export class MirrorEdge {
     if (links.length === 0 && !final) return;
     // Positions acknowledged since the last write: written now (a peer that lost leadership may fail to; the next leader plans anyway).
     await this.checkpoints.flush().catch((e: unknown) => this.o.logger.warn("mirror: could not write the last checkpoints", { error: e }));
+  }
+
+  /** While another peer leads, follow the positions it writes through the local replica. */
+  private scheduleRefresh(): void {
+    if (this.state !== "running") return;
+    this.cancelRefresh = this.o.clock.setTimer(this.o.checkpointIntervalMs, () => {
+      this.cancelRefresh = null;
+      void this.refreshAsFollower().finally(() => this.scheduleRefresh());
+    });
+  }
+
+  private async refreshAsFollower(): Promise<void> {
+    // Leading (or a replay under way for a leadership change): the links' own positions are newer.
+    if (this.leading || this.refreshing || this.transitions > 0) return;
+    this.refreshing = true;
+    try {
+      await this.checkpoints.refresh();
+    } catch (e) {
+      // No local replica yet, or the topic not created: the next pass tries again.
+      this.o.logger.debug("mirror: could not read __mirror_checkpoints here yet", { error: e });
+    } finally {
+      this.refreshing = false;
+    }
   }
 
   private scheduleGroupSync(): void {

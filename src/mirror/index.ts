@@ -124,7 +124,9 @@
  * that leads `__mirror_checkpoints` (one runner per edge cluster, the way the group coordinator
  * runs on the leader of `__consumer_offsets`). It reads every partition through the broker (local
  * replicas serve committed reads). A new leader replays the topic (one record per key, the last
- * one winning), opens the link, plans each partition with resume.ts and resumes. The checkpoint
+ * one winning), opens the link, plans each partition with resume.ts and resumes. The other peers
+ * tail their own replica of it every checkpoint interval, so each peer's mirror-aware retention
+ * knows what the central holds. The checkpoint
  * is not what makes delivery exactly once: the central's position is the truth, and a stale or
  * lost checkpoint only makes the plan say so. It is what edge retention trusts while the central is
  * unreachable (`mirroredBelow` = the lowest, over the links carrying the topic, of the checkpoint
@@ -155,7 +157,8 @@
  * whole batches from its cursor up to the grant's maxBytes (at least one batch), reports the
  * partition's new pending bytes, stamps, compresses, sends, and settles with `sent(grant, bytes)`.
  * `wait` sets a timer (the link is *throttled*), and `idle` waits for data or an ack. The cap counts
- * bytes on the wire, after compression. Live partitions (little unsent) go first; the backlog
+ * bytes on the wire, after compression: the sink reports each send's compressed size in its ack
+ * (`MirrorAck.wireBytes`), and the scheduler settles the grant with it. Live partitions (little unsent) go first; the backlog
  * drains in the background with `backlogShare` of the cap while the live lane wants the rest, and
  * with all of it otherwise. See uplink.ts.
  *
@@ -163,7 +166,8 @@
  * Deno 2.9.6 (`bun -e`, `deno eval`), as the record-batch codec already relies on. The sink gzips
  * each send's payload, not each batch: the central stores the batches as the edge had them (no
  * re-encoding on either side), and compressing a whole send is twice as good for the small
- * batches devices produce. Measured by `bench/mirror-bytes.ts` (CBOR telemetry of ~181 bytes via
+ * batches devices produce. A link can turn it off (`uplink.compression: "none"`, where CPU is
+ * dearer than bytes: on loopback it drains a backlog about 3 times faster, bench/mirror.ts). Measured by `bench/mirror-bytes.ts` (CBOR telemetry of ~181 bytes via
  * cbor-x, keyed by device id), bytes per record:
  *
  * | records per batch | batch as stored | gzip per batch | gzip per 256 KiB send |

@@ -18,8 +18,9 @@
  * read bounded by its grant's maxBytes and maxRecords (one batch more only when a single batch is
  * larger); at most MAX_READS_PER_GRANT reads per grant (partitions dense with control batches).
  *
- * Bytes for the cap are the stamped batch bytes the link hands to the sink, before the sink
- * compresses them: an upper bound of the bytes on the wire, so the cap holds (conservatively).
+ * Bytes for the cap are the bytes on the wire: each ack's `wireBytes` (the sink's compressed
+ * payload), or the stamped batch bytes when the sink does not say. A send that fails is charged
+ * its batch bytes times the last measured wire/batch ratio (it may have gone out whole).
  * Bytes between offsets (lag, pending) are estimated from the partition's size per offset.
  *
  * @example
@@ -64,7 +65,7 @@ export interface MirrorLinkOptions {
   readonly random: () => number;
   readonly logger: Logger;
   readonly lag?: LagOptions;
-  /** Told of every acknowledged send's bytes (the edge's bytes-sent counter). */
+  /** Told of every acknowledged send's bytes on the wire (the edge's bytes-sent counter). */
   readonly onSent?: (lane: Lane, bytes: number) => void;
 }
 
@@ -154,6 +155,8 @@ export class MirrorLink {
   private sessionSeq = 0;
   private session: Session | null = null;
   private attempts = 0;
+  /** Wire bytes per batch byte of the last acknowledged send (compression), to charge failed sends. */
+  private wireRatio = 1;
   private reconnects = 0;
   private lastError: string | null = null;
   private cancelTimer: (() => void) | null = null;
@@ -501,9 +504,14 @@ export class MirrorLink {
         return;
       }
       const payload = concat(read.batches, read.bytes);
-      wireBytes = payload.length;
+      wireBytes = Math.ceil(payload.length * this.wireRatio);
       const source: SourcePartition = { cluster: this.o.cluster, topic: part.topic.name, partition: part.partition };
       const acks = await s.sink.send([{ source, fromOffset: part.from, batches: payload, gaps: part.gaps }]);
+      const reported = acks[0]?.wireBytes;
+      if (reported !== undefined && Number.isFinite(reported) && reported >= 0) {
+        wireBytes = reported;
+        this.wireRatio = reported / payload.length;
+      } else wireBytes = payload.length;
       if (s.id !== this.sessionSeq) return settle(false);
       settle(true);
       this.o.onSent?.(grant.lane, wireBytes);

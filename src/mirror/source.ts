@@ -53,8 +53,8 @@ export interface CheckpointTopic {
   ensure(): Promise<void>;
   /** Append with acks=all: resolves once replicated (committed in a cluster, durable on one node). */
   append(records: readonly CheckpointRecord[]): Promise<void>;
-  /** Every record up to the high watermark now, in offset order. */
-  readAll(): AsyncIterable<DecodedRecord>;
+  /** Every record from `fromOffset` (default: the log start) up to the high watermark now, in offset order. */
+  readAll(fromOffset?: number): AsyncIterable<DecodedRecord>;
   /**
    * `fn(true)` once this peer leads the topic and has its whole log committed (single node: as
    * soon as it exists), `fn(false)` when it stops leading. Returns an unsubscribe function.

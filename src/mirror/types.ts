@@ -98,6 +98,12 @@ export interface MirrorAck {
    * source offset it expects. Everything below is durable there, or was declared lost.
    */
   readonly position: number;
+  /**
+   * Bytes the send took on the wire (its compressed payload), when the sink knows it: the uplink
+   * cap counts these, so with compression the link runs at the cap on the wire. Absent: the
+   * batches' own size is counted.
+   */
+  readonly wireBytes?: number;
 }
 
 /**

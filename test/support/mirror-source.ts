@@ -160,9 +160,12 @@ export class MemCheckpointTopic implements CheckpointTopic {
     this.records.push(...records);
   }
 
-  async *readAll(): AsyncIterable<DecodedRecord> {
-    let offset = 0;
-    for (const r of [...this.records]) yield { offset: offset++, timestamp: 0, key: r.key, value: r.value, headers: [] };
+  async *readAll(fromOffset = 0): AsyncIterable<DecodedRecord> {
+    const records = [...this.records];
+    for (let offset = fromOffset; offset < records.length; offset++) {
+      const r = records[offset]!;
+      yield { offset, timestamp: 0, key: r.key, value: r.value, headers: [] };
+    }
   }
 
   onLeadership(fn: (leading: boolean) => void): () => void {
