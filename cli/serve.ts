@@ -199,7 +199,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const host = config.http.host.includes(":") ? `[${config.http.host}]` : config.http.host;
   const url = `${tls ? "https" : "http"}://${host}:${server.port}`;
   logger.info("listening", { listener: "http", url, port: server.port });
-  const grpc = await startGrpcGateway(broker, { ...config.grpc, logger, guard, ...(tls ? { tls } : {}) });
+  const grpc = await startGrpcGateway(broker, { ...config.grpc, logger, guard, ...(tls ? { tls } : {}), ...(mirror ? { mirror } : {}) });
   logger.info("listening", { listener: "grpc", url: `${config.grpc.host}:${grpc.port}`, port: grpc.port });
   let mqtt: RunningBridge | null = null;
   if (config.mqttConfigPath) {

@@ -36,6 +36,8 @@ export const ERROR_CODES = [
   "ILLEGAL_GENERATION", // a commit from an older generation, or for a partition the member does not hold
   "REBALANCE_IN_PROGRESS", // the partition is promised to the member but another still holds it
   "INVALID_SESSION_TIMEOUT", // outside group.min/max.session.timeout.ms
+  // Mirroring.
+  "MIRROR_NOT_CONFIGURED", // mirror status or control asked of a broker without mirror.config
   // Raised by the gateways' security guard (src/security/), never by the broker, which stays
   // auth-agnostic; listed here all the same so every gateway table must map them.
   "UNAUTHENTICATED", // no token, or a malformed, unknown or revoked one

@@ -2,8 +2,8 @@
  * The edge's mirror on a real Broker (temp dir, system clock) through brokerMirrorHost: records
  * produced go to the in-memory central (mem-sink.ts, standing in for the central cluster), the
  * checkpoint topic is created as an internal topic and replayed by a restarted broker, and
- * `GET /v1/mirror` shows links and per-partition lag; pause and resume over HTTP; 404 without a
- * mirror; ACLs guard it like /v1/cluster.
+ * `GET /v1/mirror` and gRPC `AdminService.DescribeMirror` show links and per-partition lag; pause
+ * and resume over HTTP; 404 / NOT_FOUND without a mirror; ACLs guard it like /v1/cluster.
  */
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
@@ -12,6 +12,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { connect, unary } from "../gateways/grpc/client.ts";
+import { AdminService } from "../gateways/grpc/gen/tributary/v1/admin_pb.ts";
+import { startGrpcGateway } from "../gateways/grpc/index.ts";
 import { createHttpApp } from "../gateways/http/app.ts";
 import { requiredChecks } from "../gateways/http/auth.ts";
 import { Broker } from "../src/broker.ts";
@@ -114,6 +118,33 @@ describe("mirror on a broker", () => {
 
     const plain = createHttpApp(broker, LIMITS);
     expect((await plain.request("/v1/mirror")).status).toBe(404);
+  });
+
+  it("gRPC AdminService.DescribeMirror shows the same status; NOT_FOUND without a mirror", async () => {
+    await broker.createTopic("telemetry", 1);
+    const gateway = await startGrpcGateway(broker, { host: "127.0.0.1", port: 0, maxMessageBytes: 1 << 20, streamMaxInflight: 8, logger: silentLogger, mirror: edge });
+    const plainGateway = await startGrpcGateway(broker, { host: "127.0.0.1", port: 0, maxMessageBytes: 1 << 20, streamMaxInflight: 8, logger: silentLogger });
+    const client = connect(`127.0.0.1:${gateway.port}`);
+    const plain = connect(`127.0.0.1:${plainGateway.port}`);
+    try {
+      await broker.produce("telemetry", [{ key: null, value: enc.encode("x") }, { key: null, value: enc.encode("y") }]);
+      await waitFor("mirrored", () => central.position("site7.telemetry", 0) === 2);
+      const s = await waitFor("the status shows the position", async () => {
+        const r = await unary(client, AdminService.method.describeMirror, {});
+        return r.links[0]?.partitions[0]?.position === 2n ? r : undefined;
+      });
+      expect(s.cluster).toBe("site7");
+      expect(s.leading).toBe(true);
+      expect(s.links[0]).toMatchObject({ name: "to-dc", state: "connected", lagRecords: 0n, stalledPartitions: 0 });
+      expect(s.links[0]!.partitions[0]).toMatchObject({ topic: "telemetry", partition: 0, target: "site7.telemetry", state: "sending", highWatermark: 2n, lagRecords: 0n, lagBytes: 0n, stalled: false });
+      expect(s.links[0]!.partitions[0]!.lastAdvanceMs).toBeGreaterThan(0n);
+      await expect(unary(plain, AdminService.method.describeMirror, {})).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
+    } finally {
+      client.close();
+      plain.close();
+      await gateway.stop();
+      await plainGateway.stop();
+    }
   });
 
   it("needs describe on the cluster to read it and admin to pause", async () => {

@@ -8,7 +8,7 @@
  *   InitProducerId                               any authenticated principal
  *   Fetch, Subscribe                             consume topic (Subscribe from a group: also group)
  *   CreateTopic / DescribeTopic / DeleteTopic    create / describe / delete topic
- *   ListTopics, DescribeCluster, ListGroups      describe cluster
+ *   ListTopics, DescribeCluster, DescribeMirror, ListGroups   describe cluster
  *   JoinGroup                                    group group, consume each topic
  *   Heartbeat, LeaveGroup, FetchOffsets          group group
  *   CommitOffsets, ResetOffsets                  group group, consume each topic committed or reset
@@ -68,6 +68,7 @@ export const GRPC_RULES: Readonly<Record<string, Rule>> = {
   "/tributary.v1.AdminService/DescribeTopic": (r) => [{ operation: "describe", resource: topic(str(r.name)) }],
   "/tributary.v1.AdminService/DeleteTopic": (r) => [{ operation: "delete", resource: topic(str(r.name)) }],
   "/tributary.v1.AdminService/DescribeCluster": clusterDescribe,
+  "/tributary.v1.AdminService/DescribeMirror": clusterDescribe,
   "/tributary.v1.GroupsService/JoinGroup": (r) => [
     inGroup(r),
     ...(Array.isArray(r.topics) ? r.topics : []).map((t): Check => ({ operation: "consume", resource: topic(str(t)) })),

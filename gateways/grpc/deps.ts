@@ -3,6 +3,7 @@ import type { Broker } from "../../src/broker.ts";
 import type { ConcurrencyGate } from "../../src/concurrency-gate.ts";
 import type { Counter, Gauge } from "../../src/metrics.ts";
 import type { Logger } from "../../src/logger.ts";
+import type { MirrorControl } from "../../src/mirror/edge.ts";
 
 export interface GrpcLimits {
   host: string;
@@ -28,5 +29,7 @@ export interface GrpcDeps {
   logger: Logger;
   longPolls: ConcurrencyGate;
   subscriptions: ConcurrencyGate;
+  /** The edge's mirror links (AdminService.DescribeMirror); absent: nothing is mirrored. */
+  mirror?: MirrorControl;
 }
 

@@ -55,6 +55,7 @@ export const GRPC_STATUS: Readonly<Record<GatewayErrorCode, Status>> = {
   INVALID_GROUP_ID: Status.INVALID_ARGUMENT,
   INVALID_SESSION_TIMEOUT: Status.INVALID_ARGUMENT,
   GROUP_NOT_FOUND: Status.NOT_FOUND,
+  MIRROR_NOT_CONFIGURED: Status.NOT_FOUND,
   // The member left or expired: join again without a member id.
   UNKNOWN_MEMBER_ID: Status.NOT_FOUND,
   GROUP_NOT_EMPTY: Status.FAILED_PRECONDITION,

@@ -30,6 +30,7 @@ import type { SecurityGuard } from "../../src/security/guard.ts";
 import type { TlsMaterial } from "../../src/security/tls.ts";
 import { ReloadableServerCredentials } from "./reloadable-credentials.ts";
 import { adminHandlers } from "./admin.ts";
+import type { MirrorControl } from "../../src/mirror/edge.ts";
 import { callGuard } from "./auth.ts";
 import { serverImplementation, type ErrorReporter } from "./bridge.ts";
 import { consumerHandlers } from "./consumer.ts";
@@ -60,6 +61,8 @@ export interface GrpcGatewayOptions {
   guard?: SecurityGuard;
   /** Serve TLS with this material; absent: plain text. */
   tls?: TlsMaterial;
+  /** The edge's mirror links (AdminService.DescribeMirror); absent: nothing is mirrored. */
+  mirror?: MirrorControl;
 }
 
 export interface RunningGateway {
@@ -98,6 +101,7 @@ export async function startGrpcGateway(broker: Broker, options: GrpcGatewayOptio
     logger: options.logger,
     longPolls: new ConcurrencyGate(limits.maxLongPolls, "long polls", (n) => longPolls.set(undefined, n)),
     subscriptions: new ConcurrencyGate(limits.maxSubscriptions, "subscriptions", (n) => metrics.subscriptions.set(undefined, n)),
+    ...(options.mirror ? { mirror: options.mirror } : {}),
   };
   const report: ErrorReporter = (method, error, cause) => {
     metrics.calls.inc({ method, code: error.code });

@@ -3,7 +3,9 @@ import type { Broker } from "../../src/broker.ts";
 import type { Logger } from "../../src/logger.ts";
 import type { SecurityGuard } from "../../src/security/guard.ts";
 import type { ConcurrencyGate } from "../../src/concurrency-gate.ts";
-import type { MirrorStatus } from "../../src/mirror/edge.ts";
+import type { MirrorControl } from "../../src/mirror/edge.ts";
+
+export type { MirrorControl };
 
 export interface HttpGatewayOptions {
   /** Largest request body, checked on Content-Length and on the bytes read: 413 beyond. */
@@ -21,12 +23,6 @@ export interface HttpGatewayOptions {
   mirror?: MirrorControl;
 }
 
-/** What the gateway needs of the edge's mirror (src/mirror/edge.ts's MirrorEdge). */
-export interface MirrorControl {
-  status(): MirrorStatus;
-  pause(link: string): void;
-  resume(link: string): void;
-}
 
 export interface GatewayDeps {
   broker: Broker;

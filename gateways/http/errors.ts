@@ -23,6 +23,7 @@ export const HTTP_STATUS: Readonly<Record<GatewayErrorCode, number>> = {
   PARTITION_NOT_FOUND: 404,
   NOT_FOUND: 404,
   GROUP_NOT_FOUND: 404,
+  MIRROR_NOT_CONFIGURED: 404,
   // A consumer instance that left or idled out: the client creates a new one.
   UNKNOWN_MEMBER_ID: 404,
   NOT_ACCEPTABLE: 406,

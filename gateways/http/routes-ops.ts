@@ -48,13 +48,13 @@ export function opsRoutes(app: Hono, { broker, options }: GatewayDeps): void {
   });
 
   app.get("/v1/mirror", (c) => {
-    if (!options.mirror) return errorResponse(c, "NOT_FOUND", "this broker mirrors nothing: no mirror.config");
+    if (!options.mirror) return errorResponse(c, "MIRROR_NOT_CONFIGURED", "this broker mirrors nothing: no mirror.config");
     return new Response(JSON.stringify(options.mirror.status()), { headers: JSON_TYPE });
   });
 
   app.post("/v1/mirror/links/:name/:action", (c) => {
     const mirror = options.mirror;
-    if (!mirror) return errorResponse(c, "NOT_FOUND", "this broker mirrors nothing: no mirror.config");
+    if (!mirror) return errorResponse(c, "MIRROR_NOT_CONFIGURED", "this broker mirrors nothing: no mirror.config");
     const action = c.req.param("action");
     if (action !== "pause" && action !== "resume") return errorResponse(c, "NOT_FOUND", `no route for POST ${c.req.path}`);
     mirror[action](c.req.param("name"));

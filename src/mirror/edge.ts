@@ -55,6 +55,13 @@ export interface LinkStatusWithLedger extends LinkStatus {
   readonly pendingGroupOffsets: number;
 }
 
+/** What a gateway needs of the edge's mirror (HTTP GET /v1/mirror, gRPC AdminService.DescribeMirror). */
+export interface MirrorControl {
+  status(): MirrorStatus;
+  pause(link: string): void;
+  resume(link: string): void;
+}
+
 export interface MirrorStatus {
   readonly cluster: string;
   /** True where the links run (this peer leads __mirror_checkpoints). */
