@@ -7,38 +7,19 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { Broker } from "../src/broker.ts";
-import { defaultConfig } from "../src/config.ts";
-import { createLogger } from "../src/logger.ts";
-import { MemNetwork } from "../src/cluster/mem-transport.ts";
+import type { MemNetwork } from "../src/cluster/mem-transport.ts";
 import { partitionGroupId } from "../src/cluster/types.ts";
-import { MemFileSystem } from "../src/runtime/mem-fs.ts";
-import { systemClock } from "../src/runtime/clock.ts";
-import { rng } from "./support/random.ts";
 import { binding, centralSend, sourceLog, targetRecords, targetValues, type SourceBatch } from "./support/mirror-fixtures.ts";
+import { openSimPeer, simNetwork, simPeers, type SimPeer } from "./support/sim-peers.ts";
 import { waitFor } from "./support/wait.ts";
 
-const PEERS = "1@sim:1,2@sim:2,3@sim:3";
-
-interface Node {
-  id: number;
-  fs: MemFileSystem;
-  broker: Broker | null;
-}
+type Node = SimPeer;
 
 let nodes: Node[] = [];
 let network: MemNetwork;
 
-async function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
-  const config = defaultConfig({
-    "cluster.node.id": String(n.id),
-    "cluster.peers": PEERS,
-    "cluster.tick.ms": "10",
-    "data.dir": "/data",
-    "cluster.request.timeout.ms": "8000",
-    "mirror.central": "true",
-  });
-  n.broker = await Broker.open(config, { fs: n.fs, logger: createLogger("error"), cluster: { transport, random: rng(n.id * 31) } });
-  return n.broker;
+function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
+  return openSimPeer(n, network, { "cluster.request.timeout.ms": "8000", "mirror.central": "true" }, { transport });
 }
 
 const live = () => nodes.flatMap((n) => (n.broker ? [n.broker] : []));
@@ -54,8 +35,8 @@ function leaderNode(group: string): Node | undefined {
 
 describe("a three-broker central", () => {
   it("admits sends through a follower on the leader; after the leader's crash the edge resends from the new leader's position: no duplicate, no gap", async () => {
-    network = new MemNetwork({ clock: systemClock, random: rng(5), minDelayMs: 0, maxDelayMs: 1 });
-    nodes = [1, 2, 3].map((id) => ({ id, fs: new MemFileSystem(), broker: null }));
+    network = simNetwork(5);
+    nodes = simPeers(3);
     await Promise.all(nodes.map((n) => openNode(n)));
     await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
 
@@ -111,8 +92,8 @@ describe("a three-broker central", () => {
   }, 60_000);
 
   it("a new leader holding a send it has not committed answers positions only once its own term's entry is committed", async () => {
-    network = new MemNetwork({ clock: systemClock, random: rng(3), minDelayMs: 0, maxDelayMs: 1 });
-    nodes = [1, 2, 3].map((id) => ({ id, fs: new MemFileSystem(), broker: null }));
+    network = simNetwork(3);
+    nodes = simPeers(3);
     await Promise.all(nodes.map((n) => openNode(n)));
     await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
     const [w] = await live()[0]!.mirrorOpen({ link: "l", cluster: "site7", topics: [binding("t", "site7.t")] });
@@ -157,8 +138,8 @@ describe("a three-broker central", () => {
   }, 60_000);
 
   it("translates group offsets on the leader and commits them through the group coordinator, from any peer", async () => {
-    network = new MemNetwork({ clock: systemClock, random: rng(9), minDelayMs: 0, maxDelayMs: 1 });
-    nodes = [1, 2, 3].map((id) => ({ id, fs: new MemFileSystem(), broker: null }));
+    network = simNetwork(9);
+    nodes = simPeers(3);
     await Promise.all(nodes.map((n) => openNode(n)));
     await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
     const [a, b, c] = live() as [Broker, Broker, Broker];

@@ -5,22 +5,19 @@
  * central cluster) ends with every record once, in order.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { Broker } from "../src/broker.ts";
-import { MemNetwork } from "../src/cluster/mem-transport.ts";
-import { defaultConfig } from "../src/config.ts";
-import { createLogger, silentLogger } from "../src/logger.ts";
+import type { Broker } from "../src/broker.ts";
+import { silentLogger } from "../src/logger.ts";
 import { brokerMirrorHost } from "../src/mirror/broker-host.ts";
 import { parseMirrorConfig } from "../src/mirror/config.ts";
 import { MirrorEdge } from "../src/mirror/edge.ts";
 import { MemCentral } from "../src/mirror/mem-sink.ts";
 import { systemClock } from "../src/runtime/clock.ts";
-import { MemFileSystem } from "../src/runtime/mem-fs.ts";
 import { rng } from "./support/random.ts";
+import { openSimPeer, simNetwork, simPeers } from "./support/sim-peers.ts";
 import { waitFor } from "./support/wait.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const PEERS = "1@sim:1,2@sim:2,3@sim:3";
 const CONFIG = { links: [{ name: "to-dc", central: { address: "dc:8481" }, topics: { include: ["telemetry"] }, uplink: { bytesPerSecond: 10_000_000 } }] };
 
 interface Peer {
@@ -40,11 +37,11 @@ afterEach(async () => {
 });
 
 async function startPeers(central: MemCentral): Promise<Peer[]> {
-  const network = new MemNetwork({ clock: systemClock, random: rng(7), minDelayMs: 0, maxDelayMs: 1 });
+  const network = simNetwork(7);
   return Promise.all(
-    [1, 2, 3].map(async (id) => {
-      const config = defaultConfig({ "cluster.node.id": String(id), "cluster.peers": PEERS, "cluster.tick.ms": "10", "data.dir": "/data", "cluster.request.timeout.ms": "5000" });
-      const broker = await Broker.open(config, { fs: new MemFileSystem(), logger: createLogger("error"), cluster: { transport: network.transport(id), random: rng(id * 31) } });
+    simPeers(3).map(async (p) => {
+      const id = p.id;
+      const broker = await openSimPeer(p, network);
       const edge = new MirrorEdge({
         clusterId: "site7",
         config: parseMirrorConfig(CONFIG, "site7"),

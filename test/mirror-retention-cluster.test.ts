@@ -10,16 +10,12 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { Broker } from "../src/broker.ts";
-import { defaultConfig } from "../src/config.ts";
 import { silentLogger } from "../src/logger.ts";
-import { MemNetwork } from "../src/cluster/mem-transport.ts";
+import type { MemNetwork } from "../src/cluster/mem-transport.ts";
 import type { DroppedRange, MirrorRetentionSource } from "../src/mirror/types.ts";
-import { MemFileSystem } from "../src/runtime/mem-fs.ts";
-import { systemClock } from "../src/runtime/clock.ts";
-import { rng } from "./support/random.ts";
+import { openSimPeer, simNetwork, simPeers, type SimPeer } from "./support/sim-peers.ts";
 import { waitFor } from "./support/wait.ts";
 
-const PEERS = "1@sim:1,2@sim:2,3@sim:3";
 const VALUE_BYTES = 1500;
 const dec = new TextDecoder();
 
@@ -34,28 +30,18 @@ class FakeMirrorSource implements MirrorRetentionSource {
   }
 }
 
-interface Node {
-  id: number;
-  fs: MemFileSystem;
-  broker: Broker | null;
-}
+type Node = SimPeer;
 
 let nodes: Node[] = [];
 let network: MemNetwork;
 
-async function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
-  const config = defaultConfig({
-    "cluster.node.id": String(n.id),
-    "cluster.peers": PEERS,
-    "cluster.tick.ms": "10",
-    "cluster.request.timeout.ms": "5000",
-    "data.dir": "/data",
-    "segment.bytes": "4096",
-    "mirror.disk.budget.bytes": String(6 * VALUE_BYTES),
-    "mirror.disk.full.policy": "drop-oldest",
-  });
-  n.broker = await Broker.open(config, { fs: n.fs, logger: silentLogger, cluster: { transport, random: rng(n.id * 31) } });
-  return n.broker;
+function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
+  return openSimPeer(
+    n,
+    network,
+    { "segment.bytes": "4096", "mirror.disk.budget.bytes": String(6 * VALUE_BYTES), "mirror.disk.full.policy": "drop-oldest" },
+    { logger: silentLogger, transport },
+  );
 }
 
 function live(): Broker[] {
@@ -84,8 +70,8 @@ afterEach(async () => {
 
 describe("the disk budget in a three-broker cluster", () => {
   it("drops the oldest unmirrored segments on every replica, recorded first, and the replicas stay consistent, replicate on and restart", async () => {
-    network = new MemNetwork({ clock: systemClock, random: rng(11), minDelayMs: 0, maxDelayMs: 1 });
-    nodes = [1, 2, 3].map((id) => ({ id, fs: new MemFileSystem(), broker: null }));
+    network = simNetwork(11);
+    nodes = simPeers(3);
     await Promise.all(nodes.map((n) => openNode(n)));
     await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
     await live()[0]!.createTopic("t", 1);
