@@ -53,6 +53,7 @@ import type { IdempotenceInput, ProducerIdentity } from "./idempotence/types.ts"
 import { ProducerIdAllocator } from "./idempotence/producer-ids.ts";
 import { MirrorRetentionDriver, type RetainedPartition } from "./mirror/retention-driver.ts";
 import { MirrorCentral, checkNotMirrorTarget, type CentralSend, type SourcePositions } from "./mirror/central.ts";
+import type { ReplicaRead } from "./mirror/remote-source.ts";
 import type { GroupOffsetCommit, GroupOffsetResult, LinkHello, MirrorRetentionSource, TopicWelcome } from "./mirror/types.ts";
 import {
   MAX_PARTITIONS,
@@ -677,6 +678,11 @@ export class Broker {
       const { topic, partition, offset, options } = body as { topic: string; partition: number; offset: number; options: FetchOptions };
       return this.fetch(topic, partition, offset, options);
     });
+    cluster.handle("mirror.read", async (_from, body) => {
+      const { topic, partition, offset, maxBytes, waitMs } = body as { topic: string; partition: number; offset: number; maxBytes: number; waitMs: number };
+      if (this.state !== "open") throw notLeader(topic, partition, 0);
+      return this.readLocalReplica(topic, partition, offset, maxBytes, waitMs);
+    });
     cluster.handle("status", async () => cluster.status());
     cluster.handle("groups", async (_from, body) => {
       const { method, args } = body as { method: GroupMethod; args: unknown[] };
@@ -1216,6 +1222,59 @@ export class Broker {
     return this.partition(topic, partition).log.offsetForTimestamp(timestampMs);
   }
 
+  // ---- mirroring (the edge's side, partitions without a replica here: src/mirror/remote-source.ts)
+
+  /**
+   * Raw whole batches of a partition (never past the high watermark) and its bounds, from a
+   * replica of it: here when this peer holds one, else forwarded to the peer that leads it as far
+   * as this peer knows, then to its other replicas (any replica's committed bytes are the same)
+   * when that one is out of reach or behind; retried until the request timeout. `maxBytes` 0 asks
+   * for the bounds only; `waitMs` > 0 long-polls until the high watermark passes `offset`.
+   */
+  async readReplica(topic: string, partition: number, offset: number, maxBytes: number, waitMs: number): Promise<ReplicaRead> {
+    const cluster = this.cluster;
+    const t = this.topic(topic);
+    if (!cluster || t.partitions[partition]) return this.readLocalReplica(topic, partition, offset, maxBytes, waitMs);
+    if (!Number.isSafeInteger(partition) || partition < 0 || partition >= t.record.partitions) this.partition(topic, partition);
+    const leader = this.leaderOf(t, partition);
+    const candidates = [leader, ...(t.replicas?.[partition] ?? []).filter((r) => r !== leader && r !== cluster.self)].filter((r) => r !== 0);
+    let attempt = 0;
+    return cluster.retrying(async () => {
+      const to = candidates[attempt++ % Math.max(1, candidates.length)];
+      if (to === undefined) throw notLeader(topic, partition, 0);
+      // A long poll waits there: the call may take that long, plus the usual margin.
+      const deadline = this.clock.now() + Math.min(Math.max(0, waitMs), MIRROR_READ_MAX_WAIT_MS) + 2000;
+      const r = (await cluster.call(to, "mirror.read", { topic, partition, offset, maxBytes, waitMs }, deadline)) as ReplicaRead;
+      return { ...r, batches: new Uint8Array(r.batches) };
+    }, { unknownOutcome: true }); // a read done twice is harmless
+  }
+
+  /** This peer's side of `readReplica`: its own replica (a follower behind `offset` sends the caller to the leader). */
+  private async readLocalReplica(topic: string, partition: number, offset: number, maxBytes: number, waitMs: number): Promise<ReplicaRead> {
+    const p = this.partition(topic, partition);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new TributaryError("INVALID_REQUEST", `offset must be a non-negative integer, got ${String(offset)}`);
+    const bytes = clampInt(maxBytes, 0, 0, MIRROR_READ_MAX_BYTES, "maxBytes");
+    const wait = Math.min(clampInt(waitMs, 0, 0, Number.MAX_SAFE_INTEGER, "waitMs"), MIRROR_READ_MAX_WAIT_MS);
+    if (p.replica && !p.replica.isLeader && offset > p.log.highWatermark) throw notLeader(topic, partition, p.replica.leader);
+    if (bytes > 0) this.checkRange(p, offset);
+    if (wait > 0 && offset >= p.log.highWatermark) {
+      if (this.mirrorReadWaits >= MIRROR_READ_MAX_WAITS) throw new TributaryError("OVERLOADED", `${MIRROR_READ_MAX_WAITS} mirror reads already wait here; retry later`);
+      this.mirrorReadWaits++;
+      try {
+        await p.waitForRecords(offset, wait);
+      } finally {
+        this.mirrorReadWaits--;
+      }
+      this.checkOpen();
+    }
+    const batches = bytes > 0 ? (await p.log.read(offset, bytes)).batches : new Uint8Array(0);
+    const log = p.log;
+    return { batches, highWatermark: log.highWatermark, logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset, sizeBytes: log.sizeBytes };
+  }
+
+  /** Mirror reads long-polling here now (MIRROR_READ_MAX_WAITS at most). */
+  private mirrorReadWaits = 0;
+
   // ---- mirroring (the central's side: src/mirror/central.ts) ---------------------------------
 
   /**
@@ -1401,6 +1460,10 @@ const INT16_MAX = 0x7fff;
 const REPLICATED_LOG = { highWatermark: "external", keepEmptyBatches: true } as const;
 /** How often a produce waiting for a commit checks that this peer still leads. */
 const COMMIT_RECHECK_MS = 100;
+/** Bounds of a forwarded mirror read (readReplica): the longest long poll, bytes per read, concurrent long polls served. */
+const MIRROR_READ_MAX_WAIT_MS = 5000;
+const MIRROR_READ_MAX_BYTES = 8 << 20;
+const MIRROR_READ_MAX_WAITS = 64;
 /** Producer ids in a cluster: counter * PEER_ID_SPACE + the issuing peer's id. */
 const PEER_ID_SPACE = 0x10000;
 

@@ -8,29 +8,36 @@
  * `__mirror_checkpoints` is leader and its high watermark has reached the log end it had when it
  * became leader (its own term's entry committed, so the replay sees every checkpoint), the wait
  * the group coordinator makes for `__consumer_offsets`.
+ *
+ * Partitions without a local replica are read from a replica elsewhere (remote-source.ts over
+ * `Broker.readReplica`); the choice is made per call, and per subscription for the listeners.
  */
 import type { Broker } from "../broker.ts";
 import { CHECKPOINTS_TOPIC, CHECKPOINTS_TOPIC_CONFIG } from "./checkpoints.ts";
+import { systemClock, type Clock } from "../runtime/clock.ts";
+import { RemotePartitions } from "./remote-source.ts";
 import type { CheckpointTopic, GroupOffsetsReader, MirrorHost, MirrorSourceLog, SourceBounds } from "./source.ts";
 
-export function brokerMirrorHost(broker: Broker): MirrorHost {
-  return { source: sourceOf(broker), checkpoints: checkpointTopicOf(broker), groups: groupsOf(broker) };
+/** `clock` times the remote partitions' poll retries. */
+export function brokerMirrorHost(broker: Broker, clock: Clock = systemClock): MirrorHost {
+  return { source: sourceOf(broker, new RemotePartitions(broker, clock)), checkpoints: checkpointTopicOf(broker), groups: groupsOf(broker) };
 }
 
-function sourceOf(broker: Broker): MirrorSourceLog {
+function sourceOf(broker: Broker, remote: RemotePartitions): MirrorSourceLog {
   return {
     topics: () => broker.topicRecords(),
     bounds(topic, partition): SourceBounds | null {
       const log = broker.localPartition(topic, partition)?.log;
-      return log ? { logStartOffset: log.logStartOffset, highWatermark: log.highWatermark, logEndOffset: log.logEndOffset, sizeBytes: log.sizeBytes } : null;
+      if (!log) return remote.bounds(topic, partition);
+      return { logStartOffset: log.logStartOffset, highWatermark: log.highWatermark, logEndOffset: log.logEndOffset, sizeBytes: log.sizeBytes };
     },
     read(topic, partition, offset, maxBytes) {
       const log = broker.localPartition(topic, partition)?.log;
-      if (!log) return Promise.reject(new Error(`invariant broken: no local replica of ${topic}/${partition} to mirror`));
-      return log.read(offset, maxBytes);
+      return log ? log.read(offset, maxBytes) : remote.read(topic, partition, offset, maxBytes);
     },
     onHighWatermark(topic, partition, fn) {
-      return broker.localPartition(topic, partition)?.log.onHighWatermark(fn) ?? (() => {});
+      const log = broker.localPartition(topic, partition)?.log;
+      return log ? log.onHighWatermark(fn) : remote.onHighWatermark(topic, partition, fn);
     },
     onTopicsChanged: (fn) => broker.onTopicsChanged(fn),
   };

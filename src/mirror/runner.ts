@@ -127,6 +127,8 @@ interface Part {
   hw: number;
   /** A wait plan: the central's position the high watermark must reach. */
   waitFor: number | null;
+  /** The central's position from the session's welcome: a partition unavailable then is planned from it once its bounds are known. */
+  central: number | null;
   lag: PartitionLag | null;
   bytesPerOffset: number;
   lastSizeBytes: number;
@@ -356,7 +358,7 @@ export class MirrorLink {
     const key = `${topic.name}/${partition}`;
     const keep = prev && prev.topic.id === topic.id && prev.target === target ? prev : undefined;
     const part: Part = keep ?? {
-      key, topic, partition, target, targetTopicId: "", state: "unavailable", message: null, notes: [], from: 0, gaps: [], cursor: 0, readEnd: 0, hw: 0, waitFor: null, lag: null, bytesPerOffset: DEFAULT_BYTES_PER_OFFSET, lastSizeBytes: 0,
+      key, topic, partition, target, targetTopicId: "", state: "unavailable", message: null, notes: [], from: 0, gaps: [], cursor: 0, readEnd: 0, hw: 0, waitFor: null, central: null, lag: null, bytesPerOffset: DEFAULT_BYTES_PER_OFFSET, lastSizeBytes: 0,
     };
     if (!this.unsubscribes.has(key)) this.unsubscribes.set(key, this.o.source.onHighWatermark(topic.name, partition, (hw) => this.grew(key, hw)));
     return part;
@@ -370,14 +372,15 @@ export class MirrorLink {
       return;
     }
     part.targetTopicId = w.targetTopicId;
-    this.resumeAt(part, w.positions[p] ?? null);
+    part.central = w.positions[p] ?? null;
+    this.resumeAt(part, part.central);
   }
 
   /** Plan one partition from the central's position `central` (resume.ts) and schedule it. */
   private resumeAt(part: Part, central: number | null): void {
     const b = this.o.source.bounds(part.topic.name, part.partition);
     if (!b) {
-      this.setPart(part, "unavailable", "no replica of this partition on this peer");
+      this.setPart(part, "unavailable", "the bounds of this partition are not known yet (no replica here; asking one elsewhere)");
       return;
     }
     this.noteSize(part, b.sizeBytes, b.logStartOffset, b.logEndOffset);
@@ -443,6 +446,15 @@ export class MirrorLink {
   /** A partition's high watermark moved: lag, scheduler, a waiting plan. */
   private grew(key: string, hw: number): void {
     const part = this.parts.get(key);
+    if (part?.state === "unavailable") {
+      // The host learnt the bounds (a partition read from a replica elsewhere): plan it now. No
+      // send of this session touched it, so the welcome's position is still the central's.
+      if (this.session?.parts.get(key) === part && this.o.source.bounds(part.topic.name, part.partition)) {
+        this.resumeAt(part, part.central);
+        this.pump();
+      }
+      return;
+    }
     if (!part || hw <= part.hw) return;
     const now = this.o.clock.now();
     const b = this.o.source.bounds(part.topic.name, part.partition);

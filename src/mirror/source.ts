@@ -29,7 +29,10 @@ export interface SourceRead {
   readonly logStartOffset: number;
 }
 
-/** The partition logs a link reads. Partitions this peer holds no replica of answer null bounds. */
+/**
+ * The partition logs a link reads. A partition whose bounds are not known (yet) answers null; the
+ * host calls its high-watermark listeners once they become known (the link then plans it).
+ */
 export interface MirrorSourceLog {
   /** Every topic, internal ones included (the link's routing leaves them out). */
   topics(): readonly SourceTopic[];
