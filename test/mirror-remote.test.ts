@@ -6,6 +6,8 @@
  * when a peer leading such a partition loses power mid-way and comes back.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { isTributaryError } from "../src/errors.ts";
+import { decodeRecords, readBatchHeader, splitBatches } from "../src/storage/record-batch.ts";
 import type { Broker } from "../src/broker.ts";
 import { silentLogger } from "../src/logger.ts";
 import { brokerMirrorHost } from "../src/mirror/broker-host.ts";
@@ -34,10 +36,9 @@ let peers: Peer[] = [];
 let network: MemNetwork;
 
 afterEach(async () => {
-  for (const p of peers) {
-    await p.edge?.stop();
-    await p.sim.broker?.close();
-  }
+  for (const p of peers) await p.edge?.stop();
+  // All at once: one by one, each waits up to 2 s handing leaderships to peers already closing.
+  await Promise.all(peers.map((p) => p.sim.broker?.close()));
   peers = [];
 });
 
@@ -155,4 +156,50 @@ describe("mirror of partitions the links' peer holds no replica of", () => {
     await checkExact();
     expect(leading()).toEqual([links]);
   }, 60_000);
+
+  it("readReplica: raw batches from a replica elsewhere up to its high watermark, a long poll that ends when it advances, bounded concurrent waits", async () => {
+    network = simNetwork(13);
+    const central = new MemCentral();
+    peers = simPeers(PEERS).map((sim) => ({ sim, edge: null }));
+    await Promise.all(peers.map((p) => start(p, central)));
+    await waitFor("a controller leader", () => live().every((p) => brokerOf(p).cluster!.controller.group.leader !== 0));
+    await createTopic(brokerOf(peers[0]!), "raw", 1);
+    await waitFor("the topic on every peer", () => live().every((p) => brokerOf(p).listTopics().some((t) => t.name === "raw")));
+    const outside = brokerOf(peers.find((p) => brokerOf(p).localPartition("raw", 0) === null)!);
+    const holders = peers.map(brokerOf).filter((b) => b.localPartition("raw", 0) !== null);
+    expect(holders).toHaveLength(3);
+    const value = (i: number) => enc.encode(`r${i}`);
+    for (let i = 0; i < 3; i++) await waitFor("a produce taken", () => holders[0]!.produce("raw", [{ key: null, value: value(i), partition: 0 }], -1).then(() => true, () => false));
+
+    const first = await waitFor("the bounds of every record", async () => {
+      const r = await outside.readReplica("raw", 0, 0, 1 << 20, 0);
+      const values = [...splitBatches(r.batches)].filter((b) => !readBatchHeader(b).isControl).flatMap((b) => decodeRecords(b)).map((x) => dec.decode(x.value!));
+      return values.length === 3 ? { r, values } : undefined;
+    });
+    expect(first.values).toEqual(["r0", "r1", "r2"]);
+    expect(first.r.logStartOffset).toBe(0);
+    expect(first.r.sizeBytes).toBeGreaterThan(0);
+    expect(first.r.logEndOffset).toBeGreaterThanOrEqual(first.r.highWatermark);
+    const hw = first.r.highWatermark;
+    // Bounds only: no bytes.
+    expect((await outside.readReplica("raw", 0, hw, 0, 0)).batches.length).toBe(0);
+    // Never past the high watermark.
+    const leader = await waitFor("the partition's leader", () => holders.find((b) => b.localPartition("raw", 0)!.leading));
+    await expect(leader.readReplica("raw", 0, hw + 5, 1000, 0)).rejects.toMatchObject({ code: "OFFSET_OUT_OF_RANGE" });
+
+    // A long poll at the high watermark answers once a record is committed.
+    let answered = false;
+    const poll = outside.readReplica("raw", 0, hw, 0, 60_000).then((r) => {
+      answered = true;
+      return r;
+    });
+    // The leader serves at most 64 waits at once: fill them, the next is refused.
+    const waits = Array.from({ length: 64 }, () => leader.readReplica("raw", 0, hw, 0, 60_000));
+    const refused = await leader.readReplica("raw", 0, hw, 0, 60_000).catch((e: unknown) => e);
+    expect(isTributaryError(refused) && refused.code).toBe("OVERLOADED");
+    expect(answered).toBe(false);
+    await leader.produce("raw", [{ key: null, value: value(3), partition: 0 }], -1);
+    expect((await poll).highWatermark).toBeGreaterThan(hw);
+    for (const w of await Promise.all(waits)) expect(w.highWatermark).toBeGreaterThan(hw);
+  }, 30_000);
 });
