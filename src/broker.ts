@@ -681,7 +681,9 @@ export class Broker {
     cluster.handle("mirror.read", async (_from, body) => {
       const { topic, partition, offset, maxBytes, waitMs } = body as { topic: string; partition: number; offset: number; maxBytes: number; waitMs: number };
       if (this.state !== "open") throw notLeader(topic, partition, 0);
-      return this.readLocalReplica(topic, partition, offset, maxBytes, waitMs);
+      const r = await this.readLocalReplica(topic, partition, offset, maxBytes, waitMs);
+      // Who leads, as this replica knows: the caller asks it first next time.
+      return { ...r, leader: this.localPartition(topic, partition)?.leading ? cluster.self : (this.partition(topic, partition).replica?.leader ?? 0) };
     });
     cluster.handle("status", async () => cluster.status());
     cluster.handle("groups", async (_from, body) => {
@@ -1226,25 +1228,34 @@ export class Broker {
 
   /**
    * Raw whole batches of a partition (never past the high watermark) and its bounds, from a
-   * replica of it: here when this peer holds one, else forwarded to the peer that leads it as far
-   * as this peer knows, then to its other replicas (any replica's committed bytes are the same)
-   * when that one is out of reach or behind; retried until the request timeout. `maxBytes` 0 asks
+   * replica of it: here when this peer holds one, else forwarded to the replica that answered
+   * last (the leader when it named one; at first the leader as this peer knows it), or to the
+   * next replica after one out of reach or behind (any replica's committed bytes are the same);
+   * retried until the request timeout. `maxBytes` 0 asks
    * for the bounds only; `waitMs` > 0 long-polls until the high watermark passes `offset`.
    */
   async readReplica(topic: string, partition: number, offset: number, maxBytes: number, waitMs: number): Promise<ReplicaRead> {
     const cluster = this.cluster;
     const t = this.topic(topic);
-    if (!cluster || t.partitions[partition]) return this.readLocalReplica(topic, partition, offset, maxBytes, waitMs);
-    if (!Number.isSafeInteger(partition) || partition < 0 || partition >= t.record.partitions) this.partition(topic, partition);
-    const leader = this.leaderOf(t, partition);
-    const candidates = [leader, ...(t.replicas?.[partition] ?? []).filter((r) => r !== leader && r !== cluster.self)].filter((r) => r !== 0);
-    let attempt = 0;
+    const local = Number.isSafeInteger(partition) ? t.partitions[partition] : undefined;
+    if (!cluster || local !== null) return this.readLocalReplica(topic, partition, offset, maxBytes, waitMs); // PARTITION_NOT_FOUND when undefined
+    const group = partitionGroupId(t.record.id, partition);
+    const replicas = (t.replicas?.[partition] ?? []).filter((r) => r !== cluster.self);
     return cluster.retrying(async () => {
-      const to = candidates[attempt++ % Math.max(1, candidates.length)];
-      if (to === undefined) throw notLeader(topic, partition, 0);
-      // A long poll waits there: the call may take that long, plus the usual margin.
-      const deadline = this.clock.now() + Math.min(Math.max(0, waitMs), MIRROR_READ_MAX_WAIT_MS) + 2000;
-      const r = (await cluster.call(to, "mirror.read", { topic, partition, offset, maxBytes, waitMs }, deadline)) as ReplicaRead;
+      // The replica that answered last (the leader when it named one), else the leader as known.
+      const to = this.mirrorReadFrom.get(group) ?? this.leaderOf(t, partition);
+      if (!to) throw notLeader(topic, partition, 0);
+      const body = { topic, partition, offset, maxBytes, waitMs };
+      // A long poll waits there: the call may take that long, plus the usual margin (else one attempt's default).
+      const call = waitMs > 0 ? cluster.call(to, "mirror.read", body, this.clock.now() + Math.min(waitMs, MIRROR_READ_MAX_WAIT_MS) + 2000) : cluster.call(to, "mirror.read", body);
+      const reply = await call.catch((e: unknown) => {
+        // Out of reach, or behind: this call's retry and the next calls go to the next replica.
+        const next = replicas[(replicas.indexOf(to) + 1) % Math.max(1, replicas.length)];
+        this.rememberReadFrom(group, next ?? 0);
+        throw e;
+      });
+      const { leader, ...r } = reply as ReplicaRead & { leader: NodeId };
+      this.rememberReadFrom(group, leader || to);
       return { ...r, batches: new Uint8Array(r.batches) };
     }, { unknownOutcome: true }); // a read done twice is harmless
   }
@@ -1274,6 +1285,15 @@ export class Broker {
 
   /** Mirror reads long-polling here now (MIRROR_READ_MAX_WAITS at most). */
   private mirrorReadWaits = 0;
+  /** Per partition group without a replica here: the peer the next mirror read asks first. */
+  private readonly mirrorReadFrom = new Map<string, NodeId>();
+
+  private rememberReadFrom(group: string, peer: NodeId): void {
+    // Bounded: groups of deleted topics would stay forever; forgetting only costs a retry.
+    if (this.mirrorReadFrom.size >= MIRROR_READ_FROM_MAX && !this.mirrorReadFrom.has(group)) this.mirrorReadFrom.clear();
+    if (peer) this.mirrorReadFrom.set(group, peer);
+    else this.mirrorReadFrom.delete(group);
+  }
 
   // ---- mirroring (the central's side: src/mirror/central.ts) ---------------------------------
 
@@ -1464,6 +1484,7 @@ const COMMIT_RECHECK_MS = 100;
 const MIRROR_READ_MAX_WAIT_MS = 5000;
 const MIRROR_READ_MAX_BYTES = 8 << 20;
 const MIRROR_READ_MAX_WAITS = 64;
+const MIRROR_READ_FROM_MAX = 4096;
 /** Producer ids in a cluster: counter * PEER_ID_SPACE + the issuing peer's id. */
 const PEER_ID_SPACE = 0x10000;
 

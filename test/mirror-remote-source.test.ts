@@ -1,8 +1,8 @@
 /**
  * RemotePartitions (src/mirror/remote-source.ts) over a scripted ReplicaReader and a ManualClock:
  * bounds unknown until the first poll answers, listeners told when they become known and when the
- * high watermark advances (never when it would go back), long polls from the cached high
- * watermark, a failed poll retried after a backoff, polling stopped by the last unsubscribe.
+ * high watermark advances, a read's older bounds ignored (a trailing follower), a poll's taken
+ * (a topic created again), long polls from the cached high watermark, a failed poll retried after a backoff, polling stopped by the last unsubscribe.
  */
 import { describe, expect, it } from "vitest";
 import { TributaryError } from "../src/errors.ts";
@@ -51,21 +51,26 @@ describe("RemotePartitions", () => {
     await settle();
     expect(seen).toEqual([0, 7]);
     expect(reader.calls[3]).toMatchObject({ offset: 7, waitMs: 1500 });
-    reader.calls[3]!.resolve(answer(5)); // a follower that trails: ignored
-    await settle();
+    // A read goes to the reader without a wait; its bounds count when newer only (a follower that trails answered).
+    const stale = remote.read("t", 0, 3, 100);
+    const staleCall = reader.calls.find((c) => c.maxBytes === 100)!;
+    expect(staleCall).toMatchObject({ offset: 3, waitMs: 0 });
+    staleCall.resolve(answer(5, new Uint8Array([1])));
+    expect(await stale).toEqual({ batches: new Uint8Array([1]), highWatermark: 5, logStartOffset: 0 });
     expect(remote.bounds("t", 0)!.highWatermark).toBe(7);
-    expect(seen).toEqual([0, 7]);
-    // A read goes to the reader without a wait, and its bounds count too.
-    const read = remote.read("t", 0, 3, 100);
-    const readCall = reader.calls.find((c) => c.maxBytes === 100)!;
-    expect(readCall).toMatchObject({ offset: 3, waitMs: 0 });
-    readCall.resolve(answer(9, new Uint8Array([1, 2])));
+    const read = remote.read("t", 0, 3, 200);
+    reader.calls.find((c) => c.maxBytes === 200)!.resolve(answer(9, new Uint8Array([1, 2])));
     expect(await read).toEqual({ batches: new Uint8Array([1, 2]), highWatermark: 9, logStartOffset: 0 });
+    expect(seen).toEqual([0, 7, 9]);
+    // A poll's answer is the truth, lower too (the topic was created again): no listener call, the bounds follow.
+    reader.calls[3]!.resolve(answer(2));
+    await settle();
+    expect(remote.bounds("t", 0)!.highWatermark).toBe(2);
     expect(seen).toEqual([0, 7, 9]);
     off();
     expect(remote.bounds("t", 0)).toBeNull();
     const before = reader.calls.length;
-    reader.calls[4]!.resolve(answer(20)); // the poll in flight when unsubscribed: no more polls, no listener
+    reader.calls.at(-1)!.resolve(answer(20)); // the poll in flight when unsubscribed: no more polls, no listener
     await settle();
     expect(reader.calls.length).toBe(before);
     expect(seen).toEqual([0, 7, 9]);

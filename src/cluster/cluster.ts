@@ -1,8 +1,9 @@
 /**
  * `ClusterNode`: this peer's part of the cluster. It holds the `RaftHost` (every local group), the
  * `Controller` (the metadata group), the local partition replicas, and the forwarded calls between
- * peers (the broker registers their handlers: produce and fetch forwarded to a leader, metadata
- * commands forwarded to the controller's leader, status for `tributary cluster status`).
+ * peers (the broker registers their handlers: produce and fetch forwarded to a leader, raw reads
+ * for the edge's mirror (`mirror.read`) to a replica, metadata commands forwarded to the
+ * controller's leader, status for `tributary cluster status`).
  *
  * Forwarded bodies are CBOR (plain RFC 8949: byte strings stay bytes). A call that meets an
  * election (NOT_LEADER), or a peer out of reach (PEER_UNAVAILABLE), is retried with a short

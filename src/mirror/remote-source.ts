@@ -10,7 +10,10 @@
  * Until the first answer `bounds` is null. A failed poll (peer down, election, topic gone) keeps
  * the cached bounds and polls again after a backoff (RETRY_MIN_MS doubling to RETRY_MAX_MS); a
  * failed `read` rejects, which the link treats as any read failure (it backs off and re-plans).
- * The cached high watermark never goes back (a lagging follower's answer is ignored).
+ * A poll's answer is taken as it is (it comes from the leader, or from a follower that holds the
+ * cached high watermark: a follower behind it refuses and the broker asks another replica), so
+ * bounds follow a topic deleted and created again; a `read`'s bounds only when they are newer
+ * (a read may be answered by a follower that trails).
  *
  * Bounds: one loop and one call in flight per subscribed partition; each read at most the
  * caller's maxBytes (the broker caps it, and the long poll, again).
@@ -28,7 +31,7 @@ export interface ReplicaReader {
 }
 
 /** How long one poll waits at the replica for the high watermark to pass the cached one. */
-export const POLL_WAIT_MS = 2000;
+export const POLL_WAIT_MS = 1000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 2000;
 
@@ -57,7 +60,7 @@ export class RemotePartitions {
   async read(topic: string, partition: number, offset: number, maxBytes: number): Promise<SourceRead> {
     const r = await this.reader.readReplica(topic, partition, offset, maxBytes, 0);
     const e = this.entries.get(key(topic, partition));
-    if (e) this.learn(e, r);
+    if (e) this.learn(e, r, false);
     return { batches: r.batches, highWatermark: r.highWatermark, logStartOffset: r.logStartOffset };
   }
 
@@ -90,7 +93,7 @@ export class RemotePartitions {
         const known = e.bounds;
         const r = await this.reader.readReplica(e.topic, e.partition, known?.highWatermark ?? 0, 0, known ? this.pollWaitMs : 0);
         failures = 0;
-        if (!e.stopped) this.learn(e, r);
+        if (!e.stopped) this.learn(e, r, true);
       } catch {
         await this.sleep(e, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** failures++));
       }
@@ -112,12 +115,12 @@ export class RemotePartitions {
     });
   }
 
-  /** Take an answer's bounds when they are the first or newer, and tell the listeners. */
-  private learn(e: Entry, r: SourceBounds): void {
+  /** Take an answer's bounds (a read's only when newer); tell the listeners when they are the first or the high watermark advanced. */
+  private learn(e: Entry, r: SourceBounds, polled: boolean): void {
     const prev = e.bounds;
-    if (prev && r.highWatermark < prev.highWatermark) return;
+    if (!polled && prev && r.highWatermark < prev.highWatermark) return;
     e.bounds = { logStartOffset: r.logStartOffset, highWatermark: r.highWatermark, logEndOffset: r.logEndOffset, sizeBytes: r.sizeBytes };
-    if (prev && r.highWatermark === prev.highWatermark) return;
+    if (prev && r.highWatermark <= prev.highWatermark) return;
     for (const fn of [...e.listeners]) fn(r.highWatermark);
   }
 }
