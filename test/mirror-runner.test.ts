@@ -4,7 +4,8 @@
  * acks, central outages and runner restarts end with the central's copy equal to the source,
  * record for record; restarts resume from the checkpoints; a new leader replays them; reconnects
  * back off within bounds; the cap holds within 10 % over simulated time; the live lane stays fast
- * while a backlog drains. A failing seed is printed and replays the run.
+ * while a backlog drains; a partition whose bounds were unknown is planned once they are known.
+ * A failing seed is printed and replays the run.
  */
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
@@ -178,6 +179,38 @@ describe("mirror link runner", () => {
       }
     });
   }
+
+  it("plans a partition whose bounds were unknown once the host learns them (a partition read from a replica elsewhere), without a reconnect", async () => {
+    const r = rig();
+    r.source.createTopic("t", 2);
+    r.source.append("t", 0, 3);
+    r.source.append("t", 1, 4);
+    // Partition 1's bounds are unknown at first, as a remote partition's are until its first poll answers.
+    let known = false;
+    const bounds = r.source.bounds.bind(r.source);
+    r.source.bounds = (topic, p) => (p === 1 && !known ? null : bounds(topic, p));
+    const listeners: ((hw: number) => void)[] = [];
+    const subscribe = r.source.onHighWatermark.bind(r.source);
+    r.source.onHighWatermark = (topic, p, fn) => {
+      if (p === 1) listeners.push(fn);
+      return subscribe(topic, p, fn);
+    };
+    const stateOf = (p: number) => r.link.status().partitions.find((x) => x.partition === p)?.state;
+    r.link.start();
+    await r.run(500);
+    expect(centralCopy(r.central, "t", 0)).toEqual(sourceCopy(r.source, "t", 0));
+    expect(centralCopy(r.central, "t", 1)).toEqual([]);
+    expect(stateOf(1)).toBe("unavailable");
+    // Known now; the host tells the listeners (the high watermark has not moved since).
+    known = true;
+    expect(listeners.length).toBeGreaterThan(0);
+    for (const fn of listeners) fn(bounds("t", 1)!.highWatermark);
+    await r.run(500);
+    expect(stateOf(1)).toBe("sending");
+    expect(centralCopy(r.central, "t", 1)).toEqual(sourceCopy(r.source, "t", 1));
+    expect(r.link.status().reconnects).toBe(0);
+    await r.link.stop();
+  });
 
   it("resumes from the checkpoints after a restart: nothing resent, the plan agrees with the central", async () => {
     const r = rig();

@@ -12,7 +12,9 @@
  * failure ends the session: the sink is closed, in-flight grants are cancelled as they return,
  * and the link reconnects after an exponential backoff (500 ms doubling to 30 s, 50-100 % of it
  * by the injected random source), then plans again. A topic created or deleted re-routes: the
- * session is replaced at once with a new hello.
+ * session is replaced at once with a new hello. A partition whose bounds the source does not know
+ * (yet: one read from a replica on another peer) is `unavailable` until its high-watermark
+ * listener fires with them known; it is planned then, from the welcome's position.
  *
  * Bounds: at most `maxInflightSends` sends in flight (the scheduler), one per partition, each
  * read bounded by its grant's maxBytes and maxRecords (one batch more only when a single batch is
