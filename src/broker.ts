@@ -1231,8 +1231,8 @@ export class Broker {
    * replica of it: here when this peer holds one, else forwarded to the replica that answered
    * last (the leader when it named one; at first the leader as this peer knows it), or to the
    * next replica after one out of reach or behind (any replica's committed bytes are the same);
-   * retried until the request timeout. `maxBytes` 0 asks
-   * for the bounds only; `waitMs` > 0 long-polls until the high watermark passes `offset`.
+   * retried until the request timeout. `maxBytes` 0 asks for the bounds only; `waitMs` > 0
+   * long-polls until the high watermark passes `offset`.
    */
   async readReplica(topic: string, partition: number, offset: number, maxBytes: number, waitMs: number): Promise<ReplicaRead> {
     const cluster = this.cluster;
@@ -1260,13 +1260,16 @@ export class Broker {
     }, { unknownOutcome: true }); // a read done twice is harmless
   }
 
-  /** This peer's side of `readReplica`: its own replica (a follower behind `offset` sends the caller to the leader). */
+  /** This peer's side of `readReplica`: its own replica (one behind `offset` refuses with NOT_LEADER: the caller asks another). */
   private async readLocalReplica(topic: string, partition: number, offset: number, maxBytes: number, waitMs: number): Promise<ReplicaRead> {
     const p = this.partition(topic, partition);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new TributaryError("INVALID_REQUEST", `offset must be a non-negative integer, got ${String(offset)}`);
     const bytes = clampInt(maxBytes, 0, 0, MIRROR_READ_MAX_BYTES, "maxBytes");
     const wait = Math.min(clampInt(waitMs, 0, 0, Number.MAX_SAFE_INTEGER, "waitMs"), MIRROR_READ_MAX_WAIT_MS);
-    if (p.replica && !p.replica.isLeader && offset > p.log.highWatermark) throw notLeader(topic, partition, p.replica.leader);
+    // Behind the caller (a follower, or a new leader that has not learnt the commit yet): another replica has it.
+    if (p.replica && offset > p.log.highWatermark) {
+      throw new TributaryError("NOT_LEADER", `${topic}/${partition} is committed up to ${p.log.highWatermark} here, not ${offset} yet; retry at another replica`);
+    }
     if (bytes > 0) this.checkRange(p, offset);
     if (wait > 0 && offset >= p.log.highWatermark) {
       if (this.mirrorReadWaits >= MIRROR_READ_MAX_WAITS) throw new TributaryError("OVERLOADED", `${MIRROR_READ_MAX_WAITS} mirror reads already wait here; retry later`);
