@@ -553,8 +553,8 @@ export class Broker {
       if (this.coordinating === "yes") return callLocal(this.coordinator, method, args);
       const t = this.topics.get(OFFSETS_TOPIC);
       const leader = t ? this.leaderOf(t, 0) : 0;
-      if (!leader || leader === cluster.self) this.checkCoordinator(); // throws NOT_COORDINATOR: retried
-      return cluster.call(leader, "groups", { method, args });
+      if (!t || !leader || leader === cluster.self) this.checkCoordinator(); // throws NOT_COORDINATOR: retried
+      return this.forward(t!, 0, leader, "groups", { method, args });
     });
   }
 
@@ -577,8 +577,31 @@ export class Broker {
     return this.remoteLeaders.get(partitionGroupId(topic.record.id, index)) ?? replicas[0] ?? 0;
   }
 
-  /** Leaders of partitions this peer holds no replica of, learned from redirects. */
+  /**
+   * Where calls about partitions this peer holds no replica of go: their first replica until a call
+   * there fails, then the next one (a follower that receives one forwards it to its leader once).
+   */
   private readonly remoteLeaders = new Map<string, NodeId>();
+
+  /** A call forwarded to `to` for a partition this peer holds no replica of failed: the next one asks the next replica. */
+  private forwardFailed(topic: Topic, index: number, to: NodeId, e: unknown): void {
+    if (topic.partitions[index]?.replica) return;
+    const code = isTributaryError(e) ? e.code : null;
+    if (code !== "PEER_UNAVAILABLE" && code !== "REQUEST_TIMED_OUT" && code !== "NOT_LEADER" && code !== "NOT_COORDINATOR") return;
+    const replicas = topic.replicas?.[index] ?? [];
+    if (replicas.length === 0) return;
+    this.remoteLeaders.set(partitionGroupId(topic.record.id, index), replicas[(replicas.indexOf(to) + 1) % replicas.length]!);
+  }
+
+  /** Forward `method` about a partition to `to`, noting a failure (see forwardFailed). */
+  private async forward<T>(topic: Topic, index: number, to: NodeId, method: string, body: unknown, deadlineMs?: number): Promise<T> {
+    try {
+      return (await this.cluster!.call(to, method, body, deadlineMs)) as T;
+    } catch (e) {
+      this.forwardFailed(topic, index, to, e);
+      throw e;
+    }
+  }
 
   /**
    * Append one encoded batch to a partition wherever its leader is: here through the replica,
@@ -593,7 +616,7 @@ export class Broker {
       if (replica?.isLeader) return this.appendAsLeader(p!, topic, batch, acks, idempotent);
       const leader = this.leaderOf(topic, index);
       if (!leader || leader === cluster.self) throw notLeader(topic.record.name, index, 0);
-      return (await cluster.call(leader, "produce", { topic: topic.record.name, partition: index, batch, acks, idempotent })) as { baseOffset: number; lastOffset: number };
+      return this.forward<{ baseOffset: number; lastOffset: number }>(topic, index, leader, "produce", { topic: topic.record.name, partition: index, batch, acks, idempotent });
     }, { unknownOutcome: idempotent });
   }
 
@@ -1165,7 +1188,7 @@ export class Broker {
       const { signal: _signal, ...wire } = options;
       // A long poll waits there: the call may take that long, plus the usual margin.
       const deadline = this.clock.now() + Math.min(options.waitMs ?? 0, this.config.http.maxWaitMs) + 2000;
-      return (await this.cluster.call(leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire }, deadline)) as FetchResult;
+      return this.forward<FetchResult>(t, partitionIndex, leader, "fetch", { topic: topicName, partition: partitionIndex, offset, options: wire }, deadline);
     }
     const p = this.partition(topicName, partitionIndex);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new TributaryError("INVALID_REQUEST", `offset must be a non-negative integer, got ${String(offset)}`);
