@@ -45,7 +45,7 @@ import {
 import { GroupCoordinator } from "./groups/coordinator.ts";
 import { callLocal, groupService, type GroupMethod, type GroupService } from "./groups/service.ts";
 import { ClusterNode, type GroupStatus } from "./cluster/cluster.ts";
-import type { ClusterMetadata } from "./cluster/metadata.ts";
+import { holdersOf, type ClusterMetadata, type MetaTopic } from "./cluster/metadata.ts";
 import { notLeader, unknownOutcome, type PartitionReplica } from "./cluster/partition-replica.ts";
 import { partitionGroupId, type NodeId, type Transport } from "./cluster/types.ts";
 import { OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG } from "./groups/offsets-store.ts";
@@ -145,6 +145,8 @@ export interface ClusterStatus {
     commit: number;
     /** Per replica: how many entries it is behind the leader's last index (leader's view). */
     lag: { peer: NodeId; entries: number }[];
+    /** A move under way: the replicas it goes to, and the Raft group's voters so far (leader's view); null when none. */
+    move: { target: NodeId[]; voters: NodeId[] } | null;
   }[];
 }
 
@@ -164,6 +166,8 @@ interface Topic {
   keyless: KeylessPartitioner;
   /** Cluster: each partition's replica peers (preferred leader first); null on a single node. */
   replicas: readonly (readonly NodeId[])[] | null;
+  /** Cluster: per partition, the replicas a move under way goes to (null: none); null when nothing moves. */
+  targets: readonly (readonly NodeId[] | null)[] | null;
 }
 
 interface BrokerMetrics {
@@ -311,32 +315,71 @@ export class Broker {
     this.logger.info("broker open", { dataDir: this.config.dataDir, topics: records.length });
   }
 
-  private async openTopic(record: TopicRecord, replicas: readonly (readonly NodeId[])[] | null = null): Promise<Topic> {
+  /** Open a topic's local partitions: all of them on a single node; in a cluster, those this peer holds (`meta`). */
+  private async openTopic(record: TopicRecord, meta: MetaTopic | null = null): Promise<Topic> {
     const settings = topicSettings(this.config.topicDefaults, record.config);
     const partitions: (Partition | null)[] = [];
-    const self = this.config.cluster?.nodeId ?? 0;
     try {
-      for (let i = 0; i < record.partitions; i++) {
-        const voters = replicas?.[i];
-        if (voters && !voters.includes(self)) {
-          partitions.push(null);
-          continue;
-        }
-        const dir = this.store.partitionDir(record, i);
-        await this.fs.mkdirp(dir);
-        // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
-        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, logger: this.logger }, voters ? REPLICATED_LOG : {});
-        const p = new Partition(record.name, i, log, this.clock);
-        partitions.push(p);
-        if (voters) p.replica = await this.cluster!.addReplica(record.name, record.id, i, dir, log, voters);
-      }
+      for (let i = 0; i < record.partitions; i++) partitions.push(await this.openPartition(record, settings, i, meta));
     } catch (e) {
       for (const p of partitions) if (p?.replica) this.cluster?.removeReplica(record.id, p.index);
       await Promise.allSettled(partitions.map((p) => p?.log.close()));
       throw e;
     }
     for (const p of partitions) if (p?.replica) this.watchLeadership(p);
-    return { record, settings, partitions, keyless: new KeylessPartitioner(this.config.keylessPartitioner), replicas };
+    return { record, settings, partitions, keyless: new KeylessPartitioner(this.config.keylessPartitioner), replicas: meta?.replicas ?? null, targets: meta?.targets ?? null };
+  }
+
+  /**
+   * One partition's log, and in a cluster its replica, or null where this peer holds none. A
+   * replica this peer is to take in a move opens with the current replicas as its voters: it is
+   * not one of them, so it never campaigns, and it learns its membership from the leader's log.
+   */
+  private async openPartition(record: TopicRecord, settings: TopicSettings, i: number, meta: MetaTopic | null): Promise<Partition | null> {
+    const self = this.config.cluster?.nodeId ?? 0;
+    if (meta && !holdersOf(meta, i).includes(self)) return null;
+    const voters = meta?.replicas[i];
+    const dir = this.store.partitionDir(record, i);
+    await this.fs.mkdirp(dir);
+    // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
+    const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, logger: this.logger }, voters ? REPLICATED_LOG : {});
+    const p = new Partition(record.name, i, log, this.clock);
+    if (!voters) return p;
+    try {
+      p.replica = await this.cluster!.addReplica(record.name, record.id, i, dir, log, voters);
+    } catch (e) {
+      await log.close().catch(() => {});
+      throw e;
+    }
+    return p;
+  }
+
+  /**
+   * A topic's replicas changed (a move started or completed): open the replicas this peer is to
+   * hold, and close and delete those it no longer holds (its removal from the group is committed
+   * by then: a move completes only once the group's voters are the target).
+   */
+  private async reconcilePartitions(t: Topic, meta: MetaTopic): Promise<void> {
+    const self = this.config.cluster!.nodeId;
+    t.replicas = meta.replicas;
+    t.targets = meta.targets ?? null;
+    for (let i = 0; i < t.record.partitions; i++) {
+      const want = holdersOf(meta, i).includes(self);
+      const p = t.partitions[i] ?? null;
+      if (want && !p) {
+        const opened = await this.openPartition(t.record, t.settings, i, meta);
+        t.partitions[i] = opened;
+        if (opened?.replica) this.watchLeadership(opened);
+        this.logger.info("replica opened: this peer takes part in the partition's move", { topic: t.record.name, partition: i });
+      } else if (!want && p) {
+        t.partitions[i] = null;
+        p.release();
+        if (p.replica) this.cluster?.removeReplica(t.record.id, i);
+        await p.log.close().catch(() => {});
+        await this.fs.remove(this.store.partitionDir(t.record, i));
+        this.logger.info("replica dropped: the partition moved off this peer", { topic: t.record.name, partition: i });
+      }
+    }
   }
 
   // ---- cluster ------------------------------------------------------------------------------
@@ -377,10 +420,11 @@ export class Broker {
       for (const [name, t] of [...this.topics]) {
         const w = wanted.get(name);
         if (!w || w.record.id !== t.record.id) await this.dropTopic(t);
+        else if (w.replicas !== t.replicas || (w.targets ?? null) !== t.targets) await this.reconcilePartitions(t, w);
       }
       for (const [name, w] of wanted) {
         if (this.topics.has(name)) continue;
-        this.topics.set(name, await this.openTopic(w.record, w.replicas));
+        this.topics.set(name, await this.openTopic(w.record, w));
         this.logger.info("topic opened from the cluster metadata", { topic: name, partitions: w.record.partitions });
       }
       this.topicsChanged();
@@ -694,11 +738,24 @@ export class Broker {
     await cluster.addPeer({ id, address });
   }
 
-  /** Remove a peer that holds no replica from the running cluster. */
+  /** Remove a peer from the running cluster, moving its replicas off it first (see ClusterNode.removePeer). */
   async removePeer(id: number): Promise<void> {
     const cluster = this.clusterOrRefuse();
     if (!cluster.peer(id)) throw new TributaryError("INVALID_REQUEST", `peer ${id} is not in the cluster`);
     await cluster.removePeer(id);
+  }
+
+  /**
+   * Start moving a partition's replicas to `replicas` (peer ids, preferred leader first); resolves
+   * once the move is recorded. The partition's leader then adds and removes one replica at a time.
+   */
+  async reassignPartition(topic: string, partition: number, replicas: readonly number[]): Promise<void> {
+    const cluster = this.clusterOrRefuse();
+    if (!Array.isArray(replicas) || replicas.length === 0 || !replicas.every((id) => Number.isSafeInteger(id) && id > 0)) {
+      throw new TributaryError("INVALID_REQUEST", "replicas is a non-empty list of peer ids");
+    }
+    if (!Number.isSafeInteger(partition) || partition < 0) throw new TributaryError("INVALID_REQUEST", "a partition is a non-negative integer");
+    await cluster.reassign(topic, partition, replicas);
   }
 
   private clusterOrRefuse(): ClusterNode {
@@ -738,6 +795,7 @@ export class Broker {
           term: lead?.term ?? 0,
           commit: lead?.commit ?? 0,
           lag: (lead?.progress ?? []).map((pr) => ({ peer: pr.peer, entries: Math.max(0, last - pr.match) })),
+          move: t.targets?.[i] ? { target: [...t.targets[i]!], voters: [...(lead?.voters ?? [])] } : null,
         });
       }
     }

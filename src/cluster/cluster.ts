@@ -23,7 +23,9 @@ import type { PartitionLog } from "../storage/log.ts";
 import { Controller, resultError } from "./controller.ts";
 import { RaftHost, type GroupLimits, type RaftTiming } from "./host.ts";
 import { MetaStore, metaStoreDir } from "./meta-store.ts";
-import type { ClusterMetadata, MetaCommand } from "./metadata.ts";
+import { holdersOf, type ClusterMetadata, type MetaCommand, type MetaTopic } from "./metadata.ts";
+import { replaceReplica } from "./placement.ts";
+import { Reassigner } from "./reassign.ts";
 import { PartitionReplica } from "./partition-replica.ts";
 import { ReplicaLog } from "./replica-log.ts";
 import { META_GROUP, partitionGroupId, type GroupId, type NodeId, type PeerInfo, type Transport } from "./types.ts";
@@ -56,6 +58,8 @@ export interface ClusterOptions {
   readonly limits?: GroupLimits;
   /** How long a forwarded or retried request may take before it fails. */
   readonly requestTimeoutMs?: number;
+  /** How long `removePeer` waits for the moves of the peer's replicas (default 10 minutes). */
+  readonly moveTimeoutMs?: number;
 }
 
 export type CallHandler = (from: NodeId, body: unknown) => Promise<unknown>;
@@ -67,6 +71,7 @@ export class ClusterNode {
   readonly requestTimeoutMs: number;
   private readonly handlers = new Map<string, CallHandler>();
   private readonly replicas = new Map<GroupId, PartitionReplica>();
+  private readonly reassigner: Reassigner;
   private closed = false;
 
   private constructor(
@@ -101,6 +106,14 @@ export class ClusterNode {
       return this.controller.propose(command);
     });
     this.handle("meta.confchange", async (_from, body) => this.controller.proposeConfChange(body as ConfChange));
+    this.reassigner = new Reassigner({
+      self: options.self,
+      clock: options.clock,
+      logger: options.logger,
+      metadata: () => this.metadata,
+      group: (id) => this.host.group(id),
+      complete: (cmd) => this.proposeMeta(cmd),
+    });
   }
 
   /**
@@ -114,6 +127,7 @@ export class ClusterNode {
     const voters = await bootstrapVotersOf(options);
     const node = new ClusterNode(options, store, onMetadata, voters);
     node.host.start();
+    node.reassigner.start();
     return node;
   }
 
@@ -145,14 +159,54 @@ export class ClusterNode {
     await this.confChange({ type: "add-voter", nodeId: peer.id });
   }
 
-  /** Remove a peer that holds no partition replica: out of the metadata group, then out of the metadata. */
+  /**
+   * Remove a peer, live or dead: each partition it holds is first moved to a peer that holds none
+   * of it (the least loaded; see `replaceReplica`), or, with no such peer, shrunk to the rest (a
+   * warning: fewer copies), and this waits until those moves complete (`moveTimeoutMs`). Then it
+   * leaves the metadata group, then the metadata. Run again after a timeout: moves under way go on.
+   */
   async removePeer(id: NodeId): Promise<void> {
-    const holding = this.metadata.topics().filter((t) => t.replicas.some((r) => r.includes(id)));
-    if (holding.length > 0) {
-      throw new TributaryError("INVALID_REQUEST", `peer ${id} holds replicas of ${holding.map((t) => t.record.name).join(", ")}: only a peer without replicas can be removed`);
+    const deadlineMs = this.options.clock.now() + (this.options.moveTimeoutMs ?? 600_000);
+    for (;;) {
+      const held = this.heldBy(id);
+      if (held.length === 0) break;
+      for (const { topic, partition } of held) {
+        if (topic.targets?.[partition]) continue; // a move under way: wait for it, then look again
+        const replicas = replaceReplica(topic.replicas[partition]!, id, this.metadata.peers().map((p) => p.id), this.replicaLoad());
+        if (replicas.length < topic.replicas[partition]!.length) {
+          this.options.logger.warn("no spare peer: the partition shrinks to fewer replicas", { topic: topic.record.name, partition, replicas: replicas.join(",") });
+        }
+        await this.reassign(topic.record.name, partition, replicas);
+      }
+      if (this.closed || this.options.clock.now() > deadlineMs) {
+        throw new TributaryError("REQUEST_TIMED_OUT", `peer ${id}'s replicas are still moving (${this.heldBy(id).length} partitions left); they go on moving: run remove-peer again later`);
+      }
+      await this.sleep(50);
     }
     if (this.controller.group.node.confState().voters.includes(id)) await this.confChange({ type: "remove-voter", nodeId: id });
     await this.proposeMeta({ type: "remove-peer", id });
+  }
+
+  /**
+   * Start moving a partition to `replicas` (preferred leader first); resolves once the move is
+   * recorded, not done: the partition's leader drives it (reassign.ts), `cluster status` shows it.
+   */
+  async reassign(topic: string, partition: number, replicas: readonly NodeId[]): Promise<void> {
+    const t = this.metadata.topic(topic);
+    if (!t) throw new TributaryError("TOPIC_NOT_FOUND", `topic ${topic} does not exist`);
+    await this.proposeMeta({ type: "reassign-partition", name: topic, topicId: t.record.id, partition, replicas: [...replicas] });
+  }
+
+  /** The partitions peer `id` holds or is to hold. */
+  private heldBy(id: NodeId): { topic: MetaTopic; partition: number }[] {
+    return this.metadata.topics().flatMap((topic) => topic.replicas.flatMap((_, partition) => (holdersOf(topic, partition).includes(id) ? [{ topic, partition }] : [])));
+  }
+
+  /** How many partitions each peer holds or is to hold: spares are drawn from the least loaded. */
+  private replicaLoad(): Map<NodeId, number> {
+    const load = new Map<NodeId, number>();
+    for (const t of this.metadata.topics()) for (let p = 0; p < t.replicas.length; p++) for (const id of holdersOf(t, p)) load.set(id, (load.get(id) ?? 0) + 1);
+    return load;
   }
 
   private async confChange(cc: ConfChange): Promise<void> {
@@ -306,6 +360,7 @@ export class ClusterNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.reassigner.stop();
     await this.host.close();
     for (const r of this.replicas.values()) r.rejectAll(new TributaryError("NOT_READY", "the broker is shutting down"));
     await Promise.allSettled([...this.replicas.values()].map((r) => r.store.close()));
