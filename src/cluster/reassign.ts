@@ -16,9 +16,9 @@
  * 1. a voter to remove that the leader has not heard from lately (a dead peer) goes first: a
  *    3-voter group with one dead peer still has a quorum of 2 to commit its removal, while adding
  *    first would need the new replica caught up before anything commits again;
- * 2. while the group is no bigger than the target, add a missing peer;
+ * 2. while the group is no bigger than the target (or holds no target peer yet), add a missing peer;
  * 3. once every target voter is within `CATCH_UP_ENTRIES` of the leader's log, remove a surplus
- *    voter; the leader never removes itself but hands leadership to a caught-up target voter.
+ *    voter; the leader never removes itself but, last, hands leadership to a caught-up target voter.
  */
 import type { Logger } from "../logger.ts";
 import type { Clock } from "../runtime/clock.ts";
@@ -59,13 +59,16 @@ export function nextMoveStep(v: MoveView): MoveStep {
   if (toAdd.length === 0 && toRemove.length === 0) return { kind: "complete" };
   const dead = toRemove.find((id) => id !== v.self && !v.active(id));
   if (dead !== undefined && v.voters.length > 1) return { kind: "remove", peer: dead };
-  if (toAdd.length > 0 && v.voters.length <= v.target.length) return { kind: "add", peer: toAdd[0]! };
+  const staying = v.voters.filter((id) => v.target.includes(id));
+  // With no target voter yet, one must come in before anyone can take over from the leader.
+  if (toAdd.length > 0 && (v.voters.length <= v.target.length || staying.length === 0)) return { kind: "add", peer: toAdd[0]! };
   const caughtUp = (id: NodeId) => id === v.self || v.match(id) + CATCH_UP_ENTRIES >= v.lastIndex;
-  if (!v.voters.filter((id) => v.target.includes(id)).every(caughtUp)) return { kind: "wait" };
-  const peer = toRemove[0];
-  if (peer === undefined) return { kind: "wait" };
-  if (peer !== v.self) return { kind: "remove", peer };
-  const to = v.voters.filter((id) => v.target.includes(id)).sort((a, b) => v.match(b) - v.match(a))[0];
+  if (!staying.every(caughtUp)) return { kind: "wait" };
+  const other = toRemove.find((id) => id !== v.self);
+  if (other !== undefined) return { kind: "remove", peer: other };
+  if (toRemove.length === 0) return { kind: "wait" };
+  // Only the leader itself is left to go: it hands over to the most caught-up target voter.
+  const to = staying.sort((a, b) => v.match(b) - v.match(a))[0];
   return to === undefined ? { kind: "wait" } : { kind: "transfer", to };
 }
 
