@@ -199,6 +199,8 @@ export class Broker {
   cluster: ClusterNode | null = null;
   /** Metadata changes are applied to the local topics one at a time, in log order. */
   private reconciling: Promise<void> = Promise.resolve();
+  /** A reconcile that put off deleting a replica is to run again (one at a time). */
+  private reconcileRetry = false;
   /** Mirror-aware retention and the disk budget, once the mirror installed its source; null: retention as without mirroring. */
   private mirrorRetention: MirrorRetentionDriver | null = null;
   /** The central side of mirroring (src/mirror/central.ts): mirror targets, their positions, admission. */
@@ -355,14 +357,22 @@ export class Broker {
   }
 
   /**
-   * A topic's replicas changed (a move started or completed): open the replicas this peer is to
-   * hold, and close and delete those it no longer holds (its removal from the group is committed
-   * by then: a move completes only once the group's voters are the target).
+   * Bring a topic's local replicas in line with its placement (a move started or completed): open
+   * those this peer is to hold, close and delete those it no longer holds (its removal from the
+   * group is committed by then: a move completes only once the group's voters are the target),
+   * and delete a partition directory left from before (this peer was down when its replica
+   * moved away). Deleting waits until this peer has applied all the metadata it knows committed:
+   * replaying the metadata log after a restart passes through old placements, and a replica that
+   * one of them leaves out may be one this peer holds again later, with acknowledged records.
+   * Returns whether a deletion was put off.
    */
-  private async reconcilePartitions(t: Topic, meta: MetaTopic): Promise<void> {
-    const self = this.config.cluster!.nodeId;
+  private async reconcilePartitions(t: Topic, meta: MetaTopic): Promise<boolean> {
+    const cluster = this.cluster!;
+    const self = cluster.self;
     t.replicas = meta.replicas;
     t.targets = meta.targets ?? null;
+    const current = cluster.metadata.appliedIndex >= cluster.controller.group.node.log.committed;
+    let deferred = false;
     for (let i = 0; i < t.record.partitions; i++) {
       const want = holdersOf(meta, i).includes(self);
       const p = t.partitions[i] ?? null;
@@ -371,15 +381,22 @@ export class Broker {
         t.partitions[i] = opened;
         if (opened?.replica) this.watchLeadership(opened);
         this.logger.info("replica opened: this peer takes part in the partition's move", { topic: t.record.name, partition: i });
-      } else if (!want && p) {
+      } else if (!want && (p || (await this.fs.exists(this.store.partitionDir(t.record, i))))) {
+        if (!current) {
+          deferred = true;
+          continue;
+        }
         t.partitions[i] = null;
-        p.release();
-        if (p.replica) this.cluster?.removeReplica(t.record.id, i);
-        await p.log.close().catch(() => {});
+        if (p) {
+          p.release();
+          if (p.replica) cluster.removeReplica(t.record.id, i);
+          await p.log.close().catch(() => {});
+        }
         await this.fs.remove(this.store.partitionDir(t.record, i));
-        this.logger.info("replica dropped: the partition moved off this peer", { topic: t.record.name, partition: i });
+        this.logger.info("replica dropped: the partition is placed on other peers", { topic: t.record.name, partition: i });
       }
     }
+    return deferred;
   }
 
   // ---- cluster ------------------------------------------------------------------------------
@@ -420,14 +437,27 @@ export class Broker {
       for (const [name, t] of [...this.topics]) {
         const w = wanted.get(name);
         if (!w || w.record.id !== t.record.id) await this.dropTopic(t);
-        else if (w.replicas !== t.replicas || (w.targets ?? null) !== t.targets) await this.reconcilePartitions(t, w);
       }
+      let deferred = false;
       for (const [name, w] of wanted) {
-        if (this.topics.has(name)) continue;
+        const t = this.topics.get(name);
+        if (t) {
+          deferred = (await this.reconcilePartitions(t, w)) || deferred;
+          continue;
+        }
         this.topics.set(name, await this.openTopic(w.record, w));
         this.logger.info("topic opened from the cluster metadata", { topic: name, partitions: w.record.partitions });
+        deferred = (await this.reconcilePartitions(this.topics.get(name)!, w)) || deferred;
       }
       this.topicsChanged();
+      // A deletion put off until the metadata is applied to its end: look again shortly.
+      if (deferred && !this.reconcileRetry) {
+        this.reconcileRetry = true;
+        void this.cluster!.sleep(100).then(() => {
+          this.reconcileRetry = false;
+          return this.reconcile(this.cluster!.metadata);
+        });
+      }
     });
     this.reconciling = run.catch((e: unknown) => this.logger.error("could not apply cluster metadata", { error: e }));
     return run;
