@@ -175,6 +175,57 @@ describe("reassigning a partition", () => {
     expect(got.map((r) => r.value)).toEqual([...Array.from({ length: 20 }, (_, i) => `a${i}`), "after"]);
   }, 20_000);
 
+  it("moves a replica off a dead peer; when it restarts it deletes the files left behind", async () => {
+    await startCluster(4);
+    await createTopic("t");
+    const before = replicasOf(live()[0]!, "t");
+    const from = before.find((id) => id !== leaderOf("t"))!;
+    const to = [1, 2, 3, 4].find((id) => !before.includes(id))!;
+    const target = before.map((id) => (id === from ? to : id));
+    await brokerOf(to).produce("t", [{ key: null, value: enc.encode("before"), partition: 0 }], -1);
+    const dead = nodes.find((n) => n.id === from)!;
+    network.crash(dead.id);
+    dead.fs.crash("power");
+    dead.broker = null;
+    await brokerOf(to).reassignPartition("t", 0, target);
+    await moveDone("t", target);
+    const dir = `/data/topics/t~${brokerOf(to).cluster!.metadata.topic("t")!.record.id}/0`;
+    expect(await dead.fs.exists(dir)).toBe(true);
+    const back = await openNode(dead, network.restart(dead.id));
+    await waitFor("the restarted peer to delete its old replica", async () => !(await dead.fs.exists(dir)));
+    expect(groupOf(back, "t")).toBeUndefined();
+    expect((await valuesOn(brokerOf(to), "t", 1)).map((r) => r.value)).toEqual(["before"]);
+  }, 20_000);
+
+  it("keeps a replica that moved away and back across a restart: replaying the old placements deletes nothing", async () => {
+    await startCluster(4);
+    await createTopic("t");
+    const before = replicasOf(live()[0]!, "t");
+    const from = before.find((id) => id !== leaderOf("t"))!;
+    const to = [1, 2, 3, 4].find((id) => !before.includes(id))!;
+    const away = before.map((id) => (id === from ? to : id));
+    await brokerOf(to).reassignPartition("t", 0, away);
+    await moveDone("t", away);
+    await brokerOf(to).reassignPartition("t", 0, before);
+    await moveDone("t", before);
+    await brokerOf(to).produce("t", [{ key: null, value: enc.encode("back"), partition: 0 }], -1);
+    await valuesOn(brokerOf(from), "t", 1);
+    // A clean restart of the peer that moved back: its metadata replays the move away first. Cut
+    // off from the others, it can serve the record only from the files it kept.
+    const n = nodes.find((x) => x.id === from)!;
+    await n.broker!.close();
+    network.crash(n.id);
+    n.broker = null;
+    const transport = network.restart(n.id);
+    network.isolate(n.id);
+    const back = await openNode(n, transport);
+    const got = await valuesOn(back, "t", 1);
+    expect(got.map((r) => r.value)).toEqual(["back"]);
+    await waitFor("the metadata applied to its end", () => back.cluster!.metadata.appliedIndex >= back.cluster!.controller.group.node.log.committed);
+    expect(groupOf(back, "t")).toBeDefined();
+    network.heal();
+  }, 20_000);
+
   it("refuses a target naming a peer that is not a member", async () => {
     await startCluster(3);
     await createTopic("t");
