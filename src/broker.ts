@@ -201,6 +201,8 @@ export class Broker {
   private reconciling: Promise<void> = Promise.resolve();
   /** A reconcile that put off deleting a replica is to run again (one at a time). */
   private reconcileRetry = false;
+  /** Set by openPartition when it put off creating a replica (see there). */
+  private reconcileDeferred = false;
   /** Mirror-aware retention and the disk budget, once the mirror installed its source; null: retention as without mirroring. */
   private mirrorRetention: MirrorRetentionDriver | null = null;
   /** The central side of mirroring (src/mirror/central.ts): mirror targets, their positions, admission. */
@@ -342,6 +344,13 @@ export class Broker {
     if (meta && !holdersOf(meta, i).includes(self)) return null;
     const voters = meta?.replicas[i];
     const dir = this.store.partitionDir(record, i);
+    // A new replica's first voters come from the placement; one replayed from the metadata log
+    // after a restart may be an old one that counts this peer, whose replica has since moved
+    // away and back: created from it, an empty log would vote as a member it no longer is.
+    if (meta && !this.metadataCurrent() && !(await this.fs.exists(dir))) {
+      this.reconcileDeferred = true;
+      return null;
+    }
     await this.fs.mkdirp(dir);
     // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
     const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, logger: this.logger }, voters ? REPLICATED_LOG : {});
@@ -366,12 +375,18 @@ export class Broker {
    * one of them leaves out may be one this peer holds again later, with acknowledged records.
    * Returns whether a deletion was put off.
    */
+  /** This peer applied all the metadata it knows committed (not replaying old placements). */
+  private metadataCurrent(): boolean {
+    const cluster = this.cluster!;
+    return cluster.metadata.appliedIndex >= cluster.controller.group.node.log.committed;
+  }
+
   private async reconcilePartitions(t: Topic, meta: MetaTopic): Promise<boolean> {
     const cluster = this.cluster!;
     const self = cluster.self;
     t.replicas = meta.replicas;
     t.targets = meta.targets ?? null;
-    const current = cluster.metadata.appliedIndex >= cluster.controller.group.node.log.committed;
+    const current = this.metadataCurrent();
     let deferred = false;
     for (let i = 0; i < t.record.partitions; i++) {
       const want = holdersOf(meta, i).includes(self);
@@ -380,7 +395,7 @@ export class Broker {
         const opened = await this.openPartition(t.record, t.settings, i, meta);
         t.partitions[i] = opened;
         if (opened?.replica) this.watchLeadership(opened);
-        this.logger.info("replica opened: this peer takes part in the partition's move", { topic: t.record.name, partition: i });
+        if (opened) this.logger.info("replica opened: this peer takes part in the partition's move", { topic: t.record.name, partition: i });
       } else if (!want && (p || (await this.fs.exists(this.store.partitionDir(t.record, i))))) {
         if (!current) {
           deferred = true;
@@ -438,6 +453,7 @@ export class Broker {
         const w = wanted.get(name);
         if (!w || w.record.id !== t.record.id) await this.dropTopic(t);
       }
+      this.reconcileDeferred = false;
       let deferred = false;
       for (const [name, w] of wanted) {
         const t = this.topics.get(name);
@@ -450,8 +466,8 @@ export class Broker {
         deferred = (await this.reconcilePartitions(this.topics.get(name)!, w)) || deferred;
       }
       this.topicsChanged();
-      // A deletion put off until the metadata is applied to its end: look again shortly.
-      if (deferred && !this.reconcileRetry) {
+      // A deletion or creation put off until the metadata is applied to its end: look again shortly.
+      if ((deferred || this.reconcileDeferred) && !this.reconcileRetry) {
         this.reconcileRetry = true;
         void this.cluster!.sleep(100).then(() => {
           this.reconcileRetry = false;

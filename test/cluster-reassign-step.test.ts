@@ -4,13 +4,14 @@ import { describe, expect, it } from "vitest";
 import { replaceReplica } from "../src/cluster/placement.ts";
 import { CATCH_UP_ENTRIES, nextMoveStep, type MoveView } from "../src/cluster/reassign.ts";
 
-function view(voters: number[], target: number[], opts: { self?: number; dead?: number[]; lagging?: number[]; lastIndex?: number } = {}): MoveView {
+function view(voters: number[], target: number[], opts: { self?: number; dead?: number[]; lagging?: number[]; lastIndex?: number; baseline?: number } = {}): MoveView {
   const lastIndex = opts.lastIndex ?? 1000;
   return {
     self: opts.self ?? voters[0]!,
     voters,
     target,
     lastIndex,
+    baseline: opts.baseline ?? 0,
     active: (id) => !(opts.dead ?? []).includes(id),
     match: (id) => ((opts.lagging ?? []).includes(id) ? lastIndex - CATCH_UP_ENTRIES - 1 : lastIndex),
   };
@@ -22,6 +23,13 @@ describe("nextMoveStep", () => {
     expect(nextMoveStep(view([1, 2, 3, 4], [1, 2, 4], { lagging: [4] }))).toEqual({ kind: "wait" });
     expect(nextMoveStep(view([1, 2, 3, 4], [1, 2, 4]))).toEqual({ kind: "remove", peer: 3 });
     expect(nextMoveStep(view([1, 2, 4], [1, 2, 4]))).toEqual({ kind: "complete" });
+  });
+
+  it("on a short log, waits until the new voter holds the entries committed when it was added", () => {
+    const short = (match4: number): MoveView => ({ ...view([1, 2, 3, 4], [1, 2, 4], { lastIndex: 15, baseline: 12 }), match: (id) => (id === 4 ? match4 : 15) });
+    expect(nextMoveStep(short(0))).toEqual({ kind: "wait" });
+    expect(nextMoveStep(short(11))).toEqual({ kind: "wait" });
+    expect(nextMoveStep(short(12))).toEqual({ kind: "remove", peer: 3 });
   });
 
   it("removes a dead voter before adding, so the group keeps a quorum of live voters", () => {

@@ -17,7 +17,9 @@
  *    3-voter group with one dead peer still has a quorum of 2 to commit its removal, while adding
  *    first would need the new replica caught up before anything commits again;
  * 2. while the group is no bigger than the target (or holds no target peer yet), add a missing peer;
- * 3. once every target voter is within `CATCH_UP_ENTRIES` of the leader's log, remove a surplus
+ * 3. once every target voter holds the entries the leader had committed when it first saw the
+ *    current voters (so a new one holds the change that added it) and is within
+ *    `CATCH_UP_ENTRIES` of the leader's log, remove a surplus
  *    voter; the leader never removes itself but, last, hands leadership to a caught-up target voter.
  */
 import type { Logger } from "../logger.ts";
@@ -39,6 +41,11 @@ export interface MoveView {
   readonly voters: readonly NodeId[];
   readonly target: readonly NodeId[];
   readonly lastIndex: number;
+  /**
+   * The leader's commit index when it first saw the current voters: at or past the change that
+   * made them voters, so a voter whose log reaches it holds that change (and will vote).
+   */
+  readonly baseline: number;
   /** The leader heard from the voter within the last election timeout. */
   active(id: NodeId): boolean;
   /** The voter's highest index known to match the leader's log. */
@@ -62,7 +69,7 @@ export function nextMoveStep(v: MoveView): MoveStep {
   const staying = v.voters.filter((id) => v.target.includes(id));
   // With no target voter yet, one must come in before anyone can take over from the leader.
   if (toAdd.length > 0 && (v.voters.length <= v.target.length || staying.length === 0)) return { kind: "add", peer: toAdd[0]! };
-  const caughtUp = (id: NodeId) => id === v.self || v.match(id) + CATCH_UP_ENTRIES >= v.lastIndex;
+  const caughtUp = (id: NodeId) => id === v.self || (v.match(id) >= v.baseline && v.match(id) + CATCH_UP_ENTRIES >= v.lastIndex);
   if (!staying.every(caughtUp)) return { kind: "wait" };
   const other = toRemove.find((id) => id !== v.self);
   if (other !== undefined) return { kind: "remove", peer: other };
@@ -87,6 +94,8 @@ export class Reassigner {
   private cancel: (() => void) | null = null;
   /** Completions proposed and not answered yet, so a pass does not propose one twice. */
   private readonly completing = new Set<GroupId>();
+  /** Per group led here: the voters last seen and the commit index when they were first seen. */
+  private readonly baselines = new Map<GroupId, { voters: string; commit: number }>();
 
   constructor(private readonly deps: ReassignerDeps) {}
 
@@ -105,16 +114,29 @@ export class Reassigner {
 
   /** One look at every move under way: one step each for those this peer leads. */
   pass(): void {
+    const seen = new Set<GroupId>();
     for (const topic of this.deps.metadata().topics()) {
       topic.targets?.forEach((target, partition) => {
         if (!target) return;
         const id = partitionGroupId(topic.record.id, partition);
         const group = this.deps.group(id);
         if (!group?.isLeader) return;
+        seen.add(id);
         const cmd: ReassignCommand = { type: "complete-reassignment", name: topic.record.name, topicId: topic.record.id, partition, replicas: target };
         this.step(group, cmd);
       });
     }
+    for (const id of this.baselines.keys()) if (!seen.has(id)) this.baselines.delete(id);
+  }
+
+  /** The commit index when this peer, leading, first saw the group's current voters. */
+  private baselineOf(group: RaftGroup): number {
+    const voters = group.node.confState().voters.join(",");
+    const known = this.baselines.get(group.id);
+    if (known && known.voters === voters) return known.commit;
+    const commit = group.node.log.committed;
+    this.baselines.set(group.id, { voters, commit });
+    return commit;
   }
 
   private step(group: RaftGroup, cmd: ReassignCommand): void {
@@ -124,6 +146,7 @@ export class Reassigner {
       voters: n.confState().voters,
       target: cmd.replicas,
       lastIndex: n.log.lastIndex(),
+      baseline: this.baselineOf(group),
       active: (id) => n.progress(id)?.recentActive ?? false,
       match: (id) => n.progress(id)?.match ?? 0,
     });

@@ -486,10 +486,15 @@ export class RaftNode {
   }
 
   private handleVoteRequest(m: Message): void {
+    // Only a voter of our own configuration votes. A node not yet added (it learns that it is by
+    // applying the change) may be a server that was removed and came back with an empty log (its
+    // replica moved away and back): a stale candidate whose old configuration still counts it must
+    // not win with the vote of a node that forgot its log and its vote.
     const canVote =
-      this.voteValue === m.from ||
-      (this.voteValue === NONE && this.leadValue === NONE) ||
-      (m.type === MessageType.PreVote && m.term > this.termValue);
+      this.voters.includes(this.id) &&
+      (this.voteValue === m.from ||
+        (this.voteValue === NONE && this.leadValue === NONE) ||
+        (m.type === MessageType.PreVote && m.term > this.termValue));
     const respType = m.type === MessageType.Vote ? MessageType.VoteResp : MessageType.PreVoteResp;
     if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
       // The answer carries the request's term so a pre-candidate counts it (our term may be lower).
