@@ -72,6 +72,9 @@ export class ClusterNode {
   private readonly handlers = new Map<string, CallHandler>();
   private readonly replicas = new Map<GroupId, PartitionReplica>();
   private readonly reassigner: Reassigner;
+  /** Replicas this peer held and deleted (see `retireReplica`), by group; written to TOMBSTONES_FILE. */
+  private tombstones = new Map<GroupId, Tombstone>();
+  private tombstoneWrites: Promise<void> = Promise.resolve();
   private closed = false;
 
   private constructor(
@@ -126,6 +129,7 @@ export class ClusterNode {
     const store = await MetaStore.open(metaStoreDir(options.dataDir), options.fs, options.logger);
     const voters = await bootstrapVotersOf(options);
     const node = new ClusterNode(options, store, onMetadata, voters);
+    node.tombstones = await readTombstones(options);
     node.host.start();
     node.reassigner.start();
     return node;
@@ -228,11 +232,46 @@ export class ClusterNode {
   /** Open the Raft group of a local replica over its (already opened) log. */
   async addReplica(topic: string, topicId: string, partition: number, dir: string, log: PartitionLog, voters: readonly NodeId[]): Promise<PartitionReplica> {
     const id = partitionGroupId(topicId, partition);
-    const store = await ReplicaLog.open(dir, log, { fs: this.options.fs, logger: this.options.logger }, { voters, cacheBytes: REPLICA_CACHE_BYTES });
+    // A replica this peer held before starts from the term and vote it had, and votes only as its old log would have.
+    const tomb = this.tombstones.get(id);
+    const hardState = tomb ? { hardState: { term: tomb.term, vote: tomb.vote } } : {};
+    const store = await ReplicaLog.open(dir, log, { fs: this.options.fs, logger: this.options.logger }, { voters, cacheBytes: REPLICA_CACHE_BYTES, ...hardState });
     const replica = new PartitionReplica(topic, partition, log, store, this.options.logger);
-    replica.group = this.host.addGroup(id, { voters, applied: store.appliedHint }, store, replica);
+    const voteFloor = tomb ? { voteFloor: { index: tomb.index, term: tomb.logTerm } } : {};
+    replica.group = this.host.addGroup(id, { voters, applied: store.appliedHint, ...voteFloor }, store, replica);
     this.replicas.set(id, replica);
     return replica;
+  }
+
+  /**
+   * Close a replica whose partition moved off this peer, before its files are deleted: first
+   * record (durably) its term, vote and how far its log went. Raft's safety needs a voter never
+   * to forget its vote or its log; when the replica comes back here it starts from that term and
+   * vote and grants votes only to candidates at least as up to date as the log it had (see
+   * RaftConfig.voteFloor), so a stale peer cannot win an election with an emptied log's vote.
+   */
+  async retireReplica(topicId: string, partition: number): Promise<void> {
+    const id = partitionGroupId(topicId, partition);
+    const r = this.replicas.get(id);
+    if (!r) return;
+    const n = r.group.node;
+    const last = n.log.lastIndex();
+    const mine: Tombstone = { term: n.term, vote: n.vote, index: last, logTerm: n.log.term(last) ?? 0 };
+    this.tombstones.set(id, laterTombstone(this.tombstones.get(id), mine));
+    await this.writeTombstones();
+    this.removeReplica(topicId, partition);
+  }
+
+  private writeTombstones(): Promise<void> {
+    const run = this.tombstoneWrites.then(() => {
+      // Groups of deleted topics need none (their ids are never used again).
+      const live = new Set(this.metadata.topics().map((t) => t.record.id));
+      for (const id of this.tombstones.keys()) if (!live.has(id.split("/")[0]!)) this.tombstones.delete(id);
+      const body = { version: 1, groups: Object.fromEntries([...this.tombstones].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) };
+      return writeFileAtomic(this.options.fs, tombstonesPath(this.options), new TextEncoder().encode(`${JSON.stringify(body)}\n`));
+    });
+    this.tombstoneWrites = run.catch(() => undefined);
+    return run;
   }
 
   removeReplica(topicId: string, partition: number): void {
@@ -366,6 +405,42 @@ export class ClusterNode {
     await Promise.allSettled([...this.replicas.values()].map((r) => r.store.close()));
     await this.options.transport.close();
   }
+}
+
+/** What a deleted replica leaves behind: its hard state and its log's last (index, term). */
+interface Tombstone {
+  term: number;
+  vote: NodeId;
+  index: number;
+  logTerm: number;
+}
+
+/**
+ * `cluster/replica-tombstones.json`, replaced atomically, UTF-8 JSON:
+ *   {"version":1,"groups":{"<topicId>/<partition>":{"term":3,"vote":2,"index":16,"logTerm":3}}}
+ */
+function tombstonesPath(options: ClusterOptions): string {
+  return joinPath(options.dataDir, "cluster", "replica-tombstones.json");
+}
+
+async function readTombstones(options: ClusterOptions): Promise<Map<GroupId, Tombstone>> {
+  const file = tombstonesPath(options);
+  const bytes = await options.fs.readFile(file);
+  if (!bytes) return new Map();
+  const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { version?: number; groups?: Record<string, Tombstone> };
+  const ok = (t: Tombstone) => [t.term, t.vote, t.index, t.logTerm].every((n) => Number.isSafeInteger(n) && n >= 0);
+  if (parsed.version !== 1 || typeof parsed.groups !== "object" || parsed.groups === null || !Object.values(parsed.groups).every(ok)) {
+    throw new TributaryError("CORRUPT_RECORD", `${file} is damaged: restore it (it keeps moved replicas' votes)`);
+  }
+  return new Map(Object.entries(parsed.groups));
+}
+
+/** The later of two tombstones of one group: the higher term (with its vote), the more up-to-date log. */
+function laterTombstone(a: Tombstone | undefined, b: Tombstone): Tombstone {
+  if (!a) return b;
+  const hard = b.term > a.term || (b.term === a.term && a.vote === 0) ? { term: b.term, vote: b.vote } : { term: a.term, vote: a.vote };
+  const log = b.logTerm > a.logTerm || (b.logTerm === a.logTerm && b.index >= a.index) ? { index: b.index, logTerm: b.logTerm } : { index: a.index, logTerm: a.logTerm };
+  return { ...hard, ...log };
 }
 
 /** The metadata group's first voters: written at a peer's first start, read ever after. */
