@@ -113,7 +113,18 @@ async function valuesOn(b: Broker, topic: string, atLeast: number): Promise<{ of
 }
 
 async function moveDone(topic: string, target: number[], partition = 0): Promise<void> {
-  await waitFor("the move to complete everywhere", () => live().every((b) => replicasOf(b, topic, partition).join(",") === target.join(",") && !b.cluster!.metadata.topic(topic)!.targets?.[partition]), 15_000);
+  const state = () =>
+    live()
+      .map((b) => {
+        const g = groupOf(b, topic, partition);
+        const t = b.cluster!.metadata.topic(topic)!;
+        const n = g?.node;
+        return `peer ${b.cluster!.self}: replicas ${t.replicas[partition]} target ${t.targets?.[partition] ?? "-"} group ${n ? `${n.role} term ${n.term} lead ${n.lead} voters ${n.confState().voters} commit ${n.log.committed} last ${n.log.lastIndex()}` : "none"}`;
+      })
+      .join("; ");
+  await waitFor("the move to complete everywhere", () => live().every((b) => replicasOf(b, topic, partition).join(",") === target.join(",") && !b.cluster!.metadata.topic(topic)!.targets?.[partition]), 15_000).catch((e: Error) => {
+    throw new Error(`${e.message}: ${state()}`);
+  });
 }
 
 afterEach(async () => {

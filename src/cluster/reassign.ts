@@ -17,10 +17,11 @@
  *    3-voter group with one dead peer still has a quorum of 2 to commit its removal, while adding
  *    first would need the new replica caught up before anything commits again;
  * 2. while the group is no bigger than the target (or holds no target peer yet), add a missing peer;
- * 3. once every target voter holds the entries the leader had committed when it first saw the
- *    current voters (so a new one holds the change that added it) and is within
- *    `CATCH_UP_ENTRIES` of the leader's log, remove a surplus
- *    voter; the leader never removes itself but, last, hands leadership to a caught-up target voter.
+ * 3. remove a surplus voter once every live target voter is caught up and the voters left hold a
+ *    quorum of caught-up ones. Caught up: live, holding the entries the leader had committed when
+ *    it first saw the current voters (so a new one holds the change that added it), and within
+ *    `CATCH_UP_ENTRIES` of the leader's log. The leader never removes itself but, last, hands
+ *    leadership to a caught-up target voter.
  */
 import type { Logger } from "../logger.ts";
 import type { Clock } from "../runtime/clock.ts";
@@ -69,13 +70,19 @@ export function nextMoveStep(v: MoveView): MoveStep {
   const staying = v.voters.filter((id) => v.target.includes(id));
   // With no target voter yet, one must come in before anyone can take over from the leader.
   if (toAdd.length > 0 && (v.voters.length <= v.target.length || staying.length === 0)) return { kind: "add", peer: toAdd[0]! };
-  const caughtUp = (id: NodeId) => id === v.self || (v.match(id) >= v.baseline && v.match(id) + CATCH_UP_ENTRIES >= v.lastIndex);
-  if (!staying.every(caughtUp)) return { kind: "wait" };
-  const other = toRemove.find((id) => id !== v.self);
+  const caughtUp = (id: NodeId) => id === v.self || (v.active(id) && v.match(id) >= v.baseline && v.match(id) + CATCH_UP_ENTRIES >= v.lastIndex);
+  // A removal must leave a quorum of caught-up voters, or the group could not commit (or elect) after it.
+  const leavesQuorum = (peer: NodeId) => {
+    const after = v.voters.filter((id) => id !== peer);
+    return after.filter(caughtUp).length >= Math.floor(after.length / 2) + 1;
+  };
+  // Every live target voter catches up first (a dead one does not hold the move up).
+  if (!staying.every((id) => caughtUp(id) || !v.active(id))) return { kind: "wait" };
+  const other = toRemove.find((id) => id !== v.self && leavesQuorum(id));
   if (other !== undefined) return { kind: "remove", peer: other };
-  if (toRemove.length === 0) return { kind: "wait" };
+  if (!toRemove.includes(v.self) || !leavesQuorum(v.self)) return { kind: "wait" };
   // Only the leader itself is left to go: it hands over to the most caught-up target voter.
-  const to = staying.sort((a, b) => v.match(b) - v.match(a))[0];
+  const to = staying.filter((id) => id !== v.self && caughtUp(id)).sort((a, b) => v.match(b) - v.match(a))[0];
   return to === undefined ? { kind: "wait" } : { kind: "transfer", to };
 }
 
