@@ -72,7 +72,7 @@ export class ClusterNode {
   private readonly handlers = new Map<string, CallHandler>();
   private readonly replicas = new Map<GroupId, PartitionReplica>();
   private readonly reassigner: Reassigner;
-  /** Replicas this peer held and deleted (see `retireReplica`), by group; written to TOMBSTONES_FILE. */
+  /** Replicas this peer held and deleted (see `retireReplica`), by group; kept in cluster/replica-tombstones.json. */
   private tombstones = new Map<GroupId, Tombstone>();
   private tombstoneWrites: Promise<void> = Promise.resolve();
   private closed = false;
