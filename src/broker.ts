@@ -346,8 +346,8 @@ export class Broker {
     const dir = this.store.partitionDir(record, i);
     // A new replica's first voters come from the placement; one replayed from the metadata log
     // after a restart may be an old one that counts this peer, whose replica has since moved
-    // away and back: created from it, an empty log would vote as a member it no longer is.
-    if (meta && !this.metadataCurrent() && !(await this.fs.exists(dir))) {
+    // away (and may come back): wait for the current placement before creating it again.
+    if (meta && this.cluster?.hadReplica(record.id, i) && !this.metadataCurrent() && !(await this.fs.exists(dir))) {
       this.reconcileDeferred = true;
       return null;
     }

@@ -262,6 +262,11 @@ export class ClusterNode {
     this.removeReplica(topicId, partition);
   }
 
+  /** This peer held a replica of the partition before and retired it (it has a tombstone). */
+  hadReplica(topicId: string, partition: number): boolean {
+    return this.tombstones.has(partitionGroupId(topicId, partition));
+  }
+
   private writeTombstones(): Promise<void> {
     const run = this.tombstoneWrites.then(() => {
       // Groups of deleted topics need none (their ids are never used again).
