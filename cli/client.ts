@@ -49,7 +49,9 @@ commands:
   cluster status [--json]            peers, the controller's leader, and per partition its leader,
                                      replicas, term, commit and each replica's lag
   cluster add-peer ID@HOST:PORT      add a peer (start it first with the full --cluster-peers)
-  cluster remove-peer ID             remove a peer that holds no partition replica
+  cluster remove-peer ID             remove a peer (its partition replicas move to other peers first)
+  cluster reassign TOPIC PARTITION --replicas 1,2,4
+                                     move a partition's replicas (one at a time; see cluster status)
   mirror status [--json]             per mirror link its state, and per partition the lag in records,
                                      bytes and seconds, last advance, drain estimate, stalled, dropped
   mirror pause|resume LINK           stop sending on a mirror link, or start again
@@ -559,7 +561,8 @@ function groupLines(d: GroupDescription): string[] {
 async function clusterCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "add-peer" || sub === "remove-peer") return membershipCommand(sub, rest);
-  if (sub !== "status") throw new UsageError(sub === undefined ? "cluster needs a subcommand: status, add-peer or remove-peer" : `unknown cluster subcommand ${JSON.stringify(sub)}`);
+  if (sub === "reassign") return reassignCommand(rest);
+  if (sub !== "status") throw new UsageError(sub === undefined ? "cluster needs a subcommand: status, add-peer, remove-peer or reassign" : `unknown cluster subcommand ${JSON.stringify(sub)}`);
   const { values, positionals } = parse(rest, { json: { type: "boolean" } });
   if (positionals.length > 0) throw new UsageError("cluster status takes no arguments");
   const status = await apiJson<ClusterStatus>(baseUrl(values), "/v1/cluster");
@@ -583,13 +586,27 @@ async function membershipCommand(sub: "add-peer" | "remove-peer", rest: string[]
   return 0;
 }
 
+async function reassignCommand(rest: string[]): Promise<number> {
+  const { values, positionals } = parse(rest, { replicas: { type: "string" } });
+  if (positionals.length !== 2) throw new UsageError("cluster reassign takes TOPIC PARTITION --replicas 1,2,4");
+  const [topic, partitionArg] = positionals as [string, string];
+  const partition = intFlag(partitionArg, "partition", 0)!;
+  const list = typeof values.replicas === "string" ? values.replicas.split(",") : [];
+  if (list.length === 0 || !list.every((x) => /^\d+$/.test(x))) throw new UsageError("--replicas is a comma-separated list of peer ids, e.g. --replicas 1,2,4");
+  const replicas = list.map(Number);
+  await api(baseUrl(values), "/v1/cluster/reassign", { method: "POST", body: JSON.stringify({ topic, partition, replicas }), contentType: "application/json" });
+  await printLines([`moving ${topic} partition ${partition} to replicas ${replicas.join(",")} (see cluster status)`]);
+  return 0;
+}
+
 function clusterLines(s: ClusterStatus): string[] {
   const lines = [`peer ${s.self} of ${s.peers.length}; controller leader: ${s.controller.leader || "none"}`];
   for (const p of s.peers) lines.push(`  peer ${p.id}\t${p.address}\t${p.reachable ? "up" : "unreachable"}`);
   lines.push("  TOPIC\tPARTITION\tLEADER\tTERM\tCOMMIT\tREPLICAS\tLAG");
   for (const p of s.partitions) {
     const lag = p.lag.map((l) => `${l.peer}:${l.entries}`).join(",") || "-";
-    lines.push(`  ${p.topic}\t${p.partition}\t${p.leader || "none"}\t${p.term}\t${p.commit}\t${p.replicas.join(",")}\t${lag}`);
+    const move = p.move ? `\tmoving to ${p.move.target.join(",")} (voters now ${p.move.voters.join(",") || "?"})` : "";
+    lines.push(`  ${p.topic}\t${p.partition}\t${p.leader || "none"}\t${p.term}\t${p.commit}\t${p.replicas.join(",")}\t${lag}${move}`);
   }
   return lines;
 }

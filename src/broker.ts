@@ -45,7 +45,7 @@ import {
 import { GroupCoordinator } from "./groups/coordinator.ts";
 import { callLocal, groupService, type GroupMethod, type GroupService } from "./groups/service.ts";
 import { ClusterNode, type GroupStatus } from "./cluster/cluster.ts";
-import type { ClusterMetadata } from "./cluster/metadata.ts";
+import { holdersOf, type ClusterMetadata, type MetaTopic } from "./cluster/metadata.ts";
 import { notLeader, unknownOutcome, type PartitionReplica } from "./cluster/partition-replica.ts";
 import { partitionGroupId, type NodeId, type Transport } from "./cluster/types.ts";
 import { OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG } from "./groups/offsets-store.ts";
@@ -146,6 +146,8 @@ export interface ClusterStatus {
     commit: number;
     /** Per replica: how many entries it is behind the leader's last index (leader's view). */
     lag: { peer: NodeId; entries: number }[];
+    /** A move under way: the replicas it goes to, and the Raft group's voters so far (leader's view); null when none. */
+    move: { target: NodeId[]; voters: NodeId[] } | null;
   }[];
 }
 
@@ -165,6 +167,8 @@ interface Topic {
   keyless: KeylessPartitioner;
   /** Cluster: each partition's replica peers (preferred leader first); null on a single node. */
   replicas: readonly (readonly NodeId[])[] | null;
+  /** Cluster: per partition, the replicas a move under way goes to (null: none); null when nothing moves. */
+  targets: readonly (readonly NodeId[] | null)[] | null;
 }
 
 interface BrokerMetrics {
@@ -196,6 +200,10 @@ export class Broker {
   cluster: ClusterNode | null = null;
   /** Metadata changes are applied to the local topics one at a time, in log order. */
   private reconciling: Promise<void> = Promise.resolve();
+  /** A reconcile that put off deleting a replica is to run again (one at a time). */
+  private reconcileRetry = false;
+  /** Set by openPartition when it put off creating a replica (see there). */
+  private reconcileDeferred = false;
   /** Mirror-aware retention and the disk budget, once the mirror installed its source; null: retention as without mirroring. */
   private mirrorRetention: MirrorRetentionDriver | null = null;
   /** The central side of mirroring (src/mirror/central.ts): mirror targets, their positions, admission. */
@@ -312,32 +320,101 @@ export class Broker {
     this.logger.info("broker open", { dataDir: this.config.dataDir, topics: records.length });
   }
 
-  private async openTopic(record: TopicRecord, replicas: readonly (readonly NodeId[])[] | null = null): Promise<Topic> {
+  /** Open a topic's local partitions: all of them on a single node; in a cluster, those this peer holds (`meta`). */
+  private async openTopic(record: TopicRecord, meta: MetaTopic | null = null): Promise<Topic> {
     const settings = topicSettings(this.config.topicDefaults, record.config);
     const partitions: (Partition | null)[] = [];
-    const self = this.config.cluster?.nodeId ?? 0;
     try {
-      for (let i = 0; i < record.partitions; i++) {
-        const voters = replicas?.[i];
-        if (voters && !voters.includes(self)) {
-          partitions.push(null);
-          continue;
-        }
-        const dir = this.store.partitionDir(record, i);
-        await this.fs.mkdirp(dir);
-        // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
-        const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, logger: this.logger }, voters ? REPLICATED_LOG : {});
-        const p = new Partition(record.name, i, log, this.clock);
-        partitions.push(p);
-        if (voters) p.replica = await this.cluster!.addReplica(record.name, record.id, i, dir, log, voters);
-      }
+      for (let i = 0; i < record.partitions; i++) partitions.push(await this.openPartition(record, settings, i, meta));
     } catch (e) {
       for (const p of partitions) if (p?.replica) this.cluster?.removeReplica(record.id, p.index);
       await Promise.allSettled(partitions.map((p) => p?.log.close()));
       throw e;
     }
     for (const p of partitions) if (p?.replica) this.watchLeadership(p);
-    return { record, settings, partitions, keyless: new KeylessPartitioner(this.config.keylessPartitioner), replicas };
+    return { record, settings, partitions, keyless: new KeylessPartitioner(this.config.keylessPartitioner), replicas: meta?.replicas ?? null, targets: meta?.targets ?? null };
+  }
+
+  /**
+   * One partition's log, and in a cluster its replica, or null where this peer holds none. A
+   * replica this peer is to take in a move opens with the current replicas as its voters: it is
+   * not one of them, so it never campaigns, and it learns its membership from the leader's log.
+   */
+  private async openPartition(record: TopicRecord, settings: TopicSettings, i: number, meta: MetaTopic | null, leftover = false): Promise<Partition | null> {
+    const self = this.config.cluster?.nodeId ?? 0;
+    if (meta && !leftover && !holdersOf(meta, i).includes(self)) return null;
+    const voters = meta?.replicas[i];
+    const dir = this.store.partitionDir(record, i);
+    // A new replica's first voters come from the placement; one replayed from the metadata log
+    // after a restart may be an old one that counts this peer, whose replica has since moved
+    // away (and may come back): wait for the current placement before creating it again.
+    if (meta && this.cluster?.hadReplica(record.id, i) && !this.metadataCurrent() && !(await this.fs.exists(dir))) {
+      this.reconcileDeferred = true;
+      return null;
+    }
+    await this.fs.mkdirp(dir);
+    // A replicated log's high watermark is its Raft commit, moved by the replica, not by its fsync.
+    const log = await PartitionLog.open(dir, this.logConfig(settings), { fs: this.fs, clock: this.clock, logger: this.logger }, voters ? REPLICATED_LOG : {});
+    const p = new Partition(record.name, i, log, this.clock);
+    if (!voters) return p;
+    try {
+      p.replica = await this.cluster!.addReplica(record.name, record.id, i, dir, log, voters);
+    } catch (e) {
+      await log.close().catch(() => {});
+      throw e;
+    }
+    return p;
+  }
+
+  /**
+   * Bring a topic's local replicas in line with its placement (a move started or completed): open
+   * those this peer is to hold, close and delete those it no longer holds (its removal from the
+   * group is committed by then: a move completes only once the group's voters are the target),
+   * and delete a partition directory left from before (this peer was down when its replica
+   * moved away). Deleting waits until this peer has applied all the metadata it knows committed:
+   * replaying the metadata log after a restart passes through old placements, and a replica that
+   * one of them leaves out may be one this peer holds again later, with acknowledged records.
+   * Returns whether a deletion was put off.
+   */
+  /** This peer applied all the metadata it knows committed (not replaying old placements). */
+  private metadataCurrent(): boolean {
+    const cluster = this.cluster!;
+    return cluster.metadata.appliedIndex >= cluster.controller.group.node.log.committed;
+  }
+
+  private async reconcilePartitions(t: Topic, meta: MetaTopic): Promise<boolean> {
+    const cluster = this.cluster!;
+    const self = cluster.self;
+    t.replicas = meta.replicas;
+    t.targets = meta.targets ?? null;
+    const current = this.metadataCurrent();
+    let deferred = false;
+    for (let i = 0; i < t.record.partitions; i++) {
+      const want = holdersOf(meta, i).includes(self);
+      const p = t.partitions[i] ?? null;
+      if (want && !p) {
+        const opened = await this.openPartition(t.record, t.settings, i, meta);
+        t.partitions[i] = opened;
+        if (opened?.replica) this.watchLeadership(opened);
+        if (opened) this.logger.info("replica opened: this peer takes part in the partition's move", { topic: t.record.name, partition: i });
+      } else if (!want && (p || (await this.fs.exists(this.store.partitionDir(t.record, i))))) {
+        if (!current) {
+          deferred = true;
+          continue;
+        }
+        t.partitions[i] = null;
+        // A directory left from before is opened first, so its replica's vote and log end are kept (retireReplica).
+        const q = p ?? (await this.openPartition(t.record, t.settings, i, meta, true));
+        if (q) {
+          q.release();
+          if (q.replica) await cluster.retireReplica(t.record.id, i);
+          await q.log.close().catch(() => {});
+        }
+        await this.fs.remove(this.store.partitionDir(t.record, i));
+        this.logger.info("replica dropped: the partition is placed on other peers", { topic: t.record.name, partition: i });
+      }
+    }
+    return deferred;
   }
 
   // ---- cluster ------------------------------------------------------------------------------
@@ -379,12 +456,27 @@ export class Broker {
         const w = wanted.get(name);
         if (!w || w.record.id !== t.record.id) await this.dropTopic(t);
       }
+      this.reconcileDeferred = false;
+      let deferred = false;
       for (const [name, w] of wanted) {
-        if (this.topics.has(name)) continue;
-        this.topics.set(name, await this.openTopic(w.record, w.replicas));
+        const t = this.topics.get(name);
+        if (t) {
+          deferred = (await this.reconcilePartitions(t, w)) || deferred;
+          continue;
+        }
+        this.topics.set(name, await this.openTopic(w.record, w));
         this.logger.info("topic opened from the cluster metadata", { topic: name, partitions: w.record.partitions });
+        deferred = (await this.reconcilePartitions(this.topics.get(name)!, w)) || deferred;
       }
       this.topicsChanged();
+      // A deletion or creation put off until the metadata is applied to its end: look again shortly.
+      if ((deferred || this.reconcileDeferred) && !this.reconcileRetry) {
+        this.reconcileRetry = true;
+        void this.cluster!.sleep(100).then(() => {
+          this.reconcileRetry = false;
+          return this.reconcile(this.cluster!.metadata);
+        });
+      }
     });
     this.reconciling = run.catch((e: unknown) => this.logger.error("could not apply cluster metadata", { error: e }));
     return run;
@@ -725,11 +817,24 @@ export class Broker {
     await cluster.addPeer({ id, address });
   }
 
-  /** Remove a peer that holds no replica from the running cluster. */
+  /** Remove a peer from the running cluster, moving its replicas off it first (see ClusterNode.removePeer). */
   async removePeer(id: number): Promise<void> {
     const cluster = this.clusterOrRefuse();
     if (!cluster.peer(id)) throw new TributaryError("INVALID_REQUEST", `peer ${id} is not in the cluster`);
     await cluster.removePeer(id);
+  }
+
+  /**
+   * Start moving a partition's replicas to `replicas` (peer ids, preferred leader first); resolves
+   * once the move is recorded. The partition's leader then adds and removes one replica at a time.
+   */
+  async reassignPartition(topic: string, partition: number, replicas: readonly number[]): Promise<void> {
+    const cluster = this.clusterOrRefuse();
+    if (!Array.isArray(replicas) || replicas.length === 0 || !replicas.every((id) => Number.isSafeInteger(id) && id > 0)) {
+      throw new TributaryError("INVALID_REQUEST", "replicas is a non-empty list of peer ids");
+    }
+    if (!Number.isSafeInteger(partition) || partition < 0) throw new TributaryError("INVALID_REQUEST", "a partition is a non-negative integer");
+    await cluster.reassign(topic, partition, replicas);
   }
 
   private clusterOrRefuse(): ClusterNode {
@@ -769,6 +874,7 @@ export class Broker {
           term: lead?.term ?? 0,
           commit: lead?.commit ?? 0,
           lag: (lead?.progress ?? []).map((pr) => ({ peer: pr.peer, entries: Math.max(0, last - pr.match) })),
+          move: t.targets?.[i] ? { target: [...t.targets[i]!], voters: [...(lead?.voters ?? [])] } : null,
         });
       }
     }

@@ -157,3 +157,76 @@ describe("ClusterMetadata codecs", () => {
     expect(await codeOf(() => ClusterMetadata.restore(new Uint8Array([0xff])))).toBe("CORRUPT_RECORD");
   });
 });
+
+// ---- reassignment ----
+
+describe("ClusterMetadata reassignment", () => {
+  const move = (type: "reassign-partition" | "complete-reassignment", replicas: number[], partition = 0, name = "a"): MetaCommand => ({ type, name, topicId: `id${name}`, partition, replicas });
+
+  it("records a move's target, then on completion makes it the replicas", () => {
+    const md = withPeers(1, 2, 3, 4);
+    md.apply(5, { type: "create-topic", record: record("a", 2), replicationFactor: 3 });
+    const before = md.topic("a")!.replicas;
+    const r = md.apply(6, move("reassign-partition", [1, 2, 4]));
+    expect(r.ok && r.event?.type).toBe("replicas-changed");
+    expect(md.topic("a")!.targets).toEqual([[1, 2, 4], null]);
+    expect(md.topic("a")!.replicas).toEqual(before);
+    // The same move again is no change; another one while it runs is refused.
+    expect(md.apply(7, move("reassign-partition", [1, 2, 4])).ok).toBe(true);
+    expect(md.apply(8, move("reassign-partition", [2, 3, 4]))).toMatchObject({ ok: false, error: { code: "INVALID_REQUEST" } });
+    // Peer 4 is to hold a replica, peer 3 still does: neither may leave.
+    expect(md.apply(9, { type: "remove-peer", id: 4 })).toMatchObject({ ok: false });
+    expect(md.apply(10, move("complete-reassignment", [2, 3, 4]))).toMatchObject({ ok: false, error: { code: "INVALID_REQUEST" } });
+    expect(md.apply(11, move("complete-reassignment", [1, 2, 4])).ok).toBe(true);
+    expect(md.topic("a")!.replicas).toEqual([[1, 2, 4], before[1]]);
+    expect(md.topic("a")!.targets).toBeUndefined();
+    // A retried completion finds it done.
+    expect(md.apply(12, move("complete-reassignment", [1, 2, 4])).ok).toBe(true);
+    const copy = ClusterMetadata.restore(md.snapshot());
+    expect(copy.topics()).toEqual(md.topics());
+  });
+
+  it("refuses a move to no peers, to a peer twice, to a non-member, of another topic id or a missing partition", () => {
+    const md = withPeers(1, 2, 3);
+    md.apply(4, { type: "create-topic", record: record("a", 1), replicationFactor: 3 });
+    const refusals: [MetaCommand, string][] = [
+      [move("reassign-partition", []), "INVALID_REQUEST"],
+      [move("reassign-partition", [1, 1, 2]), "INVALID_REQUEST"],
+      [move("reassign-partition", [1, 2, 9]), "INVALID_REQUEST"],
+      [{ ...move("reassign-partition", [1, 2]), topicId: "other" } as MetaCommand, "TOPIC_NOT_FOUND"],
+      [move("reassign-partition", [1, 2], 1), "INVALID_PARTITIONS"],
+    ];
+    const before = md.snapshot();
+    refusals.forEach(([cmd, code], i) => {
+      const r = md.apply(10 + i, cmd);
+      expect(r.ok ? "ok" : r.error.code).toBe(code);
+    });
+    expect(ClusterMetadata.restore(md.snapshot()).topics()).toEqual(ClusterMetadata.restore(before).topics());
+  });
+
+  it("restores moves under way from a snapshot, and goes on as the original, for any sequence of moves", () => {
+    const moveArb: fc.Arbitrary<MetaCommand> = fc.record({
+      type: fc.constantFrom("reassign-partition" as const, "complete-reassignment" as const),
+      name: fc.constantFrom("a", "b"),
+      topicId: fc.constantFrom("ida", "idb"),
+      partition: fc.integer({ min: 0, max: 2 }),
+      replicas: fc.uniqueArray(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 4 }),
+    });
+    fc.assert(
+      fc.property(fc.array(moveArb, { maxLength: 30 }), fc.nat(), (cmds, cut) => {
+        const md = withPeers(1, 2, 3, 4);
+        md.apply(5, { type: "create-topic", record: record("a", 2), replicationFactor: 3 });
+        md.apply(6, { type: "create-topic", record: record("b", 3), replicationFactor: 2 });
+        const at = cut % (cmds.length + 1);
+        cmds.slice(0, at).forEach((c, i) => md.apply(10 + i, c));
+        expect(decodeCommand(encodeCommand(cmds[0] ?? move("reassign-partition", [1])))).toEqual(cmds[0] ?? move("reassign-partition", [1]));
+        const copy = ClusterMetadata.restore(md.snapshot());
+        expect(copy.topics()).toEqual(md.topics());
+        cmds.slice(at).forEach((c, i) => expect(copy.apply(10 + at + i, c)).toEqual(md.apply(10 + at + i, c)));
+        expect(copy.snapshot()).toEqual(md.snapshot());
+        // No two replicas of a partition on one peer, in replicas and in targets.
+        for (const t of md.topics()) for (const rs of [...t.replicas, ...(t.targets ?? [])]) if (rs) expect(new Set(rs).size).toBe(rs.length);
+      }),
+    );
+  });
+});

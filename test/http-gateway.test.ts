@@ -605,6 +605,23 @@ describe("SSE stream", () => {
 });
 
 describe("operations", () => {
+  it("takes a reassignment as POST /v1/cluster/reassign, refusing a bad body and a single node", async () => {
+    await createTopic("t");
+    await expectError(call("POST", "/v1/cluster/reassign", { topic: "t", partition: 0, replicas: [1, 2] }), 400, "INVALID_REQUEST"); // a single node
+    await expectError(call("POST", "/v1/cluster/reassign", { topic: "t", partition: 0 }), 400, "INVALID_REQUEST");
+    const seen: unknown[] = [];
+    const original = broker.reassignPartition;
+    broker.reassignPartition = async (...args) => {
+      seen.push(args);
+    };
+    try {
+      expect((await call("POST", "/v1/cluster/reassign", { topic: "t", partition: 1, replicas: [1, 2, 4] })).status).toBe(202);
+    } finally {
+      broker.reassignPartition = original;
+    }
+    expect(seen).toEqual([["t", 1, [1, 2, 4]]]);
+  });
+
   it("answers health, readiness and metrics", async () => {
     await createTopic("t");
     await produceJson("t", [{ value: 1 }]);

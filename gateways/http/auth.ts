@@ -10,6 +10,7 @@
  *   POST /v1/topics                                create topic:<body.name>
  *   GET /v1/topics, GET /v1/groups, GET /v1/cluster describe cluster
  *   POST, DELETE /v1/cluster/peers                 admin cluster
+ *   POST /v1/cluster/reassign                      admin cluster
  *   GET /v1/mirror                                 describe cluster
  *   POST /v1/mirror/links/{name}/pause|resume      admin cluster
  *   GET /v1/topics/{t}                             describe topic:t

@@ -33,7 +33,7 @@ export function opsRoutes(app: Hono, { broker, options }: GatewayDeps): void {
     return new Response(JSON.stringify(status), { headers: JSON_TYPE });
   });
 
-  // Membership: add a peer (started with the full cluster.peers), remove one that holds no replica.
+  // Membership: add a peer (started with the full cluster.peers), remove one (its replicas move off it first).
   app.post("/v1/cluster/peers", async (c) => {
     const body = decodeBody(await readBody(c.req.raw, MEMBERSHIP_BODY_BYTES), requestFormat(c.req.raw)) as { id?: unknown; address?: unknown } | null;
     await broker.addPeer(Number(body?.id), String(body?.address ?? ""));
@@ -45,6 +45,14 @@ export function opsRoutes(app: Hono, { broker, options }: GatewayDeps): void {
     if (!Number.isSafeInteger(id)) throw new TributaryError("INVALID_REQUEST", "a peer id is an integer");
     await broker.removePeer(id);
     return c.body(null, 204);
+  });
+
+  // Move a partition's replicas: {"topic": "t", "partition": 0, "replicas": [1, 2, 4]}; answers once the move is recorded.
+  app.post("/v1/cluster/reassign", async (c) => {
+    const body = decodeBody(await readBody(c.req.raw, MEMBERSHIP_BODY_BYTES), requestFormat(c.req.raw)) as { topic?: unknown; partition?: unknown; replicas?: unknown } | null;
+    if (typeof body?.topic !== "string" || !Array.isArray(body.replicas)) throw new TributaryError("INVALID_REQUEST", 'a reassignment is {"topic": name, "partition": n, "replicas": [peer ids]}');
+    await broker.reassignPartition(body.topic, Number(body.partition), body.replicas.map(Number));
+    return c.body(null, 202);
   });
 
   app.get("/v1/mirror", (c) => {

@@ -24,7 +24,9 @@ import type { PartitionLog } from "../storage/log.ts";
 import { Controller, resultError } from "./controller.ts";
 import { RaftHost, type GroupLimits, type RaftTiming } from "./host.ts";
 import { MetaStore, metaStoreDir } from "./meta-store.ts";
-import type { ClusterMetadata, MetaCommand } from "./metadata.ts";
+import { holdersOf, type ClusterMetadata, type MetaCommand, type MetaTopic } from "./metadata.ts";
+import { replaceReplica } from "./placement.ts";
+import { Reassigner } from "./reassign.ts";
 import { PartitionReplica } from "./partition-replica.ts";
 import { ReplicaLog } from "./replica-log.ts";
 import { META_GROUP, partitionGroupId, type GroupId, type NodeId, type PeerInfo, type Transport } from "./types.ts";
@@ -57,6 +59,8 @@ export interface ClusterOptions {
   readonly limits?: GroupLimits;
   /** How long a forwarded or retried request may take before it fails. */
   readonly requestTimeoutMs?: number;
+  /** How long `removePeer` waits for the moves of the peer's replicas (default 10 minutes). */
+  readonly moveTimeoutMs?: number;
 }
 
 export type CallHandler = (from: NodeId, body: unknown) => Promise<unknown>;
@@ -68,6 +72,10 @@ export class ClusterNode {
   readonly requestTimeoutMs: number;
   private readonly handlers = new Map<string, CallHandler>();
   private readonly replicas = new Map<GroupId, PartitionReplica>();
+  private readonly reassigner: Reassigner;
+  /** Replicas this peer held and deleted (see `retireReplica`), by group; kept in cluster/replica-tombstones.json. */
+  private tombstones = new Map<GroupId, Tombstone>();
+  private tombstoneWrites: Promise<void> = Promise.resolve();
   private closed = false;
 
   private constructor(
@@ -102,6 +110,14 @@ export class ClusterNode {
       return this.controller.propose(command);
     });
     this.handle("meta.confchange", async (_from, body) => this.controller.proposeConfChange(body as ConfChange));
+    this.reassigner = new Reassigner({
+      self: options.self,
+      clock: options.clock,
+      logger: options.logger,
+      metadata: () => this.metadata,
+      group: (id) => this.host.group(id),
+      complete: (cmd) => this.proposeMeta(cmd),
+    });
   }
 
   /**
@@ -114,7 +130,9 @@ export class ClusterNode {
     const store = await MetaStore.open(metaStoreDir(options.dataDir), options.fs, options.logger);
     const voters = await bootstrapVotersOf(options);
     const node = new ClusterNode(options, store, onMetadata, voters);
+    node.tombstones = await readTombstones(options);
     node.host.start();
+    node.reassigner.start();
     return node;
   }
 
@@ -146,14 +164,54 @@ export class ClusterNode {
     await this.confChange({ type: "add-voter", nodeId: peer.id });
   }
 
-  /** Remove a peer that holds no partition replica: out of the metadata group, then out of the metadata. */
+  /**
+   * Remove a peer, live or dead: each partition it holds is first moved to a peer that holds none
+   * of it (the least loaded; see `replaceReplica`), or, with no such peer, shrunk to the rest (a
+   * warning: fewer copies), and this waits until those moves complete (`moveTimeoutMs`). Then it
+   * leaves the metadata group, then the metadata. Run again after a timeout: moves under way go on.
+   */
   async removePeer(id: NodeId): Promise<void> {
-    const holding = this.metadata.topics().filter((t) => t.replicas.some((r) => r.includes(id)));
-    if (holding.length > 0) {
-      throw new TributaryError("INVALID_REQUEST", `peer ${id} holds replicas of ${holding.map((t) => t.record.name).join(", ")}: only a peer without replicas can be removed`);
+    const deadlineMs = this.options.clock.now() + (this.options.moveTimeoutMs ?? 600_000);
+    for (;;) {
+      const held = this.heldBy(id);
+      if (held.length === 0) break;
+      for (const { topic, partition } of held) {
+        if (topic.targets?.[partition]) continue; // a move under way: wait for it, then look again
+        const replicas = replaceReplica(topic.replicas[partition]!, id, this.metadata.peers().map((p) => p.id), this.replicaLoad());
+        if (replicas.length < topic.replicas[partition]!.length) {
+          this.options.logger.warn("no spare peer: the partition shrinks to fewer replicas", { topic: topic.record.name, partition, replicas: replicas.join(",") });
+        }
+        await this.reassign(topic.record.name, partition, replicas);
+      }
+      if (this.closed || this.options.clock.now() > deadlineMs) {
+        throw new TributaryError("REQUEST_TIMED_OUT", `peer ${id}'s replicas are still moving (${this.heldBy(id).length} partitions left); they go on moving: run remove-peer again later`);
+      }
+      await this.sleep(50);
     }
     if (this.controller.group.node.confState().voters.includes(id)) await this.confChange({ type: "remove-voter", nodeId: id });
     await this.proposeMeta({ type: "remove-peer", id });
+  }
+
+  /**
+   * Start moving a partition to `replicas` (preferred leader first); resolves once the move is
+   * recorded, not done: the partition's leader drives it (reassign.ts), `cluster status` shows it.
+   */
+  async reassign(topic: string, partition: number, replicas: readonly NodeId[]): Promise<void> {
+    const t = this.metadata.topic(topic);
+    if (!t) throw new TributaryError("TOPIC_NOT_FOUND", `topic ${topic} does not exist`);
+    await this.proposeMeta({ type: "reassign-partition", name: topic, topicId: t.record.id, partition, replicas: [...replicas] });
+  }
+
+  /** The partitions peer `id` holds or is to hold. */
+  private heldBy(id: NodeId): { topic: MetaTopic; partition: number }[] {
+    return this.metadata.topics().flatMap((topic) => topic.replicas.flatMap((_, partition) => (holdersOf(topic, partition).includes(id) ? [{ topic, partition }] : [])));
+  }
+
+  /** How many partitions each peer holds or is to hold: spares are drawn from the least loaded. */
+  private replicaLoad(): Map<NodeId, number> {
+    const load = new Map<NodeId, number>();
+    for (const t of this.metadata.topics()) for (let p = 0; p < t.replicas.length; p++) for (const id of holdersOf(t, p)) load.set(id, (load.get(id) ?? 0) + 1);
+    return load;
   }
 
   private async confChange(cc: ConfChange): Promise<void> {
@@ -175,11 +233,51 @@ export class ClusterNode {
   /** Open the Raft group of a local replica over its (already opened) log. */
   async addReplica(topic: string, topicId: string, partition: number, dir: string, log: PartitionLog, voters: readonly NodeId[]): Promise<PartitionReplica> {
     const id = partitionGroupId(topicId, partition);
-    const store = await ReplicaLog.open(dir, log, { fs: this.options.fs, logger: this.options.logger }, { voters, cacheBytes: REPLICA_CACHE_BYTES });
+    // A replica this peer held before starts from the term and vote it had, and votes only as its old log would have.
+    const tomb = this.tombstones.get(id);
+    const hardState = tomb ? { hardState: { term: tomb.term, vote: tomb.vote } } : {};
+    const store = await ReplicaLog.open(dir, log, { fs: this.options.fs, logger: this.options.logger }, { voters, cacheBytes: REPLICA_CACHE_BYTES, ...hardState });
     const replica = new PartitionReplica(topic, partition, log, store, this.options.logger);
-    replica.group = this.host.addGroup(id, { voters, applied: store.appliedHint }, store, replica);
+    const voteFloor = tomb ? { voteFloor: { index: tomb.index, term: tomb.logTerm } } : {};
+    replica.group = this.host.addGroup(id, { voters, applied: store.appliedHint, ...voteFloor }, store, replica);
     this.replicas.set(id, replica);
     return replica;
+  }
+
+  /**
+   * Close a replica whose partition moved off this peer, before its files are deleted: first
+   * record (durably) its term, vote and how far its log went. Raft's safety needs a voter never
+   * to forget its vote or its log; when the replica comes back here it starts from that term and
+   * vote and grants votes only to candidates at least as up to date as the log it had (see
+   * RaftConfig.voteFloor), so a stale peer cannot win an election with an emptied log's vote.
+   */
+  async retireReplica(topicId: string, partition: number): Promise<void> {
+    const id = partitionGroupId(topicId, partition);
+    const r = this.replicas.get(id);
+    if (!r) return;
+    const n = r.group.node;
+    const last = n.log.lastIndex();
+    const mine: Tombstone = { term: n.term, vote: n.vote, index: last, logTerm: n.log.term(last) ?? 0 };
+    this.tombstones.set(id, laterTombstone(this.tombstones.get(id), mine));
+    await this.writeTombstones();
+    this.removeReplica(topicId, partition);
+  }
+
+  /** This peer held a replica of the partition before and retired it (it has a tombstone). */
+  hadReplica(topicId: string, partition: number): boolean {
+    return this.tombstones.has(partitionGroupId(topicId, partition));
+  }
+
+  private writeTombstones(): Promise<void> {
+    const run = this.tombstoneWrites.then(() => {
+      // Groups of deleted topics need none (their ids are never used again).
+      const live = new Set(this.metadata.topics().map((t) => t.record.id));
+      for (const id of this.tombstones.keys()) if (!live.has(id.split("/")[0]!)) this.tombstones.delete(id);
+      const body = { version: 1, groups: Object.fromEntries([...this.tombstones].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) };
+      return writeFileAtomic(this.options.fs, tombstonesPath(this.options), new TextEncoder().encode(`${JSON.stringify(body)}\n`));
+    });
+    this.tombstoneWrites = run.catch(() => undefined);
+    return run;
   }
 
   removeReplica(topicId: string, partition: number): void {
@@ -307,11 +405,48 @@ export class ClusterNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.reassigner.stop();
     await this.host.close();
     for (const r of this.replicas.values()) r.rejectAll(new TributaryError("NOT_READY", "the broker is shutting down"));
     await Promise.allSettled([...this.replicas.values()].map((r) => r.store.close()));
     await this.options.transport.close();
   }
+}
+
+/** What a deleted replica leaves behind: its hard state and its log's last (index, term). */
+interface Tombstone {
+  term: number;
+  vote: NodeId;
+  index: number;
+  logTerm: number;
+}
+
+/**
+ * `cluster/replica-tombstones.json`, replaced atomically, UTF-8 JSON:
+ *   {"version":1,"groups":{"<topicId>/<partition>":{"term":3,"vote":2,"index":16,"logTerm":3}}}
+ */
+function tombstonesPath(options: ClusterOptions): string {
+  return joinPath(options.dataDir, "cluster", "replica-tombstones.json");
+}
+
+async function readTombstones(options: ClusterOptions): Promise<Map<GroupId, Tombstone>> {
+  const file = tombstonesPath(options);
+  const bytes = await options.fs.readFile(file);
+  if (!bytes) return new Map();
+  const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { version?: number; groups?: Record<string, Tombstone> };
+  const ok = (t: Tombstone) => [t.term, t.vote, t.index, t.logTerm].every((n) => Number.isSafeInteger(n) && n >= 0);
+  if (parsed.version !== 1 || typeof parsed.groups !== "object" || parsed.groups === null || !Object.values(parsed.groups).every(ok)) {
+    throw new TributaryError("CORRUPT_RECORD", `${file} is damaged: restore it (it keeps moved replicas' votes)`);
+  }
+  return new Map(Object.entries(parsed.groups));
+}
+
+/** The later of two tombstones of one group: the higher term (with its vote), the more up-to-date log. */
+function laterTombstone(a: Tombstone | undefined, b: Tombstone): Tombstone {
+  if (!a) return b;
+  const hard = b.term > a.term || (b.term === a.term && a.vote === 0) ? { term: b.term, vote: b.vote } : { term: a.term, vote: a.vote };
+  const log = b.logTerm > a.logTerm || (b.logTerm === a.logTerm && b.index >= a.index) ? { index: b.index, logTerm: b.logTerm } : { index: a.index, logTerm: a.logTerm };
+  return { ...hard, ...log };
 }
 
 /** The metadata group's first voters: written at a peer's first start, read ever after. */

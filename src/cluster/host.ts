@@ -58,6 +58,8 @@ export interface AddGroupOptions {
   readonly voters: readonly NodeId[];
   /** The last index already applied (a state that survives restarts, such as a partition log). */
   readonly applied?: number;
+  /** See RaftConfig.voteFloor: a replica this peer held before and deleted. */
+  readonly voteFloor?: { readonly index: number; readonly term: number };
 }
 
 export class RaftHost {
@@ -123,6 +125,7 @@ export class RaftHost {
       maxUncommittedBytes: this.limits.maxUncommittedBytes,
       random: this.options.random,
       ...(options.applied !== undefined ? { applied: options.applied } : {}),
+      ...(options.voteFloor ? { voteFloor: options.voteFloor } : {}),
     };
     const node = new RaftNode(config, store);
     const group = new RaftGroup(id, node, store, machine, (to, g, m) => this.enqueue(to, g, m), this.options.logger);

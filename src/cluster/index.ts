@@ -17,7 +17,8 @@
  * | `replica-log.ts` | a partition's Raft log **is** its partition log: the `Storage` view over a `PartitionLog`, persisting entries as RecordBatch v2 |
  * | `meta-store.ts` | the controller's file-backed Raft log with snapshots |
  * | `metadata.ts` | the controller's state machine (pure): topics, replica placement; commands and snapshot codec |
- * | `placement.ts` | replica placement (pure): no two replicas of a partition on one peer |
+ * | `placement.ts` | replica placement (pure): no two replicas of a partition on one peer; the spare that replaces a removed peer |
+ * | `reassign.ts` | moving a partition's replicas: the leader changes its group one voter at a time toward the metadata's target |
  * | `group.ts` | `RaftGroup`: one RaftNode and its storage, driven in the order persist → send → apply → advance |
  * | `host.ts` | `RaftHost`: all the groups of one peer: one tick timer, heartbeats and messages coalesced into one frame per peer |
  *

@@ -12,6 +12,13 @@
  *   {"v":1,"type":"delete-topic","name":"telemetry"}
  *   {"v":1,"type":"add-peer","peer":{"id":4,"address":"10.0.0.4:9093"}}   (adds, or changes the address)
  *   {"v":1,"type":"remove-peer","id":4}
+ *   {"v":1,"type":"reassign-partition","name":"telemetry","topicId":"a1b2","partition":0,"replicas":[1,2,4]}
+ *   {"v":1,"type":"complete-reassignment","name":"telemetry","topicId":"a1b2","partition":0,"replicas":[1,2,4]}
+ *
+ * A reassignment is two commands: `reassign-partition` records the target replicas of a partition
+ * (a move under way; one at a time per partition), and the partition's leader, once its Raft group's
+ * voters are the target (see reassign.ts), proposes `complete-reassignment`, which makes the target
+ * the partition's replicas. Between the two, every peer in replicas or target holds a local replica.
  *
  * Placement is computed when a create-topic is APPLIED, from the peers and the round-robin cursor
  * in the state, so every peer computes the same replicas. A command this version does not know
@@ -24,7 +31,9 @@
  * JSON in UTF-8, keys in a fixed order and topics sorted by name, so equal states give equal bytes:
  *
  *   {"v":1,"appliedIndex":42,"nextPlacement":7,"peers":[{id,address}...],
- *    "topics":[{"record":{...},"replicas":[[1,2,3],...]}...]}
+ *    "topics":[{"record":{...},"replicas":[[1,2,3],...],"targets":[[1,2,4],null,...]}...]}
+ *
+ * `targets` is present only while some partition of the topic moves (null for those that do not).
  *
  * @example
  *   const md = new ClusterMetadata();
@@ -50,19 +59,38 @@ export type MetaCommand =
   | { readonly type: "create-topic"; readonly record: TopicRecord; readonly replicationFactor: number }
   | { readonly type: "delete-topic"; readonly name: string }
   | { readonly type: "add-peer"; readonly peer: PeerInfo }
-  | { readonly type: "remove-peer"; readonly id: NodeId };
+  | { readonly type: "remove-peer"; readonly id: NodeId }
+  | ReassignCommand;
+
+/** Start moving a partition to `replicas` (reassign-partition), or record that the move is done (complete-reassignment). */
+export interface ReassignCommand {
+  readonly type: "reassign-partition" | "complete-reassignment";
+  readonly name: string;
+  readonly topicId: string;
+  readonly partition: number;
+  readonly replicas: readonly NodeId[];
+}
 
 /** A topic as the controller holds it: the record and, per partition, its replicas (preferred leader first). */
 export interface MetaTopic {
   readonly record: TopicRecord;
   readonly replicas: readonly (readonly NodeId[])[];
+  /** Per partition, the replicas a move under way goes to (null: no move); absent when no partition moves. */
+  readonly targets?: readonly (readonly NodeId[] | null)[];
+}
+
+/** The peers that hold (or are to hold) a local replica of a partition: its replicas and any move's target. */
+export function holdersOf(topic: MetaTopic, partition: number): NodeId[] {
+  const target = topic.targets?.[partition] ?? [];
+  return [...new Set([...(topic.replicas[partition] ?? []), ...target])];
 }
 
 /** What an applied command changed, so the broker can open or close its local replicas. */
 export type MetaEvent =
   | { readonly type: "topic-created"; readonly topic: MetaTopic }
   | { readonly type: "topic-deleted"; readonly topic: MetaTopic }
-  | { readonly type: "peers-changed"; readonly peers: readonly PeerInfo[] };
+  | { readonly type: "peers-changed"; readonly peers: readonly PeerInfo[] }
+  | { readonly type: "replicas-changed"; readonly topic: MetaTopic; readonly partition: number };
 
 export interface ApplyError {
   readonly code: ErrorCode;
@@ -92,6 +120,9 @@ export function decodeCommand(bytes: Uint8Array): MetaCommand {
       return { type: o.type, peer: peerOf(o.peer) };
     case "remove-peer":
       return { type: o.type, id: intOf(o.id, "id") };
+    case "reassign-partition":
+    case "complete-reassignment":
+      return { type: o.type, name: stringOf(o.name, "name"), topicId: stringOf(o.topicId, "topicId"), partition: intOf(o.partition, "partition"), replicas: idsOf(o.replicas, "replicas") };
     default:
       throw invalid(`unknown metadata command type ${JSON.stringify(o.type)}`);
   }
@@ -178,6 +209,10 @@ export class ClusterMetadata {
         return this.addPeer(cmd.peer);
       case "remove-peer":
         return this.removePeer(cmd.id);
+      case "reassign-partition":
+        return this.reassign(cmd);
+      case "complete-reassignment":
+        return this.completeReassignment(cmd);
       default:
         throw invalid(`unknown metadata command type ${JSON.stringify((cmd as { type: unknown }).type)}`);
     }
@@ -229,15 +264,57 @@ export class ClusterMetadata {
     if (!this.peerList.some((p) => p.id === id)) throw invalid(`peer ${id} is not a member`);
     // Nothing moves replicas yet: removing a peer that holds some would leave them unplaced.
     for (const t of this.topics()) {
-      const p = t.replicas.findIndex((rs) => rs.includes(id));
+      const p = t.replicas.findIndex((_, i) => holdersOf(t, i).includes(id));
       if (p >= 0) throw invalid(`peer ${id} still holds a replica of ${t.record.name} partition ${p}; reassign it first`);
     }
     this.peerList = this.peerList.filter((p) => p.id !== id);
     return { type: "peers-changed", peers: this.peerList };
   }
 
+  /** The topic and partition a reassignment command names, checked. */
+  private movedPartition(cmd: ReassignCommand): MetaTopic {
+    const topic = this.topicsByName.get(cmd.name);
+    if (!topic || topic.record.id !== cmd.topicId) throw new TributaryError("TOPIC_NOT_FOUND", `topic ${cmd.name} (id ${cmd.topicId}) does not exist`);
+    if (cmd.partition >= topic.record.partitions) throw new TributaryError("INVALID_PARTITIONS", `topic ${cmd.name} has no partition ${cmd.partition}`);
+    return topic;
+  }
+
+  private reassign(cmd: ReassignCommand): MetaEvent {
+    const topic = this.movedPartition(cmd);
+    const replicas = cmd.replicas;
+    if (replicas.length === 0 || new Set(replicas).size !== replicas.length) throw invalid(`replicas must be distinct peers, at least one, got [${replicas.join(",")}]`);
+    const unknown = replicas.find((id) => !this.peerList.some((p) => p.id === id));
+    if (unknown !== undefined) throw invalid(`peer ${unknown} is not a member`);
+    const current = topic.targets?.[cmd.partition];
+    if (current) {
+      if (sameIds(current, replicas)) return { type: "replicas-changed", topic, partition: cmd.partition };
+      throw invalid(`${cmd.name} partition ${cmd.partition} is already moving to [${current.join(",")}]; wait until that move completes`);
+    }
+    if (sameIds(topic.replicas[cmd.partition]!, replicas)) return { type: "replicas-changed", topic, partition: cmd.partition };
+    const targets = topic.replicas.map((_, i) => (i === cmd.partition ? [...replicas] : (topic.targets?.[i] ?? null)));
+    return this.replaceTopic({ record: topic.record, replicas: topic.replicas, targets }, cmd.partition);
+  }
+
+  private completeReassignment(cmd: ReassignCommand): MetaEvent {
+    const topic = this.movedPartition(cmd);
+    const target = topic.targets?.[cmd.partition];
+    if (!target || !sameIds(target, cmd.replicas)) {
+      // A retry of a completion already applied finds the replicas in place: nothing to do.
+      if (sameIds(topic.replicas[cmd.partition]!, cmd.replicas)) return { type: "replicas-changed", topic, partition: cmd.partition };
+      throw invalid(`${cmd.name} partition ${cmd.partition} is not moving to [${cmd.replicas.join(",")}]`);
+    }
+    const replicas = topic.replicas.map((rs, i) => (i === cmd.partition ? [...target] : rs));
+    const targets = topic.targets!.map((t, i) => (i === cmd.partition ? null : t));
+    return this.replaceTopic({ record: topic.record, replicas, ...(targets.some((t) => t) ? { targets } : {}) }, cmd.partition);
+  }
+
+  private replaceTopic(topic: MetaTopic, partition: number): MetaEvent {
+    this.topicsByName.set(topic.record.name, topic);
+    return { type: "replicas-changed", topic, partition };
+  }
+
   snapshot(): Uint8Array {
-    const topics = this.topics().map((t) => ({ record: t.record, replicas: t.replicas }));
+    const topics = this.topics().map((t) => ({ record: t.record, replicas: t.replicas, ...(t.targets ? { targets: t.targets } : {}) }));
     return enc.encode(JSON.stringify({ v: FORMAT_VERSION, appliedIndex: this.applied, nextPlacement: this.cursor, peers: this.peerList, topics }));
   }
 
@@ -261,14 +338,16 @@ export class ClusterMetadata {
     md.peerList = (o.peers as unknown[]).map(peerOf);
     for (const item of o.topics as unknown[]) {
       if (typeof item !== "object" || item === null) throw invalid("a topic entry is not an object");
-      const t = item as { record?: unknown; replicas?: unknown };
+      const t = item as { record?: unknown; replicas?: unknown; targets?: unknown };
       const record = topicRecordOf(t.record);
       if (!Array.isArray(t.replicas) || t.replicas.length !== record.partitions) throw invalid(`topic ${record.name} lacks replicas for each partition`);
       const replicas = (t.replicas as unknown[]).map((rs) => {
         if (!Array.isArray(rs) || !rs.every((id) => Number.isSafeInteger(id))) throw invalid(`topic ${record.name} replicas are not peer ids`);
         return rs as NodeId[];
       });
-      md.topicsByName.set(record.name, { record, replicas });
+      if (t.targets !== undefined && (!Array.isArray(t.targets) || t.targets.length !== record.partitions)) throw invalid(`topic ${record.name} targets are not one per partition`);
+      const targets = t.targets === undefined ? undefined : (t.targets as unknown[]).map((rs) => (rs === null ? null : idsOf(rs, `topic ${record.name} targets`)));
+      md.topicsByName.set(record.name, { record, replicas, ...(targets ? { targets } : {}) });
     }
     return md;
   }
@@ -301,6 +380,15 @@ function intOf(v: unknown, field: string): number {
 function stringOf(v: unknown, field: string): string {
   if (typeof v !== "string") throw invalid(`${field} must be a string, got ${JSON.stringify(v)}`);
   return v;
+}
+
+function idsOf(v: unknown, field: string): NodeId[] {
+  if (!Array.isArray(v) || v.length > MAX_PEERS) throw invalid(`${field} must be a list of at most ${MAX_PEERS} peer ids`);
+  return v.map((id, i) => intOf(id, `${field}[${i}]`));
+}
+
+function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
 }
 
 function peerOf(v: unknown): PeerInfo {

@@ -19,7 +19,7 @@
  */
 import { TributaryError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import type { Entry, NodeId, Snapshot, SoftState } from "../raft/index.ts";
+import { EntryType, decodeConfChange, type Entry, type NodeId, type Snapshot, type SoftState } from "../raft/index.ts";
 import type { AppendResult, PartitionLog } from "../storage/log.ts";
 import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, readBatchHeader, setBatchBaseOffset, verifyBatchCrc } from "../storage/record-batch.ts";
 import type { GroupMachine, GroupStore, RaftGroup } from "./group.ts";
@@ -31,6 +31,8 @@ export interface ReplicaStore extends GroupStore {
   close(): Promise<void>;
   /** The persisted commit index at open: entries up to it are applied already. */
   readonly appliedHint: number;
+  /** Record the voters of a membership change being applied (before commitTo passes it). */
+  setVoters(voters: readonly NodeId[]): Promise<void>;
   /** `batch` (these very bytes) passed its CRC check on this peer: persisting it need not check again. */
   trustCrc?(batch: Uint8Array): void;
 }
@@ -120,7 +122,10 @@ export class PartitionReplica implements GroupMachine {
     }
   }
 
-  apply(_snapshot: Snapshot | undefined, committed: readonly Entry[]): void {
+  async apply(_snapshot: Snapshot | undefined, committed: readonly Entry[]): Promise<void> {
+    // A reassignment's membership changes: raft.json must name the new voters before the commit
+    // passes the change, so a restart (and a snapshot sent to a new replica) has them.
+    for (const e of committed) if (e.type === EntryType.ConfChange) await this.store.setVoters(decodeConfChange(e.data).voters);
     const last = committed[committed.length - 1];
     if (last) this.store.commitTo(last.index);
     for (const e of committed) {

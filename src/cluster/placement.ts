@@ -40,3 +40,21 @@ export function assignReplicas(partitions: number, replicationFactor: number, pe
   }
   return out;
 }
+
+/**
+ * The replicas of a partition once `removed` leaves it: `removed` replaced in place (so the
+ * preferred leader's position is kept) by the peer holding the fewest replicas (`load`, lowest id
+ * on a tie) among those holding none of this partition; with no such spare, the partition shrinks
+ * to the rest. Refuses to leave a partition with no replica.
+ * @example replaceReplica([3, 1, 2], 3, [1, 2, 3, 4], new Map()); // [4, 1, 2]
+ */
+export function replaceReplica(replicas: readonly NodeId[], removed: NodeId, peers: readonly NodeId[], load: ReadonlyMap<NodeId, number>): NodeId[] {
+  assert(replicas.includes(removed), `peer ${removed} holds no replica among ${replicas.join(",")}`);
+  const spare = peers
+    .filter((id) => id !== removed && !replicas.includes(id))
+    .sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0) || a - b)[0];
+  if (spare !== undefined) return replicas.map((id) => (id === removed ? spare : id));
+  const rest = replicas.filter((id) => id !== removed);
+  if (rest.length === 0) throw new TributaryError("INVALID_REQUEST", `peer ${removed} holds the only replica of a partition and no other peer can take it`);
+  return rest;
+}

@@ -103,6 +103,8 @@ export interface ReplicaLogOptions {
   voters: readonly NodeId[];
   /** Entry bytes of the tail held in memory (see "The cache"). */
   cacheBytes: number;
+  /** The term and vote a new group starts from (a replica this peer held before and deleted), else 0 and none. */
+  hardState?: { term: number; vote: NodeId };
 }
 
 export class ReplicaLog implements Storage {
@@ -146,7 +148,7 @@ export class ReplicaLog implements Storage {
     assert(highWatermark === "external" && keepEmptyBatches === true, "a replica log needs a partition log opened with highWatermark external and keepEmptyBatches");
     assert(options.cacheBytes > 0, "cacheBytes must be positive");
     const logger = deps.logger ?? createLogger("info");
-    const state = await readOrCreateState(dir, log, deps.fs, options.voters);
+    const state = await readOrCreateState(dir, log, deps.fs, options.voters, options.hardState);
     const r = new ReplicaLog(dir, log, deps.fs, logger, options.cacheBytes, state);
     await r.repairAndIndex();
     log.setRetentionHook((start) => r.moveAnchor(start));
@@ -507,7 +509,7 @@ function decodeSnapshotData(data: Uint8Array): number {
 
 // ---- raft.json ------------------------------------------------------------------------------------
 
-async function readOrCreateState(dir: string, log: PartitionLog, fs: FileSystem, voters: readonly NodeId[]): Promise<PersistedState> {
+async function readOrCreateState(dir: string, log: PartitionLog, fs: FileSystem, voters: readonly NodeId[], hard?: { term: number; vote: NodeId }): Promise<PersistedState> {
   const path = joinPath(dir, RAFT_STATE_FILE);
   const raw = await fs.readFile(path);
   if (raw !== null) return decodeState(raw, path);
@@ -515,8 +517,8 @@ async function readOrCreateState(dir: string, log: PartitionLog, fs: FileSystem,
     throw new TributaryError("STORAGE_ERROR", `${dir} holds batches but no ${RAFT_STATE_FILE}: it is not a replicated partition's log`);
   }
   const state: PersistedState = {
-    term: 0,
-    vote: 0,
+    term: hard?.term ?? 0,
+    vote: hard?.vote ?? 0,
     commit: 0,
     voters: [...voters],
     anchor: { index: 0, term: 0, nextOffset: log.logStartOffset },

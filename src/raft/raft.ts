@@ -49,6 +49,8 @@ export interface RaftConfig {
   readonly applied?: number;
   /** Uniform in [0, 1): the one source of randomness (election timeouts). Seeded in tests. */
   readonly random: () => number;
+  /** The last (index, term) of a log this node had and lost: it votes only for candidates at least as up to date. */
+  readonly voteFloor?: { readonly index: number; readonly term: number };
 }
 
 export type ProposeResult =
@@ -491,7 +493,7 @@ export class RaftNode {
       (this.voteValue === NONE && this.leadValue === NONE) ||
       (m.type === MessageType.PreVote && m.term > this.termValue);
     const respType = m.type === MessageType.Vote ? MessageType.VoteResp : MessageType.PreVoteResp;
-    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm) && this.aboveVoteFloor(m)) {
       // The answer carries the request's term so a pre-candidate counts it (our term may be lower).
       this.send({ type: respType, to: m.from, term: m.term });
       if (m.type === MessageType.Vote) {
@@ -501,6 +503,17 @@ export class RaftNode {
     } else {
       this.send({ type: respType, to: m.from, term: this.termValue, reject: true });
     }
+  }
+
+  /**
+   * A node that lost its log (a partition replica moved off its peer and back: its files were
+   * deleted) remembers how far that log went (`RaftConfig.voteFloor`), and votes only for a
+   * candidate at least that up to date, as it would have with the log it had.
+   */
+  private aboveVoteFloor(m: Message): boolean {
+    const floor = this.config.voteFloor;
+    if (!floor) return true;
+    return m.logTerm > floor.term || (m.logTerm === floor.term && m.index >= floor.index);
   }
 
   private stepFollower(m: Message): void {

@@ -15,8 +15,11 @@ export interface CheckedLife {
   readonly id: NodeId;
   readonly number: number;
   readonly broker: Broker | null;
-  /** Commit index per group seen so far in this life (monotonic). */
-  readonly commits: Map<string, number>;
+  /**
+   * Commit index per group seen so far in this life (monotonic), by the group object: a replica
+   * moved off this peer and back is a new group that starts again from its empty log.
+   */
+  readonly commits: WeakMap<RaftGroup, number>;
   /** Per partition: offsets below this were checked against the run's record map in this life. */
   readonly checkedTo: Map<number, number>;
 }
@@ -72,9 +75,9 @@ export class ClusterChecker {
       terms.set(n.term, life.id);
     }
     const c = n.log.committed;
-    const was = life.commits.get(g.id) ?? 0;
+    const was = life.commits.get(g) ?? 0;
     if (c < was) this.fail(`monotonic commit: broker ${life.id} (life ${life.number}) ${g.id} commit went back from ${was} to ${c}`);
-    life.commits.set(g.id, c);
+    life.commits.set(g, c);
     if (n.log.applied > c) this.fail(`broker ${life.id} ${g.id} applied ${n.log.applied} beyond commit ${c}`);
     if (c > n.log.lastIndex()) this.fail(`broker ${life.id} ${g.id} commit ${c} beyond its last index ${n.log.lastIndex()}`);
     this.recordCommitted(life, g, Math.max(n.log.firstIndex(), was + 1), c);

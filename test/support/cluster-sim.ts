@@ -64,8 +64,8 @@ export const TOPIC = "sim";
 class Life implements CheckedLife {
   alive = true;
   broker: Broker | null = null;
-  /** Commit index per group seen so far in this life (monotonic). */
-  readonly commits = new Map<string, number>();
+  /** Commit index per group object seen so far in this life (monotonic). */
+  readonly commits = new WeakMap<RaftGroup, number>();
   /** Per partition: offsets below this were checked against the run's record map in this life. */
   readonly checkedTo = new Map<number, number>();
   readonly fs: FileSystem;
@@ -151,6 +151,8 @@ export interface ClusterSimStats {
   crashes: number;
   restarts: number;
   partitions: number;
+  /** Reassignment steps (moves proposed; one may be refused while another of its partition runs). */
+  reassignments: number;
   leaderTerms: number;
   /** Sim milliseconds. */
   simMs: number;
@@ -197,7 +199,7 @@ export class ClusterSim {
   private step = 0;
   private partitions = 0;
   private readonly tail: string[] = [];
-  private readonly stats = { crashes: 0, restarts: 0, partitions: 0 };
+  private readonly stats = { crashes: 0, restarts: 0, partitions: 0, reassignments: 0 };
   private readonly startMs: number;
   private readonly logger: Logger;
 
@@ -393,7 +395,43 @@ export class ClusterSim {
       return this.network.heal();
     }
     if (r < 0.96) return this.faultsStep();
+    if (r < 0.98 && live.length > 0) return this.reassignStep(this.pick(live));
     return this.advanceStep();
+  }
+
+  /**
+   * Move one partition's replicas (src/cluster/reassign.ts), when none of its moves is under way:
+   * shrink by one when every peer holds it, else grow by one or replace one by the peer left out.
+   */
+  private reassignStep(life: Life): void {
+    const topic = life.broker!.cluster!.metadata.topic(TOPIC);
+    const partition = Math.floor(this.random() * this.partitions);
+    if (!topic || topic.targets?.[partition]) return this.note(`no reassignment of partition ${partition}: ${topic ? "a move is under way" : "no topic yet"}`);
+    const replicas = topic.replicas[partition]!;
+    const spare = this.ids.filter((id) => !replicas.includes(id));
+    let target: NodeId[];
+    if (spare.length === 0) {
+      if (replicas.length === 1) return this.note(`no reassignment of partition ${partition}: one replica, no spare`);
+      const gone = this.pick([...replicas]);
+      target = replicas.filter((id) => id !== gone);
+    } else if (this.random() < 0.5) {
+      target = [...replicas, this.pick(spare)];
+    } else {
+      const gone = this.pick([...replicas]);
+      const to = this.pick(spare);
+      target = replicas.map((id) => (id === gone ? to : id));
+    }
+    this.stats.reassignments++;
+    this.note(`reassign partition ${partition} from ${replicas.join(",")} to ${target.join(",")} via broker ${life.id}`);
+    life.broker!.reassignPartition(TOPIC, partition, target).then(
+      () => life.alive && this.note(`  reassignment of partition ${partition} recorded`),
+      (e: unknown) => life.alive && this.note(`  reassignment of partition ${partition} refused: ${isTributaryError(e) ? e.code : (e as Error).message}`),
+    );
+  }
+
+  /** Every live broker's metadata has no move under way. */
+  private noMoves(): boolean {
+    return this.live().every((l) => !(l.broker!.cluster!.metadata.topics().some((t) => t.targets?.some((x) => x))));
   }
 
   private async advanceStep(): Promise<void> {
@@ -525,7 +563,7 @@ export class ClusterSim {
     const expectGroups = () => this.live().every((l) => [...l.broker!.cluster!.host.allGroups()].length === this.groupsOn(l.id));
     // Answered first (a produce still retrying may append more), then caught up everywhere.
     await this.waitFor(() => this.produces.every((p) => p.state !== "pending"), this.options.settleMs, "every produce answered after the final heal", 20);
-    await this.waitFor(() => this.live().length === this.ids.length && expectGroups() && this.converged() && this.highWatermarksMatch(), this.options.settleMs, "convergence after the final heal", 20);
+    await this.waitFor(() => this.live().length === this.ids.length && this.noMoves() && expectGroups() && this.converged() && this.highWatermarksMatch(), this.options.settleMs, "convergence after the final heal", 20);
     this.check(true);
     for (const l of this.live()) l.checkedTo.clear();
     await this.checkRecords();
@@ -613,6 +651,7 @@ export class ClusterSim {
       crashes: this.stats.crashes,
       restarts: this.stats.restarts,
       partitions: this.stats.partitions,
+      reassignments: this.stats.reassignments,
       leaderTerms: this.checker.leaderTerms,
       simMs: this.clock.now() - this.startMs,
       recordsChecked: this.checker.recordsChecked,
