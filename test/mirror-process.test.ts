@@ -1,5 +1,5 @@
 /**
- * Mirroring end to end with real Bun broker processes on loopback (test/support/mirror-process.ts):
+ * Mirroring end to end with real broker processes on loopback (Bun; one run under Deno) (test/support/mirror-process.ts):
  * an edge broker mirrors into a central broker through a TCP fault proxy on the uplink.
  *
  * - Continuous keyed produce (acks=1, 3 partitions) while the proxy cuts, stalls, resets, slows
@@ -106,6 +106,28 @@ describe("mirroring between real broker processes", () => {
     expect(p.proxy.stats().connections).toBeGreaterThan(1); // the faults did break connections
     await expectExactCopy(p, `seed ${seed}, faults ${[...seen].join(",")}`);
   }, 60_000);
+
+  it("under Deno too: through cuts and a SIGKILL of the edge the central copy stays exact", async () => {
+    pair = await startMirrorPair({ runtime: "deno", link: { uplink: { bytesPerSecond: 20_000_000, maxSendBytes: 65_536 } } });
+    const p = pair;
+    await createTopic(p.edge.url, TOPIC, PARTITIONS);
+    const prod = producer(() => p);
+    for (let round = 0; round < 3; round++) {
+      p.proxy.cut();
+      const until = prod.requests + 5;
+      await waitFor(`produce past request ${until} while cut`, () => prod.requests >= until, 30_000);
+      p.proxy.heal();
+      const after = prod.requests + 3;
+      await waitFor(`produce past request ${after}`, () => prod.requests >= after, 30_000);
+    }
+    await p.restartEdge("SIGKILL");
+    const after = prod.requests + 5;
+    await waitFor(`produce past request ${after} after the restart`, () => prod.requests >= after, 30_000);
+    prod.stop = true;
+    await prod.done;
+    expect(prod.acked).toBeGreaterThan(10);
+    await expectExactCopy(p, "deno");
+  }, 90_000);
 
   it("SIGKILL of the edge and of the central while a backlog drains: restarted, no duplicate, no gap", async () => {
     pair = await startMirrorPair({ link: { uplink: { bytesPerSecond: 20_000_000 } } });
