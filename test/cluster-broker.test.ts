@@ -7,48 +7,33 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Broker } from "../src/broker.ts";
 import { defaultConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
-import { MemNetwork } from "../src/cluster/mem-transport.ts";
+import type { MemNetwork } from "../src/cluster/mem-transport.ts";
 import { partitionGroupId } from "../src/cluster/types.ts";
 import { MemFileSystem } from "../src/runtime/mem-fs.ts";
-import { systemClock } from "../src/runtime/clock.ts";
 import { rng } from "./support/random.ts";
 import { codeOf } from "./support/errors.ts";
+import { openSimPeer, simNetwork, simPeers, simPeersSetting, type SimPeer } from "./support/sim-peers.ts";
+import { waitFor } from "./support/wait.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const PEERS = "1@sim:1,2@sim:2,3@sim:3";
+const PEERS = simPeersSetting(3);
 
-interface Node {
-  id: number;
-  fs: MemFileSystem;
-  broker: Broker | null;
-}
+type Node = SimPeer;
 
 let nodes: Node[] = [];
 let network: MemNetwork;
 
 let replicationFactor = "3";
 
-async function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
-  const config = defaultConfig({ "cluster.node.id": String(n.id), "cluster.peers": PEERS, "cluster.tick.ms": "10", "data.dir": "/data", "cluster.request.timeout.ms": "5000", "replication.factor": replicationFactor });
-  n.broker = await Broker.open(config, { fs: n.fs, logger: createLogger("error"), cluster: { transport, random: rng(n.id * 31) } });
-  return n.broker;
+function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
+  return openSimPeer(n, network, { "replication.factor": replicationFactor }, { transport });
 }
 
 async function startCluster(): Promise<void> {
-  network = new MemNetwork({ clock: systemClock, random: rng(7), minDelayMs: 0, maxDelayMs: 1 });
-  nodes = [1, 2, 3].map((id) => ({ id, fs: new MemFileSystem(), broker: null }));
+  network = simNetwork(7);
+  nodes = simPeers(3);
   await Promise.all(nodes.map((n) => openNode(n)));
-}
-
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 function live(): Broker[] {

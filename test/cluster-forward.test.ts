@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { Broker } from "../src/broker.ts";
 import type { MemNetwork } from "../src/cluster/mem-transport.ts";
-import { openSimPeer, simNetwork, simPeers, type SimPeer } from "./support/sim-peers.ts";
+import { createTopicWhenReady, openSimPeer, simNetwork, simPeers, type SimPeer } from "./support/sim-peers.ts";
 import { waitFor } from "./support/wait.ts";
 
 const enc = new TextEncoder();
@@ -27,14 +27,7 @@ describe("calls forwarded for a partition without a local replica", () => {
     peers = simPeers(5);
     await Promise.all(peers.map((p) => openSimPeer(p, network, { "replication.factor": "3" }, { peers: 5 })));
     const any = peers[0]!.broker!;
-    await waitFor("the topic created", async () => {
-      try {
-        await any.createTopic("t", 1);
-        return true;
-      } catch {
-        return any.listTopics().some((t) => t.name === "t");
-      }
-    });
+    await createTopicWhenReady(any, "t", 1);
     const status = await waitFor("the partition's replicas and leader", async () => (await any.clusterStatus())?.partitions.find((p) => p.topic === "t" && p.leader !== 0));
     const replicas = status.replicas;
     const outsider = peers.find((p) => !replicas.includes(p.id))!;

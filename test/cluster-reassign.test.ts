@@ -5,51 +5,31 @@
  * replicas is removed, live or dead; a leader crash mid-move leaves the move to the next leader.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { Broker } from "../src/broker.ts";
-import { defaultConfig } from "../src/config.ts";
-import { createLogger } from "../src/logger.ts";
-import { MemNetwork } from "../src/cluster/mem-transport.ts";
+import type { Broker } from "../src/broker.ts";
+import type { MemNetwork } from "../src/cluster/mem-transport.ts";
 import { partitionGroupId } from "../src/cluster/types.ts";
-import { MemFileSystem } from "../src/runtime/mem-fs.ts";
-import { systemClock } from "../src/runtime/clock.ts";
-import { rng } from "./support/random.ts";
+import { openSimPeer, simNetwork, simPeers, type SimPeer } from "./support/sim-peers.ts";
+import { waitFor } from "./support/wait.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-interface Node {
-  id: number;
-  fs: MemFileSystem;
-  broker: Broker | null;
-}
+type Node = SimPeer;
 
 let nodes: Node[] = [];
 let network: MemNetwork;
-let peers = "";
+let size = 0;
 
-async function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
-  const config = defaultConfig({ "cluster.node.id": String(n.id), "cluster.peers": peers, "cluster.tick.ms": "10", "data.dir": "/data", "cluster.request.timeout.ms": "5000", "replication.factor": "3" });
-  n.broker = await Broker.open(config, { fs: n.fs, logger: createLogger("error"), cluster: { transport, random: rng(n.id * 31) } });
-  return n.broker;
+function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
+  return openSimPeer(n, network, { "replication.factor": "3" }, { peers: size, transport });
 }
 
-async function startCluster(size: number): Promise<void> {
-  const ids = Array.from({ length: size }, (_, i) => i + 1);
-  peers = ids.map((id) => `${id}@sim:${id}`).join(",");
-  network = new MemNetwork({ clock: systemClock, random: rng(11), minDelayMs: 0, maxDelayMs: 1 });
-  nodes = ids.map((id) => ({ id, fs: new MemFileSystem(), broker: null }));
+async function startCluster(peers: number): Promise<void> {
+  size = peers;
+  network = simNetwork(11);
+  nodes = simPeers(peers);
   await Promise.all(nodes.map((n) => openNode(n)));
-  await waitFor("every peer in the metadata", () => live().every((b) => b.cluster!.metadata.peers().length === size));
-}
-
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor("every peer in the metadata", () => live().every((b) => b.cluster!.metadata.peers().length === peers));
 }
 
 function live(): Broker[] {

@@ -6,19 +6,13 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { Broker } from "../src/broker.ts";
-import { silentLogger } from "../src/logger.ts";
-import { brokerMirrorHost } from "../src/mirror/broker-host.ts";
-import { parseMirrorConfig } from "../src/mirror/config.ts";
-import { MirrorEdge } from "../src/mirror/edge.ts";
+import type { MirrorEdge } from "../src/mirror/edge.ts";
 import { MemCentral } from "../src/mirror/mem-sink.ts";
-import { systemClock } from "../src/runtime/clock.ts";
-import { rng } from "./support/random.ts";
-import { openSimPeer, simNetwork, simPeers } from "./support/sim-peers.ts";
+import { createTopicWhenReady, openSimPeer, simNetwork, simPeers, startSimEdge } from "./support/sim-peers.ts";
 import { waitFor } from "./support/wait.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const CONFIG = { links: [{ name: "to-dc", central: { address: "dc:8481" }, topics: { include: ["telemetry"] }, uplink: { bytesPerSecond: 10_000_000 } }] };
 
 interface Peer {
   id: number;
@@ -42,32 +36,13 @@ async function startPeers(central: MemCentral): Promise<Peer[]> {
     simPeers(3).map(async (p) => {
       const id = p.id;
       const broker = await openSimPeer(p, network);
-      const edge = new MirrorEdge({
-        clusterId: "site7",
-        config: parseMirrorConfig(CONFIG, "site7"),
-        host: brokerMirrorHost(broker),
-        sinkFor: () => central.connect(),
-        clock: systemClock,
-        random: rng(id),
-        logger: silentLogger,
-        checkpointIntervalMs: 20,
-      });
-      void edge.start();
+      const edge = startSimEdge(broker, central, id);
       return { id, broker, edge };
     }),
   );
 }
 
-async function createTopic(via: Broker, name: string, partitions: number): Promise<void> {
-  await waitFor(`the topic ${name} created`, async () => {
-    try {
-      await via.createTopic(name, partitions);
-      return true;
-    } catch {
-      return via.listTopics().some((t) => t.name === name);
-    }
-  });
-}
+const createTopic = createTopicWhenReady;
 
 describe("mirror in an edge cluster", () => {
   it("runs on the leader of __mirror_checkpoints only, and a new leader resumes where the old one stopped", async () => {

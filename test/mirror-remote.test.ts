@@ -9,20 +9,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { isTributaryError } from "../src/errors.ts";
 import { decodeRecords, readBatchHeader, splitBatches } from "../src/storage/record-batch.ts";
 import type { Broker } from "../src/broker.ts";
-import { silentLogger } from "../src/logger.ts";
-import { brokerMirrorHost } from "../src/mirror/broker-host.ts";
-import { parseMirrorConfig } from "../src/mirror/config.ts";
-import { MirrorEdge } from "../src/mirror/edge.ts";
+import type { MirrorEdge } from "../src/mirror/edge.ts";
 import { MemCentral } from "../src/mirror/mem-sink.ts";
 import type { MemNetwork } from "../src/cluster/mem-transport.ts";
-import { systemClock } from "../src/runtime/clock.ts";
-import { rng } from "./support/random.ts";
-import { openSimPeer, simNetwork, simPeers, type SimPeer } from "./support/sim-peers.ts";
+import { createTopicWhenReady, openSimPeer, simNetwork, simPeers, startSimEdge, type SimPeer } from "./support/sim-peers.ts";
 import { waitFor } from "./support/wait.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const CONFIG = { links: [{ name: "to-dc", central: { address: "dc:8481" }, topics: { include: ["telemetry"] }, uplink: { bytesPerSecond: 10_000_000 } }] };
 const SETTINGS = { "replication.factor": "3" };
 const PEERS = 5;
 const PARTITIONS = 10;
@@ -44,32 +38,13 @@ afterEach(async () => {
 
 async function start(p: Peer, central: MemCentral, transport = network.transport(p.sim.id)): Promise<void> {
   const broker = await openSimPeer(p.sim, network, SETTINGS, { peers: PEERS, transport });
-  p.edge = new MirrorEdge({
-    clusterId: "site7",
-    config: parseMirrorConfig(CONFIG, "site7"),
-    host: brokerMirrorHost(broker),
-    sinkFor: () => central.connect(),
-    clock: systemClock,
-    random: rng(p.sim.id),
-    logger: silentLogger,
-    checkpointIntervalMs: 20,
-  });
-  void p.edge.start();
+  p.edge = startSimEdge(broker, central, p.sim.id);
 }
 
 const live = () => peers.filter((p) => p.sim.broker !== null);
 const brokerOf = (p: Peer) => p.sim.broker!;
 
-async function createTopic(via: Broker, name: string, partitions: number): Promise<void> {
-  await waitFor(`the topic ${name} created`, async () => {
-    try {
-      await via.createTopic(name, partitions);
-      return true;
-    } catch {
-      return via.listTopics().some((t) => t.name === name);
-    }
-  });
-}
+const createTopic = createTopicWhenReady;
 
 /** The values of a partition as the edge holds them, up to the high watermark of `via`'s replica. */
 async function edgeLog(via: Broker, p: number): Promise<string[]> {

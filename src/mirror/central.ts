@@ -201,7 +201,7 @@ export class MirrorCentral {
         created = true;
         this.broker.logger.info("mirror target created", { target: b.target, source });
       } catch (e) {
-        if (!(isTributaryError(e) && e.code === "TOPIC_EXISTS")) throw e; // another open made it: check it as any
+        if (!(isTributaryError(e) && e.code === "TOPIC_EXISTS")) throw e; // another open made it: check it like one that existed
       }
     }
     const topic = this.broker.topic(b.target);

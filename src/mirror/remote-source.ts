@@ -9,7 +9,7 @@
  *
  * Until the first answer `bounds` is null. A failed poll (peer down, election, topic gone) keeps
  * the cached bounds and polls again after a backoff (RETRY_MIN_MS doubling to RETRY_MAX_MS); a
- * failed `read` rejects, which the link treats as any read failure (it backs off and re-plans).
+ * failed `read` rejects, which the link treats like every other read failure (it backs off and re-plans).
  * A poll's answer is taken as it is (it comes from the leader, or from a follower that holds the
  * cached high watermark: a follower behind it refuses and the broker asks another replica), so
  * bounds follow a topic deleted and created again; a `read`'s bounds only when they are newer

@@ -828,7 +828,7 @@ function checkConfig(c: LogConfig): void {
   }
 }
 
-/** A segment retention and compaction may touch under a floor: it lies wholly below it (no floor: any). */
+/** A segment retention and compaction may touch under a floor: it lies wholly below it (no floor: every segment). */
 function belowFloor(s: Segment, floorOffset: number | null): boolean {
   return floorOffset === null || s.nextOffset <= floorOffset;
 }

@@ -1,5 +1,6 @@
 /**
- * Whole brokers of a cluster in one process, for tests: each peer on its own in-memory disk
+ * Whole brokers of a cluster in one process, for tests (and the edge's mirror on each, into an
+ * in-memory central): each peer on its own in-memory disk
  * (`MemFileSystem`, which a test may power-cut), all on one simulated network
  * (src/cluster/mem-transport.ts) with a fast tick, each with a seeded random source.
  *
@@ -12,10 +13,15 @@ import { Broker } from "../../src/broker.ts";
 import { MemNetwork } from "../../src/cluster/mem-transport.ts";
 import type { Transport } from "../../src/cluster/types.ts";
 import { defaultConfig } from "../../src/config.ts";
-import { createLogger, type Logger } from "../../src/logger.ts";
+import { createLogger, silentLogger, type Logger } from "../../src/logger.ts";
 import { systemClock } from "../../src/runtime/clock.ts";
 import { MemFileSystem } from "../../src/runtime/mem-fs.ts";
+import { brokerMirrorHost } from "../../src/mirror/broker-host.ts";
+import { parseMirrorConfig } from "../../src/mirror/config.ts";
+import { MirrorEdge } from "../../src/mirror/edge.ts";
+import type { MemCentral } from "../../src/mirror/mem-sink.ts";
 import { rng } from "./random.ts";
+import { waitFor } from "./wait.ts";
 
 export interface SimPeer {
   readonly id: number;
@@ -55,4 +61,35 @@ export async function openSimPeer(
     cluster: { transport: options.transport ?? network.transport(p.id), random: rng(p.id * 31) },
   });
   return p.broker;
+}
+
+/** Create a topic through `via`, retrying while the cluster cannot yet (no controller leader); done once it exists. */
+export async function createTopicWhenReady(via: Broker, name: string, partitions: number): Promise<void> {
+  await waitFor(`the topic ${name} created`, async () => {
+    try {
+      await via.createTopic(name, partitions);
+      return true;
+    } catch {
+      return via.listTopics().some((t) => t.name === name);
+    }
+  });
+}
+
+/** One link `to-dc` carrying `telemetry` from edge cluster `site7` into `central`. */
+export const SIM_MIRROR_CONFIG = { links: [{ name: "to-dc", central: { address: "dc:8481" }, topics: { include: ["telemetry"] }, uplink: { bytesPerSecond: 10_000_000 } }] };
+
+/** The edge's mirror on `broker` (started, not awaited: it runs where this peer leads __mirror_checkpoints). */
+export function startSimEdge(broker: Broker, central: MemCentral, seed: number): MirrorEdge {
+  const edge = new MirrorEdge({
+    clusterId: "site7",
+    config: parseMirrorConfig(SIM_MIRROR_CONFIG, "site7"),
+    host: brokerMirrorHost(broker),
+    sinkFor: () => central.connect(),
+    clock: systemClock,
+    random: rng(seed),
+    logger: silentLogger,
+    checkpointIntervalMs: 20,
+  });
+  void edge.start();
+  return edge;
 }
