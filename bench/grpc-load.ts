@@ -30,7 +30,7 @@ import {
   ProduceStreamResponseSchema,
 } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
 import { Acks } from "../gateways/grpc/gen/tributary/v1/records_pb.ts";
-import { unaryProduceLoad } from "./grpc-unary.ts";
+import { sequencedRequest, unaryProduceLoad } from "./grpc-unary.ts";
 import { percentile } from "./lib.ts";
 
 const USAGE = "usage: bun bench/grpc-load.ts stream|unary ADDRESS TOPIC RECORD_BYTES BATCH INFLIGHT DURATION_MS [ACKS [RATE]]";
@@ -59,15 +59,6 @@ let errors = 0;
 const started = performance.now();
 const end = started + durationMs;
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
 
 async function runStream(): Promise<void> {
   const shared = toBinary(ProduceStreamRequestSchema, create(ProduceStreamRequestSchema, { topic, records, acks }));
@@ -83,7 +74,7 @@ async function runStream(): Promise<void> {
   const send = (due: number) => {
     const seq = next++;
     dueAt.set(BigInt(seq), due);
-    stream.write(Buffer.concat([Buffer.from([0x08, ...varint(seq)]), shared]));
+    stream.write(sequencedRequest(seq, shared));
   };
   // Send what is due and fits in the window; end the stream once the time is up and all is acked.
   const pump = () => {

@@ -1,12 +1,14 @@
 /**
  * The unary-Produce loop both gRPC load generators run (bench/grpc-load.ts, bench/vs-grpc-load.ts):
  * `inflight` workers each send the same pre-encoded Produce request until `endMs`
- * (performance.now() time), timing each call until its reply.
+ * (performance.now() time), timing each call until its reply; and the ProduceStream request both
+ * write, its sequence in front of the shared fields.
  */
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { decoder, methodPath } from "../gateways/grpc/bridge.ts";
 import { ProduceRequestSchema, ProduceResponseSchema, ProducerService } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
+import { sizeOfUvarlong, Writer } from "../src/storage/bytes.ts";
 
 export interface UnaryCounts {
   requests: number;
@@ -39,4 +41,14 @@ export async function unaryProduceLoad(client: grpc.Client, request: MessageInit
   };
   await Promise.all(Array.from({ length: inflight }, worker));
   return counts;
+}
+
+/**
+ * One ProduceStreamRequest, ready to write: its `sequence` (field 1, a varint) in front of the
+ * fields every batch shares, encoded once (`rest`); protobuf takes fields in any order.
+ */
+export function sequencedRequest(seq: number, rest: Uint8Array): Buffer {
+  const out = Buffer.alloc(1 + sizeOfUvarlong(seq) + rest.length);
+  new Writer(out).int8(0x08).uvarlong(seq).bytes(rest);
+  return out;
 }

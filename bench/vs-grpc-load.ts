@@ -41,7 +41,7 @@ import {
   ProduceStreamResponseSchema,
 } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
 import { Acks } from "../gateways/grpc/gen/tributary/v1/records_pb.ts";
-import { unaryProduceLoad } from "./grpc-unary.ts";
+import { sequencedRequest, unaryProduceLoad } from "./grpc-unary.ts";
 import { endToEnd, loadSummary, Pacer, SeqTimes } from "./load-stats.ts";
 
 const [mode, address, topic, ...rest] = process.argv.slice(2);
@@ -55,15 +55,6 @@ const acks = process.env.LOAD_ACKS === "all" ? Acks.ALL : Acks.UNSPECIFIED;
 /** Records per Subscribe message: the server's default. */
 const SUBSCRIBE_MAX_RECORDS = 500;
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
 
 interface Tail {
   count: number;
@@ -114,7 +105,7 @@ async function runStream(recordBytes: number, batch: number, inflight: number, d
   const send = () => {
     const seq = next++;
     sentAt.set(BigInt(seq), performance.now());
-    stream.write(Buffer.concat([Buffer.from([0x08, ...varint(seq)]), shared]));
+    stream.write(sequencedRequest(seq, shared));
   };
   const sendPaced = () => {
     const wait = pacer.next();
