@@ -5,14 +5,15 @@
  * message without its message), are INVALID_REQUEST and never another exception. The hand-written
  * encoder writes the same bytes as protobuf-es does for the schema.
  */
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { TributaryError } from "../src/errors.ts";
 import { META_GROUP, type GroupMessage } from "../src/cluster/types.ts";
 import { EntryType, MessageType, type Message } from "../src/raft/index.ts";
-import { decodeFrame, encodeFrame, messageToProto } from "../gateways/peer/codec.ts";
-import { FramesRequestSchema, MessageType as ProtoMessageType, EntryType as ProtoEntryType } from "../gateways/grpc/gen/tributary/peer/v1/peer_pb.ts";
+import { decodeFrame, encodeFrame, messageFromProto, messageToProto } from "../gateways/peer/codec.ts";
+import { FramesRequestSchema, GroupMessageSchema, MessageType as ProtoMessageType, EntryType as ProtoEntryType } from "../gateways/grpc/gen/tributary/peer/v1/peer_pb.ts";
 import { codeOf } from "./support/errors.ts";
 
 const safe = fc.maxSafeNat();
@@ -81,6 +82,37 @@ describe("peer codec round trip", () => {
     );
     const big = heartbeat({ type: MessageType.App, term: 2 ** 35, index: Number.MAX_SAFE_INTEGER, commit: 2 ** 32, rejectHint: 2 ** 42 - 1 });
     expect(encodeFrame(7, [{ group: "", message: big }])).toStrictEqual(reference(7, [{ group: "", message: big }]));
+  });
+
+  it("the hand-written decoder reads what protobuf-es reads: the schema's own encoding, fields reordered, unknown fields and unpacked voters", () => {
+    const viaSchema = (bytes: Uint8Array) => {
+      const req = fromBinary(FramesRequestSchema, bytes);
+      return { from: req.from, frame: req.messages.map((g) => ({ group: g.group, message: messageFromProto(g.message!) })) };
+    };
+    const reference = (from: number, f: readonly GroupMessage[]) =>
+      toBinary(FramesRequestSchema, create(FramesRequestSchema, { from, messages: f.map((g) => ({ group: g.group, message: messageToProto(g.message) })) }));
+    fc.assert(
+      fc.property(nodeId, frame, (from, f) => {
+        const bytes = reference(from, f);
+        expect(decodeFrame(bytes)).toStrictEqual(viaSchema(bytes));
+        // The same fields the other way round, plus an unknown varint and an unknown length-delimited field.
+        const w = new BinaryWriter();
+        for (const g of [...f].reverse()) w.tag(2, WireType.LengthDelimited).bytes(toBinary(GroupMessageSchema, create(GroupMessageSchema, { message: messageToProto(g.message), group: g.group })));
+        w.tag(15, WireType.Varint).uint64(12345n).tag(16, WireType.LengthDelimited).bytes(new Uint8Array([1, 2, 3]));
+        if (from !== 0) w.tag(1, WireType.Varint).uint32(from);
+        const shuffled = w.finish();
+        expect(decodeFrame(shuffled)).toStrictEqual(viaSchema(shuffled));
+      }),
+      { numRuns: 300 },
+    );
+    // Voters written unpacked (one varint field each), as an older writer may.
+    const meta = new BinaryWriter().tag(1, WireType.Varint).uint64(9n).tag(3, WireType.Varint).uint32(1).tag(3, WireType.Varint).uint32(3).finish();
+    const snap = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(meta).finish();
+    const msg = new BinaryWriter().tag(1, WireType.Varint).int32(ProtoMessageType.SNAP).tag(11, WireType.LengthDelimited).bytes(snap).finish();
+    const group = new BinaryWriter().tag(1, WireType.LengthDelimited).string("__meta").tag(2, WireType.LengthDelimited).bytes(msg).finish();
+    const unpacked = new BinaryWriter().tag(2, WireType.LengthDelimited).bytes(group).finish();
+    expect(decodeFrame(unpacked)).toStrictEqual(viaSchema(unpacked));
+    expect(decodeFrame(unpacked).frame[0]!.message.snapshot!.meta.confState.voters).toEqual([1, 3]);
   });
 
   it("keeps terms and indexes past 2^32 exact", () => {

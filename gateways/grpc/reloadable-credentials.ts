@@ -1,6 +1,5 @@
 /**
- * Server credentials whose TLS material can change in place, for the gRPC gateway and the peer
- * listener: grpc-js watches server credentials for new context options (the hook its
+ * Server credentials whose TLS material can change in place, for the gRPC gateway: grpc-js watches server credentials for new context options (the hook its
  * FileWatcherCertificateProvider uses) and hands them to the http2 server's setSecureContext, so
  * new connections get the new material and open ones keep going.
  */

@@ -1,31 +1,29 @@
 /**
- * The peer transport's TLS credentials, reloadable: one `PeerCredentials` holds the current PEM
- * material and hands grpc-js a server credential (mutual TLS: a client certificate from `ca` is
- * required; ReloadableServerCredentials, as the gRPC gateway's) and channel credentials (present
- * the same certificate, verify the peer's against `ca`) that read it through grpc-js's
- * certificate-provider hook, which builds the TLS context of each new connection from the latest
- * material. `channel` builds them per link, with the verify options `dial` (../grpc/channel.ts)
- * gives for that peer's address (an IP address is checked against the certificate's IP SANs);
- * all share one provider. `update` pushes new material to all; open connections keep the one
- * they were made with.
+ * The peer transport's TLS material, reloadable: one `PeerCredentials` holds the current PEM
+ * material; the listener (h2-server.ts) takes its context options and hears of every update
+ * (`node:tls` `setSecureContext`: new handshakes get the new material, open connections keep
+ * theirs), and each new outgoing connection (h2-client.ts) reads `client(host)` at connect time.
+ * Mutual TLS always: the listener requires a client certificate issued by `ca`, and a link
+ * presents the same certificate and verifies the peer's against `ca`.
  *
- * The material is checked (a TLS context is built from it) before it is pushed, so grpc-js never
- * holds a context it cannot build (it would then fail every new connection); a bad update throws
- * INVALID_CONFIG and the previous material stays.
+ * A peer named by IP address: RFC 6066 forbids an IP literal as TLS server name (SNI), and the
+ * `tls.connect` of Bun (1.4) and Deno (2.9) refuse one outright, so the link sends
+ * `IP_TARGET_SERVERNAME` as SNI (our listeners ignore it) and checks the certificate against the
+ * real IP with node:tls `checkServerIdentity(ip, cert)`: the certificate must carry the IP as an
+ * IP SAN, exactly as a plain Node connection to that IP would require.
+ *
+ * The material is checked (a TLS context is built from it) before it is taken, so a bad update
+ * throws INVALID_CONFIG and the previous material stays.
  *
  * @example
  *   const creds = new PeerCredentials(tls);
- *   server.bindAsync(addr, creds.server, cb); dial(addr, creds.channel);
+ *   const server = http2.createSecureServer({ ...creds.server() }); creds.onUpdate((o) => server.setSecureContext(o));
+ *   tls.connect({ socket, ...creds.client("10.0.0.2") });
  *   creds.update(await readTlsMaterial(files)); // on SIGHUP
  */
-import * as grpc from "@grpc/grpc-js";
+import { isIP } from "node:net";
+import { checkServerIdentity, type ConnectionOptions, type SecureContextOptions } from "node:tls";
 import { checkTlsContext } from "../../src/security/tls.ts";
-import type { SecureCredentials } from "../grpc/channel.ts";
-import { ReloadableServerCredentials } from "../grpc/reloadable-credentials.ts";
-
-type CertificateProvider = grpc.experimental.CertificateProvider;
-type CaCertificateUpdateListener = grpc.experimental.CaCertificateUpdateListener;
-type IdentityCertificateUpdateListener = grpc.experimental.IdentityCertificateUpdateListener;
 
 /** PEM contents, not file names. */
 export interface PeerTls {
@@ -34,63 +32,44 @@ export interface PeerTls {
   readonly ca: string;
 }
 
-/** A CertificateProvider (the channel side reads it) whose certificates are set in memory; listeners hear the current ones at once. */
-class MemoryCertificateProvider implements CertificateProvider {
-  private readonly caListeners = new Set<CaCertificateUpdateListener>();
-  private readonly identityListeners = new Set<IdentityCertificateUpdateListener>();
-
-  constructor(private tls: PeerTls) {}
-
-  set(tls: PeerTls): void {
-    this.tls = tls;
-    for (const l of this.caListeners) l(this.ca());
-    for (const l of this.identityListeners) l(this.identity());
-  }
-
-  private ca() {
-    return { caCertificate: Buffer.from(this.tls.ca) };
-  }
-
-  private identity() {
-    return { certificate: Buffer.from(this.tls.cert), privateKey: Buffer.from(this.tls.key) };
-  }
-
-  addCaCertificateListener(listener: CaCertificateUpdateListener): void {
-    this.caListeners.add(listener);
-    listener(this.ca());
-  }
-
-  removeCaCertificateListener(listener: CaCertificateUpdateListener): void {
-    this.caListeners.delete(listener);
-  }
-
-  addIdentityCertificateListener(listener: IdentityCertificateUpdateListener): void {
-    this.identityListeners.add(listener);
-    listener(this.identity());
-  }
-
-  removeIdentityCertificateListener(listener: IdentityCertificateUpdateListener): void {
-    this.identityListeners.delete(listener);
-  }
-}
+/** SNI sent to an IP target: under `.invalid` (RFC 6761) so it can never name a real host. */
+export const IP_TARGET_SERVERNAME = "ip-address.invalid";
 
 export class PeerCredentials {
-  private readonly provider: MemoryCertificateProvider;
-  readonly server: ReloadableServerCredentials;
-  /** Channel credentials for one link, verifying as `verify` says (`dial` passes it). */
-  readonly channel: SecureCredentials;
+  private tls: PeerTls;
+  private readonly listeners = new Set<(options: SecureContextOptions) => void>();
 
   constructor(tls: PeerTls) {
     checkTlsContext(tls, "peer TLS material");
-    this.provider = new MemoryCertificateProvider(tls);
-    this.server = new ReloadableServerCredentials(tls);
-    this.channel = (verify) => grpc.experimental.createCertificateProviderChannelCredentials(this.provider, this.provider, verify);
+    this.tls = tls;
+  }
+
+  /** The listener's options: its certificate, and a client certificate from `ca` required. */
+  server(): SecureContextOptions & { requestCert: true; rejectUnauthorized: true } {
+    return { ...this.context(), requestCert: true, rejectUnauthorized: true };
+  }
+
+  /** Options for `tls.connect` to `host` (a DNS name or an IP literal): present ours, verify theirs against `ca`. */
+  client(host: string): ConnectionOptions {
+    const options: ConnectionOptions = { ...this.context(), ALPNProtocols: ["h2"], rejectUnauthorized: true };
+    if (isIP(host) === 0) return { ...options, servername: host };
+    return { ...options, servername: IP_TARGET_SERVERNAME, checkServerIdentity: (_name, cert) => checkServerIdentity(host, cert) };
+  }
+
+  /** Hears every update's context options (the listener's `setSecureContext`); returns its removal. */
+  onUpdate(listener: (options: SecureContextOptions) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** New handshakes, both ways, use `tls`; throws INVALID_CONFIG (and keeps the old) when it does not make a context. */
   update(tls: PeerTls): void {
     checkTlsContext(tls, "peer TLS material");
-    this.provider.set(tls);
-    this.server.update(tls);
+    this.tls = tls;
+    for (const l of this.listeners) l(this.context());
+  }
+
+  private context(): SecureContextOptions {
+    return { cert: this.tls.cert, key: this.tls.key, ca: this.tls.ca };
   }
 }

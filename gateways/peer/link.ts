@@ -1,57 +1,60 @@
 /**
- * The sending side of the peer transport, one `PeerLink` per remote peer: a grpc-js channel, the
- * one Frames stream to that peer, and unary Calls.
+ * The sending side of the peer transport, one `PeerLink` per remote peer: its HTTP/2 connection
+ * (h2-client.ts), the one Frames stream to that peer, and unary Calls, on the gRPC wire
+ * (grpc-wire.ts).
  *
  * The stream is opened lazily by the first frame and counts frames written and not yet
- * acknowledged (one response may answer several: receiver.ts); at `maxInflightFrames` a frame is
- * refused (the caller drops and counts it). When
- * the stream breaks (error, or the peer ends it) the unacknowledged frames are forgotten (Raft
- * resends) and the stream is not reopened before a backoff has passed: 100 ms doubling to 2 s,
- * each wait drawn in [backoff/2, backoff) so peers that lost one another together do not
- * reconnect in lockstep; an acknowledgement resets it. The channel's own reconnect backoff is
- * bounded the same way, or grpc-js would wait up to two minutes before it tried again.
+ * acknowledged (one response may answer several: receiver.ts); at `maxInflightFrames` (or past
+ * `maxInflightBytes`) a frame is refused (the caller drops and counts it). Frames written while
+ * the connection is still being made wait in the stream's write buffer (they count in the window
+ * all the same). When the stream breaks (error, reset, the peer ends it, the connection fails or
+ * dies) the unacknowledged frames are forgotten (Raft resends) and the stream is not reopened
+ * before a backoff has passed: 100 ms doubling to 2 s, each wait drawn in [backoff/2, backoff) so
+ * peers that lost one another together do not reconnect in lockstep; an acknowledgement resets it.
  */
-import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
+import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
+import type * as http2 from "node:http2";
 import { ERROR_CODES, TributaryError, type ErrorCode } from "../../src/errors.ts";
 import type { PeerInfo, TransportLimits } from "../../src/cluster/types.ts";
+import type { Logger } from "../../src/logger.ts";
 import type { Clock } from "../../src/runtime/clock.ts";
-import { decoder, encoder, methodPath } from "../grpc/bridge.ts";
-import { dial, type SecureCredentials } from "../grpc/channel.ts";
-import { ERROR_CODE_TRAILER } from "../grpc/errors.ts";
-import { CallRequestSchema, PeerService, type CallResponse, type FramesResponse } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
+import { CallRequestSchema, CallResponseSchema, FramesResponseSchema } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
+import type { PeerCredentials } from "./credentials.ts";
+import { decodeStatusMessage, frameMessage, GRPC_CONTENT_TYPE, grpcTimeout, MessageReader, Status } from "./grpc-wire.ts";
+import { INITIAL_BACKOFF_MS, MAX_BACKOFF_MS, PeerConnection } from "./h2-client.ts";
+import { CALL_PATH, FRAMES_PATH } from "./h2-server.ts";
 
-export const INITIAL_BACKOFF_MS = 100;
-export const MAX_BACKOFF_MS = 2_000;
-/** Pings on an idle channel, so a peer that vanished without a FIN is noticed within seconds. */
-const KEEPALIVE_MS = 10_000;
-const KEEPALIVE_TIMEOUT_MS = 5_000;
+export { INITIAL_BACKOFF_MS, MAX_BACKOFF_MS } from "./h2-client.ts";
 
 export type DropReason = "inflight" | "disconnected";
 
 export interface LinkEnv {
   readonly self: number;
   readonly limits: TransportLimits;
-  /** TLS for each link's channel (credentials.ts); null: plain text. */
-  readonly credentials: SecureCredentials | null;
+  /** TLS for each link's connection; null: plain text. */
+  readonly credentials: PeerCredentials | null;
   readonly clock: Clock;
   readonly random: () => number;
   /** The stream broke: the driver should hear that the peer is unreachable. */
   readonly onBroken: (peer: number) => void;
+  readonly logger?: Logger;
 }
 
-type FramesStream = grpc.ClientDuplexStream<Buffer, FramesResponse>;
+/** A link that keeps failing to connect logs it again at most this often (a new reason is logged at once). */
+const CONNECT_LOG_EVERY_MS = 30_000;
 
-const FRAMES = methodPath(PeerService.method.frames);
-const CALL = methodPath(PeerService.method.call);
-const writeRaw = (b: Buffer): Buffer => b;
-const readAck = decoder(PeerService.method.frames.output);
-const writeCall = encoder(PeerService.method.call.input);
-const readCall = decoder(PeerService.method.call.output);
+/** A Frames stream: writes go to `stream` once the connection is up, to `queued` before. */
+interface FramesStream {
+  stream: http2.ClientHttp2Stream | null;
+  queued: Buffer[];
+  dead: boolean;
+}
+
+const ACK_MAX_BYTES = 64;
 
 export class PeerLink {
-  private readonly client: grpc.Client;
-  private stream: FramesStream | null = null;
+  private readonly connection: PeerConnection;
+  private frames: FramesStream | null = null;
   private inflight = 0;
   private inflightBytes = 0;
   /** Sizes of the unanswered frames, oldest first. */
@@ -64,50 +67,86 @@ export class PeerLink {
     readonly peer: PeerInfo,
     private readonly env: LinkEnv,
   ) {
-    // dial, not new grpc.Client: it makes TLS to a peer named by IP address work on Bun (channel.ts).
-    this.client = dial(peer.address, env.credentials, {
-      "grpc.max_send_message_length": env.limits.maxFrameBytes,
-      "grpc.max_receive_message_length": env.limits.maxFrameBytes,
-      "grpc.initial_reconnect_backoff_ms": INITIAL_BACKOFF_MS,
-      "grpc.max_reconnect_backoff_ms": MAX_BACKOFF_MS,
-      "grpc.keepalive_time_ms": KEEPALIVE_MS,
-      "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
-      "grpc.keepalive_permit_without_calls": 1,
+    const l = env.limits;
+    this.connection = new PeerConnection(peer.address, {
+      credentials: env.credentials,
+      clock: env.clock,
+      random: env.random,
+      maxSessionBytes: 2 * (l.maxInflightBytes ?? l.maxFrameBytes * l.maxInflightFrames),
+      onConnectResult: (e) => this.logConnect(e),
     });
   }
 
+  private failing: { reason: string; loggedAtMs: number; failures: number } | null = null;
+
+  /** Why a peer cannot be reached is the operator's first question (a certificate, a firewall): log it, not every retry. */
+  private logConnect(error: Error | null): void {
+    const log = this.env.logger;
+    const fields = { peer: this.peer.id, address: this.peer.address };
+    if (error === null) {
+      if (this.failing) log?.info("peer link connected", { ...fields, failedAttempts: this.failing.failures });
+      this.failing = null;
+      return;
+    }
+    const code = (error as { code?: unknown }).code;
+    const reason = `${typeof code === "string" ? `${code}: ` : ""}${error.message}`;
+    const now = this.env.clock.now();
+    const f = this.failing;
+    if (f && f.reason === reason && now - f.loggedAtMs < CONNECT_LOG_EVERY_MS) {
+      f.failures++;
+      return;
+    }
+    log?.warn("peer link cannot connect", { ...fields, error: reason, failedAttempts: (f?.failures ?? 0) + 1 });
+    this.failing = { reason, loggedAtMs: now, failures: (f?.failures ?? 0) + 1 };
+  }
+
   /** Writes one encoded FramesRequest, or says why it cannot go. Never waits. */
-  send(frame: Buffer): DropReason | null {
+  send(frame: Uint8Array): DropReason | null {
     if (this.closed) return "disconnected";
-    const stream = this.stream ?? this.open();
-    if (!stream) return "disconnected";
+    const frames = this.frames ?? this.open();
+    if (!frames) return "disconnected";
     if (this.inflight >= this.env.limits.maxInflightFrames) return "inflight";
     // One frame always goes (a frame is at most maxFrameBytes); past the byte window, drop.
     if (this.inflight > 0 && this.inflightBytes + frame.byteLength > (this.env.limits.maxInflightBytes ?? Infinity)) return "inflight";
     this.inflight++;
     this.inflightBytes += frame.byteLength;
     this.sizes.push(frame.byteLength);
-    stream.write(frame);
+    const framed = frameMessage(frame);
+    if (frames.stream) frames.stream.write(framed);
+    else frames.queued.push(framed);
     return null;
   }
 
   /** A unary Call with the deadline (epoch ms); the handler's refusal is rethrown as it was. */
-  call(method: string, body: Uint8Array, deadlineMs: number): Promise<Uint8Array> {
-    if (this.closed) return Promise.reject(new TributaryError("NOT_READY", "the peer transport is closed"));
+  async call(method: string, body: Uint8Array, deadlineMs: number): Promise<Uint8Array> {
+    if (this.closed) throw new TributaryError("NOT_READY", "the peer transport is closed");
+    const what = `peer ${this.peer.id} (${this.peer.address}) ${method}`;
     // Nothing is sent past the deadline, so nothing can have run: not an unknown outcome.
-    if (deadlineMs <= this.env.clock.now()) return Promise.reject(new TributaryError("PEER_UNAVAILABLE", `the deadline of ${method} to peer ${this.peer.id} has passed`));
-    const request = create(CallRequestSchema, { from: this.env.self, method, body });
-    // On a connected channel a failed call may have reached the peer and run; on one still
-    // connecting, grpc-js fails it before anything is sent.
-    const connected = this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
-    return new Promise((resolve, reject) => {
-      const done = (err: grpc.ServiceError | null, res?: CallResponse) => {
-        if (err || !res) return reject(this.callError(method, err, connected));
-        if (res.errorCode === "") return resolve(res.body);
-        reject(refusal(res.errorCode, res.errorMessage));
-      };
-      this.client.makeUnaryRequest(CALL, writeCall, readCall, request, new grpc.Metadata(), { deadline: new Date(deadlineMs) }, done);
+    if (deadlineMs <= this.env.clock.now()) throw new TributaryError("PEER_UNAVAILABLE", `the deadline of ${method} to peer ${this.peer.id} has passed`);
+    const session = await this.connection.session().catch((e: unknown) => {
+      throw e instanceof TributaryError && e.code === "NOT_READY" ? e : new TributaryError("PEER_UNAVAILABLE", `${what} did not answer: ${(e as Error).message}`, { cause: e });
     });
+    const left = deadlineMs - this.env.clock.now();
+    if (left <= 0) throw new TributaryError("PEER_UNAVAILABLE", `the deadline of ${method} to peer ${this.peer.id} passed while connecting`);
+    const request = toBinary(CallRequestSchema, create(CallRequestSchema, { from: this.env.self, method, body }));
+    const reply = await unary(session, frameMessage(request), left, this.env.limits.maxFrameBytes, this.env.clock).catch((e: unknown) => {
+      throw callError(what, e as UnaryFailure);
+    });
+    const res = fromBinary(CallResponseSchema, reply);
+    if (res.errorCode === "") return res.body;
+    throw refusal(res.errorCode, res.errorMessage);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const frames = this.frames;
+    this.frames = null;
+    if (frames) {
+      frames.dead = true;
+      frames.stream?.end();
+    }
+    this.connection.close();
   }
 
   private resetWindow(): void {
@@ -116,56 +155,132 @@ export class PeerLink {
     this.sizes = [];
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.stream?.end();
-    this.stream = null;
-    this.client.close();
-  }
-
   private open(): FramesStream | null {
     if (this.env.clock.now() < this.retryAtMs) return null;
-    const stream: FramesStream = this.client.makeBidiStreamRequest(FRAMES, writeRaw, readAck, new grpc.Metadata(), {});
-    stream.on("data", (ack: FramesResponse) => {
-      if (this.stream !== stream) return;
-      // Acks come in frame order (one stream): the oldest `frames` unanswered frames were answered.
-      const answered = Math.min(Math.max(ack.frames, 1), this.sizes.length);
-      for (const size of this.sizes.splice(0, answered)) this.inflightBytes -= size;
-      this.inflight = this.sizes.length;
-      this.backoffMs = INITIAL_BACKOFF_MS;
-    });
-    const broken = () => this.broken(stream);
-    stream.on("error", broken); // also keeps a failed call from being an unhandled 'error'
-    stream.on("status", broken);
-    stream.on("end", broken);
-    this.stream = stream;
+    const frames: FramesStream = { stream: null, queued: [], dead: false };
+    this.frames = frames;
     this.resetWindow();
-    return stream;
+    this.connection.session().then(
+      (session) => this.attach(frames, session),
+      () => this.broken(frames),
+    );
+    return frames;
   }
 
-  private broken(stream: FramesStream): void {
-    if (this.stream !== stream) return;
-    this.stream = null;
+  private attach(frames: FramesStream, session: http2.ClientHttp2Session): void {
+    if (frames.dead) return;
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request({ ":method": "POST", ":path": FRAMES_PATH, "content-type": GRPC_CONTENT_TYPE, te: "trailers" });
+    } catch {
+      return this.broken(frames);
+    }
+    frames.stream = stream;
+    for (const b of frames.queued) stream.write(b);
+    frames.queued = [];
+    const reader = new MessageReader(ACK_MAX_BYTES, (bytes) => this.acked(frames, bytes));
+    stream.on("data", (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch {
+        this.broken(frames);
+      }
+    });
+    const broken = () => this.broken(frames);
+    stream.on("error", broken);
+    stream.on("response", (headers) => {
+      if (headers["grpc-status"] !== undefined) broken(); // trailers-only: the peer refused the stream
+    });
+    stream.on("trailers", broken);
+    stream.on("end", broken);
+    stream.on("close", broken);
+  }
+
+  private acked(frames: FramesStream, bytes: Uint8Array): void {
+    if (this.frames !== frames) return;
+    const ack = fromBinary(FramesResponseSchema, bytes);
+    // Acks come in frame order (one stream): the oldest `frames` unanswered frames were answered.
+    const answered = Math.min(Math.max(ack.frames, 1), this.sizes.length);
+    for (const size of this.sizes.splice(0, answered)) this.inflightBytes -= size;
+    this.inflight = this.sizes.length;
+    this.backoffMs = INITIAL_BACKOFF_MS;
+  }
+
+  private broken(frames: FramesStream): void {
+    if (frames.dead) return;
+    frames.dead = true;
+    frames.queued = [];
+    if (frames.stream && !frames.stream.destroyed) frames.stream.close();
+    if (this.frames !== frames) return;
+    this.frames = null;
     this.resetWindow();
-    stream.cancel();
     const waitMs = this.backoffMs / 2 + (this.env.random() * this.backoffMs) / 2;
     this.retryAtMs = this.env.clock.now() + waitMs;
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
     if (!this.closed) this.env.onBroken(this.peer.id);
   }
+}
 
-  private callError(method: string, err: grpc.ServiceError | null, connected: boolean): Error {
-    const what = `peer ${this.peer.id} (${this.peer.address}) ${method}`;
-    const code = err?.metadata?.get(ERROR_CODE_TRAILER)[0];
-    if (typeof code === "string" && code !== "INTERNAL") return refusal(code, err?.details ?? "");
-    if (err?.code === grpc.status.INTERNAL) return new Error(`${what} failed: ${err.details}`, { cause: err });
-    if (err?.code === grpc.status.RESOURCE_EXHAUSTED) return new TributaryError("RECORD_TOO_LARGE", `${what}: ${err.details}`, { cause: err });
-    // The request may have arrived and run: the caller must not assume it did not.
-    if (err?.code === grpc.status.DEADLINE_EXCEEDED) return new TributaryError("REQUEST_TIMED_OUT", `${what} did not answer before the deadline; it may have run`, { cause: err });
-    if (connected) return new TributaryError("REQUEST_TIMED_OUT", `${what} broke off (${err?.details ?? "no reply"}); it may have run`, { cause: err });
-    return new TributaryError("PEER_UNAVAILABLE", `${what} did not answer: ${err?.details ?? "no reply"}`, { cause: err });
-  }
+/** How a unary call failed: a gRPC status from the peer, or the stream broke (after the request may have gone out), or the deadline. */
+interface UnaryFailure {
+  kind: "status" | "broken" | "deadline";
+  code?: number;
+  message: string;
+}
+
+/** One request message out, one response message back, within `timeoutMs`. */
+function unary(session: http2.ClientHttp2Session, request: Buffer, timeoutMs: number, maxBytes: number, clock: Clock): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    let reply: Uint8Array | null = null;
+    let settled = false;
+    let stream: http2.ClientHttp2Stream;
+    const settle = (f: () => void) => {
+      if (settled) return;
+      settled = true;
+      cancelTimer();
+      if (!stream.destroyed) stream.close();
+      f();
+    };
+    const status = (headers: http2.IncomingHttpHeaders) => {
+      const code = Number(headers["grpc-status"]);
+      const message = decodeStatusMessage(headers["grpc-message"]);
+      if (code === Status.OK && reply !== null) settle(() => resolve(reply!));
+      else if (code === Status.OK) settle(() => reject({ kind: "status", code: Status.INTERNAL, message: "no response message" } satisfies UnaryFailure));
+      else settle(() => reject({ kind: "status", code, message } satisfies UnaryFailure));
+    };
+    try {
+      stream = session.request({ ":method": "POST", ":path": CALL_PATH, "content-type": GRPC_CONTENT_TYPE, te: "trailers", "grpc-timeout": grpcTimeout(timeoutMs) });
+    } catch (e) {
+      return reject({ kind: "broken", message: (e as Error).message } satisfies UnaryFailure);
+    }
+    const cancelTimer = clock.setTimer(timeoutMs, () => settle(() => reject({ kind: "deadline", message: "deadline exceeded" } satisfies UnaryFailure)));
+    const reader = new MessageReader(maxBytes, (m) => {
+      reply ??= m;
+    });
+    stream.on("response", (headers) => {
+      if (headers["grpc-status"] !== undefined) status(headers);
+    });
+    stream.on("trailers", status);
+    stream.on("data", (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (e) {
+        settle(() => reject({ kind: "status", code: Status.RESOURCE_EXHAUSTED, message: (e as Error).message } satisfies UnaryFailure));
+      }
+    });
+    const broke = (e?: unknown) => settle(() => reject({ kind: "broken", message: (e as Error)?.message ?? "the stream closed without a status" } satisfies UnaryFailure));
+    stream.on("error", broke);
+    stream.on("close", () => broke());
+    stream.end(request);
+  });
+}
+
+function callError(what: string, f: UnaryFailure): Error {
+  if (f.kind === "status" && f.code === Status.INTERNAL) return new Error(`${what} failed: ${f.message}`);
+  if (f.kind === "status" && f.code === Status.RESOURCE_EXHAUSTED) return new TributaryError("RECORD_TOO_LARGE", `${what}: ${f.message}`);
+  // The request may have arrived and run: the caller must not assume it did not.
+  if (f.kind === "deadline") return new TributaryError("REQUEST_TIMED_OUT", `${what} did not answer before the deadline; it may have run`);
+  return new TributaryError("REQUEST_TIMED_OUT", `${what} broke off (${f.message}); it may have run`);
 }
 
 /** A refusal from the peer: its TributaryError, or a plain Error for a code this version does not know. */

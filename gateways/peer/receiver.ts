@@ -1,6 +1,6 @@
 /**
- * The receiving side of the peer transport: the PeerService handlers, served through the gRPC
- * gateway's bridge (gateways/grpc/bridge.ts).
+ * The receiving side of the peer transport: the PeerService handlers the peer listener
+ * (h2-server.ts) runs.
  *
  * Frames: every request is decoded, checked and handed to `TransportHandlers.frame` at once
  * (nothing is queued here), so the sender's count of frames in flight is the only buffer. The
@@ -10,20 +10,18 @@
  * is far larger than what arrives meanwhile, never a Raft message. A frame from an id not in the
  * peer list, or one arriving before `listen`, is acknowledged as not delivered and counted. Bytes that are not a frame end
  * the stream with INVALID_ARGUMENT (the sender reconnects after its backoff). Frames larger than
- * `maxFrameBytes` never get here: grpc-js refuses them (RESOURCE_EXHAUSTED) at the server's
- * receive limit.
+ * `maxFrameBytes` never get here: the listener refuses them (RESOURCE_EXHAUSTED) as they start.
  *
- * Call: the handler's reply, or its TributaryError as `error_code`/`error_message`; anything
- * else it throws is a bug and ends the call with INTERNAL (logged by the reporter).
+ * Call: the handler's reply, or its TributaryError (or the request's INVALID_REQUEST) as
+ * `error_code`/`error_message`; anything else it throws is a bug and ends the call with INTERNAL.
  */
-import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { isTributaryError } from "../../src/errors.ts";
 import type { NodeId, TransportHandlers } from "../../src/cluster/types.ts";
-import type { BidiCall, ServiceHandlers } from "../grpc/bridge.ts";
+import { decodeRequest } from "../grpc/bridge.ts";
+import { CallRequestSchema, CallResponseSchema, FramesResponseSchema } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
 import { decodeFrame } from "./codec.ts";
-import { PeerService, type FramesRequestSchema, type FramesResponseSchema } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
-
-type PeerMethods = typeof PeerService extends GenService<infer S> ? S : never;
+import type { FramesReply, FramesSink, PeerServerHandlers } from "./h2-server.ts";
 
 export type ReceiveDropReason = "unknown" | "not_listening";
 
@@ -47,21 +45,24 @@ export class Receiver {
 
   constructor(private readonly env: ReceiverEnv) {}
 
-  service(): ServiceHandlers<PeerMethods> {
+  handlers(): PeerServerHandlers {
     return {
-      frames: (stream, ctx) => this.frames(stream, ctx.signal),
-      call: async (req) => {
-        const handlers = this.env.handlers();
-        if (!this.env.known(req.from)) return { errorCode: "PERMISSION_DENIED", errorMessage: `peer ${req.from} is not in this peer's cluster.peers` };
-        if (!handlers) return { errorCode: "NOT_READY", errorMessage: "the peer is starting: its transport is not listening yet" };
-        try {
-          return { body: await handlers.call(req.from, req.method, req.body) };
-        } catch (e) {
-          if (isTributaryError(e)) return { errorCode: e.code, errorMessage: e.message };
-          throw e;
-        }
-      },
+      frames: (reply) => this.frames(reply),
+      call: async (bytes) => toBinary(CallResponseSchema, create(CallResponseSchema, await this.call(bytes))),
     };
+  }
+
+  private async call(bytes: Uint8Array): Promise<MessageInitShape<typeof CallResponseSchema>> {
+    try {
+      const req = decodeRequest(CallRequestSchema, bytes);
+      const handlers = this.env.handlers();
+      if (!this.env.known(req.from)) return { errorCode: "PERMISSION_DENIED", errorMessage: `peer ${req.from} is not in this peer's cluster.peers` };
+      if (!handlers) return { errorCode: "NOT_READY", errorMessage: "the peer is starting: its transport is not listening yet" };
+      return { body: await handlers.call(req.from, req.method, req.body) };
+    } catch (e) {
+      if (isTributaryError(e)) return { errorCode: e.code, errorMessage: e.message };
+      throw e;
+    }
   }
 
   /** Ends every open Frames stream. */
@@ -69,56 +70,40 @@ export class Receiver {
     for (const end of [...this.enders]) end();
   }
 
-  private frames(stream: BidiCall<typeof FramesRequestSchema, typeof FramesResponseSchema>, signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      // Frames answered by the next response: how many, and whether they reached the handlers.
-      let unanswered = 0;
-      let delivered = true;
-      let cancelTimer: (() => void) | null = null;
-      const answer = () => {
+  private frames(reply: FramesReply): FramesSink {
+    // Frames answered by the next response: how many, and whether they reached the handlers.
+    let unanswered = 0;
+    let delivered = true;
+    let cancelTimer: (() => void) | null = null;
+    const answer = () => {
+      cancelTimer?.();
+      cancelTimer = null;
+      if (unanswered === 0) return;
+      reply.write(toBinary(FramesResponseSchema, create(FramesResponseSchema, { delivered, frames: unanswered })));
+      unanswered = 0;
+    };
+    const end = () => reply.end();
+    this.enders.add(end);
+    return {
+      message: (bytes) => {
+        const ok = this.deliver(bytes); // throws INVALID_REQUEST: the server ends the stream
+        if (unanswered > 0 && ok !== delivered) answer();
+        delivered = ok;
+        unanswered++;
+        if (unanswered >= ACK_MAX_FRAMES) answer();
+        else cancelTimer ??= this.env.setTimer(ACK_DELAY_MS, answer);
+      },
+      closed: () => {
         cancelTimer?.();
         cancelTimer = null;
-        if (unanswered === 0) return;
-        stream.call.write(stream.create({ delivered, frames: unanswered }));
-        unanswered = 0;
-      };
-      const finish = (e?: unknown) => {
-        cancelTimer?.();
         this.enders.delete(end);
-        stream.call.off("data", onData);
-        if (e === undefined) resolve();
-        else reject(e);
-      };
-      const end = () => finish();
-      const onData = (bytes: Buffer) => {
-        try {
-          const ok = this.deliver(bytes);
-          if (unanswered > 0 && ok !== delivered) answer();
-          delivered = ok;
-          unanswered++;
-          if (unanswered >= ACK_MAX_FRAMES) answer();
-          else cancelTimer ??= this.env.setTimer(ACK_DELAY_MS, () => {
-            try {
-              answer();
-            } catch (e) {
-              finish(e);
-            }
-          });
-        } catch (e) {
-          finish(e);
-        }
-      };
-      this.enders.add(end);
-      stream.call.on("data", onData);
-      stream.call.once("end", end);
-      signal.addEventListener("abort", end, { once: true });
-    });
+      },
+    };
   }
 
   /** True when the frame reached the handlers. */
-  private deliver(bytes: Buffer): boolean {
-    // A plain view, so entry data handed to the driver are Uint8Arrays (views), not Buffers.
-    const { from, frame } = decodeFrame(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  private deliver(bytes: Uint8Array): boolean {
+    const { from, frame } = decodeFrame(bytes);
     if (!this.env.known(from)) {
       this.env.dropped(from, "unknown");
       return false;

@@ -1,11 +1,12 @@
 /**
  * `GrpcTransport`: the cluster's `Transport` (src/cluster/types.ts) over gRPC, on the peer
- * protocol of proto/tributary/peer/v1/peer.proto. One listener serves PeerService
- * (receiver.ts); one `PeerLink` per other peer (link.ts) holds the channel and the Frames stream
- * to it. codec.ts maps Raft messages to protobuf.
+ * protocol of proto/tributary/peer/v1/peer.proto, spoken on node:http2 directly rather than
+ * through grpc-js (grpc-wire.ts says why). One listener (h2-server.ts) serves PeerService
+ * (receiver.ts); one `PeerLink` per other peer (link.ts) holds the connection and the Frames
+ * stream to it. codec.ts maps Raft messages to protobuf.
  *
  * Bounds: a frame is encoded once, in `send`, and dropped there when it is over `maxFrameBytes`
- * (the receiver's grpc-js receive limit, so a peer with a smaller limit refuses it too); at most
+ * (the receiver's limit too, so a peer with a smaller limit refuses it); at most
  * `maxInflightFrames` unacknowledged frames per peer; Call bodies are bounded by the same size
  * both ways. Every drop is counted in `tributary_peer_frames_dropped_total{peer,reason}`
  * (`size`, `inflight`, `disconnected` at the sender; `unknown`, `not_listening` at the
@@ -15,7 +16,7 @@
  * TLS: with `tls`, the listener serves TLS and requires a client certificate issued by `ca`
  * (mutual TLS), and the links present the same certificate, verifying each peer's against `ca`
  * (so the certificate must name every peer's host, or each peer uses its own from that CA; a
- * peer listed by IP address must be an IP SAN: ../grpc/channel.ts, which makes that work on Bun).
+ * peer listed by IP address must be an IP SAN: credentials.ts, which makes that work on Bun and Deno).
  * `reloadTls` swaps the material (credentials.ts): new handshakes both ways use it, open
  * connections keep theirs.
  *
@@ -24,17 +25,15 @@
  *   t.listen({ frame: (from, f) => host.receive(from, f), call: (from, m, b) => forwarded(m, b), unreachable: (p) => host.unreachable(p) });
  *   t.send(2, [{ group: META_GROUP, message }]);
  */
-import * as grpc from "@grpc/grpc-js";
 import { TributaryError } from "../../src/errors.ts";
 import { DEFAULT_TRANSPORT_LIMITS, type GroupMessage, type NodeId, type PeerInfo, type Transport, type TransportHandlers, type TransportLimits } from "../../src/cluster/types.ts";
 import { UnreachableNotices } from "../../src/cluster/unreachable.ts";
 import type { Logger } from "../../src/logger.ts";
 import { Metrics, type Counter } from "../../src/metrics.ts";
 import { systemClock, type Clock } from "../../src/runtime/clock.ts";
-import { serverImplementation, type ErrorReporter } from "../grpc/bridge.ts";
-import { PeerService } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
 import { encodeFrame } from "./codec.ts";
 import { PeerCredentials, type PeerTls } from "./credentials.ts";
+import { PeerServer } from "./h2-server.ts";
 import { PeerLink, type DropReason, type LinkEnv } from "./link.ts";
 import { Receiver, type ReceiveDropReason } from "./receiver.ts";
 
@@ -85,7 +84,7 @@ export class GrpcTransport implements Transport {
   private constructor(
     private readonly options: GrpcTransportOptions,
     private readonly limits: TransportLimits,
-    private readonly server: grpc.Server,
+    private readonly server: PeerServer,
     private readonly receiver: Receiver,
     private readonly boundPort: number,
     /** Peer ids the receiver takes frames from (shared with it). */
@@ -96,8 +95,7 @@ export class GrpcTransport implements Transport {
     this.notices = new UnreachableNotices(clock);
     // Without a registry the counters still run (on a private one), which keeps the code one path.
     this.metrics = peerMetrics(options.metrics ?? new Metrics());
-    const credentials = tlsCredentials?.channel ?? null;
-    this.env = { self: options.self, limits, credentials, clock, random: options.random ?? Math.random, onBroken: (p: NodeId) => this.unreachable(p) };
+    this.env = { self: options.self, limits, credentials: tlsCredentials, clock, random: options.random ?? Math.random, onBroken: (p: NodeId) => this.unreachable(p), ...(options.logger ? { logger: options.logger } : {}) };
     for (const peer of options.peers) if (peer.id !== options.self) this.links.set(peer.id, new PeerLink(peer, this.env));
   }
 
@@ -118,7 +116,6 @@ export class GrpcTransport implements Transport {
   static async start(options: GrpcTransportOptions): Promise<GrpcTransport> {
     const limits = options.limits ?? DEFAULT_TRANSPORT_LIMITS;
     if (!(limits.maxInflightFrames >= 1 && limits.maxFrameBytes >= 1)) throw new TributaryError("INVALID_CONFIG", "peer transport limits must be at least 1");
-    const server = new grpc.Server({ "grpc.max_receive_message_length": limits.maxFrameBytes, "grpc.max_send_message_length": limits.maxFrameBytes });
     let transport: GrpcTransport | undefined;
     const known = new Set(options.peers.map((p) => p.id));
     const clock = options.clock ?? systemClock;
@@ -128,12 +125,23 @@ export class GrpcTransport implements Transport {
       handlers: () => transport?.handlers,
       dropped: (from, reason) => transport?.countDrop(from, reason),
     });
-    const report: ErrorReporter = (method, error, cause) => {
-      if (error.code === "INTERNAL") options.logger?.error("peer call failed", { method, error: cause });
-    };
-    server.addService(...serverImplementation(PeerService, receiver.service(), report));
     const tlsCredentials = options.tls ? new PeerCredentials(options.tls) : null;
-    const port = await bind(server, options, tlsCredentials);
+    const handlers = receiver.handlers();
+    const call = handlers.call;
+    handlers.call = (bytes) =>
+      call(bytes).catch((e: unknown) => {
+        options.logger?.error("peer call failed", { error: e });
+        throw e;
+      });
+    const server = await PeerServer.listen({
+      host: options.host,
+      port: options.port,
+      maxMessageBytes: limits.maxFrameBytes,
+      maxSessionBytes: 2 * (limits.maxInflightBytes ?? limits.maxFrameBytes * limits.maxInflightFrames),
+      credentials: tlsCredentials,
+      handlers,
+    });
+    const port = server.port;
     transport = new GrpcTransport(options, limits, server, receiver, port, known, tlsCredentials);
     return transport;
   }
@@ -158,7 +166,7 @@ export class GrpcTransport implements Transport {
     if (!link || this.closing) return this.drop(to, "disconnected");
     const bytes = encodeFrame(this.options.self, frame);
     if (bytes.byteLength > this.limits.maxFrameBytes) return this.drop(to, "size");
-    const refused = link.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const refused = link.send(bytes);
     if (refused) return this.drop(to, refused);
     this.metrics.sent.inc({ peer: String(to) });
   }
@@ -180,16 +188,7 @@ export class GrpcTransport implements Transport {
   private async shutdown(): Promise<void> {
     for (const link of this.links.values()) link.close();
     this.receiver.endAll();
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, SHUTDOWN_GRACE_MS);
-      this.server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await this.server.close(SHUTDOWN_GRACE_MS);
   }
 
   private drop(to: NodeId, reason: DropReason | "size"): void {
@@ -204,10 +203,4 @@ export class GrpcTransport implements Transport {
   private unreachable(peer: NodeId): void {
     if (!this.closing) this.notices.report(peer, this.handlers);
   }
-}
-
-function bind(server: grpc.Server, options: GrpcTransportOptions, tls: PeerCredentials | null): Promise<number> {
-  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
-  const credentials = tls?.server ?? grpc.ServerCredentials.createInsecure();
-  return new Promise((resolve, reject) => server.bindAsync(`${host}:${options.port}`, credentials, (err, port) => (err ? reject(err) : resolve(port))));
 }
