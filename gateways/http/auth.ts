@@ -24,10 +24,14 @@
  *   DELETE /v1/groups/{g}                          delete group:g
  *   anything else                                  any authenticated principal (then 404)
  *
+ * Authorized, a request on a connection not yet counted counts it for its principal; past the
+ * principal's maxConnections it is refused with 503 OVERLOADED (src/security/connections.ts).
+ *
  * Routes whose resource is in the body read a copy of it (bounded by http.max.request.bytes, as
  * the route's own read is).
  */
 import type { MiddlewareHandler } from "hono";
+import type { RequestEnv } from "../../src/runtime/http-server.ts";
 import { CLUSTER, group, topic, type Check, type SecurityGuard } from "../../src/security/guard.ts";
 import { decodeBody, readBody, requestFormat } from "./media.ts";
 import { withQuota } from "./quota.ts";
@@ -95,6 +99,8 @@ export function authMiddleware(guard: SecurityGuard, maxRequestBytes: number): M
     if (OPEN.has(c.req.path)) return next();
     const principal = await guard.authenticate("http", c.req.header("authorization"));
     guard.authorize("http", principal, await requiredChecks(c.req.raw, c.req.path, maxRequestBytes));
+    // The connection counts for the first principal authorized on it (maxConnections, connections.ts).
+    await guard.quotas.admitConnection("http", (c.env as RequestEnv | undefined)?.connection, principal);
     // Authorized, then charged against the principal's quotas (quota.ts), which runs the route.
     await withQuota(c, next, guard.quotas, principal, maxRequestBytes);
   };

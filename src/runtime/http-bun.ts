@@ -50,7 +50,10 @@ export function startBunServer(fetch: FetchHandler, opts: HttpServerOptions): Pr
       // With TLS, a reload binds a second listener to the port before the first one stops.
       reusePort: material !== undefined,
       tls: bunTls(material),
-      fetch: (req) => fetch(req),
+      fetch: (req, srv) => {
+        const ip = srv.requestIP(req);
+        return fetch(req, ip && srv.port !== undefined ? { connection: { localPort: srv.port, remoteAddress: ip.address, remotePort: ip.port } } : {});
+      },
     });
   let server = serve(opts.port, opts.tls);
   const port = server.port;

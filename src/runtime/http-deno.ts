@@ -30,8 +30,12 @@ interface DenoServeOptions {
   key?: string;
 }
 
+interface DenoServeInfo {
+  remoteAddr: { hostname: string; port: number };
+}
+
 interface DenoRuntime {
-  serve(options: DenoServeOptions, handler: (req: Request) => Response | Promise<Response>): DenoHttpServer;
+  serve(options: DenoServeOptions, handler: (req: Request, info: DenoServeInfo) => Response | Promise<Response>): DenoHttpServer;
 }
 
 export function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): Promise<HttpServer> {
@@ -43,6 +47,7 @@ export function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): P
   return new Promise((resolve, reject) => {
     // onListen may run before serve() returns, so the server is read only when stop() is called.
     let server: DenoHttpServer | undefined;
+    let localPort = opts.port;
     try {
       server = deno.serve(
         {
@@ -50,20 +55,22 @@ export function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): P
           port: opts.port,
           ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
           // Replaces Deno's default "Listening on ..." line on stdout: the caller logs its own.
-          onListen: (addr) =>
+          onListen: (addr) => {
+            localPort = addr.port;
             resolve({
               port: addr.port,
               async stop() {
                 if (server) await Promise.race([server.shutdown(), graceTimer(STOP_GRACE_MS)]);
               },
               reloadTls: () => Promise.reject(new Error("Deno.serve cannot change its certificate in place; the old one stays until the broker restarts")),
-            }),
+            });
+          },
           onError: () => new Response(JSON.stringify({ error: { code: "INTERNAL", message: "internal error" } }), {
             status: 500,
             headers: { "content-type": "application/json" },
           }),
         },
-        (req) => fetch(req),
+        (req, info) => fetch(req, { connection: { localPort, remoteAddress: info.remoteAddr.hostname, remotePort: info.remoteAddr.port } }),
       );
     } catch (e) {
       reject(e);
