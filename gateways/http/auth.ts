@@ -1,7 +1,8 @@
 /**
  * The HTTP gateway's one place for security: a middleware that, when authentication is on,
- * authenticates `Authorization: Bearer <token>` and checks the ACL for what the request does,
- * before any route runs. Without a guard (authentication off) it is not installed at all.
+ * authenticates `Authorization: Bearer <token>` (under mutual TLS, without one: the client
+ * certificate's CN, which the server passes in `c.env`) and checks the ACL for what the request
+ * does, before any route runs. Without a guard (authentication off) it is not installed at all.
  *
  * What each route needs (resources: topic:<name>, group:<id>, cluster):
  *
@@ -97,10 +98,12 @@ export async function requiredChecks(req: Request, path: string, maxBytes: numbe
 export function authMiddleware(guard: SecurityGuard, maxRequestBytes: number): MiddlewareHandler {
   return async (c, next) => {
     if (OPEN.has(c.req.path)) return next();
-    const principal = await guard.authenticate("http", c.req.header("authorization"));
+    const env = c.env as RequestEnv | undefined;
+    // Under mutual TLS the verified client certificate's CN, when the request sends no token.
+    const principal = await guard.authenticate("http", c.req.header("authorization"), env?.certificatePrincipal);
     guard.authorize("http", principal, await requiredChecks(c.req.raw, c.req.path, maxRequestBytes));
     // The connection counts for the first principal authorized on it (maxConnections, connections.ts).
-    await guard.quotas.admitConnection("http", (c.env as RequestEnv | undefined)?.connection, principal);
+    await guard.quotas.admitConnection("http", env?.connection, principal);
     // Authorized, then charged against the principal's quotas (quota.ts), which runs the route.
     await withQuota(c, next, guard.quotas, principal, maxRequestBytes);
   };

@@ -16,6 +16,8 @@ import type { TlsMaterial } from "../security/tls.ts";
 export interface RequestEnv {
   /** Absent where the runtime cannot name it. */
   connection?: Connection;
+  /** Under mutual TLS: the verified client certificate's subject CN (null: it has none). */
+  certificatePrincipal?: string | null;
 }
 
 export type FetchHandler = (req: Request, env: RequestEnv) => Response | Promise<Response>;
