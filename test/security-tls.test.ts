@@ -11,6 +11,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { request } from "node:https";
+import { connect as http2Connect } from "node:http2";
 import { X509Certificate } from "node:crypto";
 import { connect as tlsConnect } from "node:tls";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -196,7 +197,7 @@ describe("mutual TLS on a Bun broker", () => {
 
   beforeAll(async () => {
     const aclFile = pki.file("acl.json");
-    await writeFile(aclFile, JSON.stringify({ acls: [{ principal: "writer", resource: "topic:tls-*", operations: ["create", "describe"] }] }));
+    await writeFile(aclFile, JSON.stringify({ acls: [{ principal: "writer", resource: "topic:tls-*", operations: ["create", "describe", "consume"] }] }));
     // No token file: mutual TLS alone authenticates.
     b = await broker("bun", ["--tls-cert-file", pki.file("server.pem"), "--tls-key-file", pki.file("server.key"), "--tls-ca-file", pki.file("ca.pem"), "--auth-acl-file", aclFile]);
   }, 60_000);
@@ -217,6 +218,20 @@ describe("mutual TLS on a Bun broker", () => {
     const denied = await httpsGet(`${b.url}/v1/topics`, writer(), {}, JSON.stringify({ name: "elsewhere", partitions: 1 }));
     expect(denied.status).toBe(403);
     expect(JSON.parse(denied.body).error).toMatchObject({ code: "PERMISSION_DENIED", message: expect.stringMatching(/writer/) });
+  });
+
+  it("HTTP/2 too: a Server-Sent Events stream opens for the certificate's principal", async () => {
+    const session = http2Connect(b.url, { ...writer(), servername: "localhost" });
+    try {
+      const stream = session.request({ ":path": "/v1/topics/tls-h/partitions/0/stream?offset=0" });
+      const head = await new Promise<Record<string, unknown>>((resolve, reject) => (stream.once("response", resolve), stream.once("error", reject)));
+      expect(head[":status"]).toBe(200);
+      const first = await new Promise<string>((resolve, reject) => (stream.once("data", (d: Buffer) => resolve(d.toString())), stream.once("error", reject)));
+      expect(first).toContain(": open");
+      stream.close();
+    } finally {
+      session.close();
+    }
   });
 
   it("gRPC: the certificate's CN is the principal the ACL decides for; another CA's certificate is refused", async () => {

@@ -20,6 +20,9 @@ import type { TLSSocket } from "node:tls";
 import { certificatePrincipal, type TlsMaterial } from "../security/tls.ts";
 import { STOP_GRACE_MS, graceTimer, type FetchHandler, type HttpServer, type HttpServerOptions, type RequestEnv } from "./http-server.ts";
 
+/** Connection-level headers: node frames the body itself, and HTTP/2 refuses a stream carrying them. */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection"]);
+
 const secureContext = (m: TlsMaterial) => ({ cert: m.cert, key: m.key, ...(m.ca === null ? {} : { ca: m.ca }) });
 
 function toRequest(req: Http2ServerRequest, signal: AbortSignal): Request {
@@ -72,7 +75,9 @@ async function serveOne(fetch: FetchHandler, req: Http2ServerRequest, res: Http2
     response = new Response(JSON.stringify({ error: { code: "INTERNAL", message: "internal error" } }), { status: 500, headers: { "content-type": "application/json" } });
   }
   const headers: Record<string, string> = {};
-  response.headers.forEach((v, k) => (headers[k] = v));
+  response.headers.forEach((v, k) => {
+    if (!HOP_BY_HOP.has(k)) headers[k] = v;
+  });
   res.writeHead(response.status, headers);
   if (response.body && req.method !== "HEAD") await sendBody(response.body, res, gone.signal);
   else res.end();
