@@ -79,15 +79,20 @@ describe("the connection limiter", () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const metrics = new Metrics();
-    const l = new ConnectionLimiter(() => RULES, metrics, new ManualClock(), async () => (await gate, new Set<string>()));
+    let probes = 0;
+    const l = new ConnectionLimiter(() => RULES, metrics, new ManualClock(), async () => (probes++, await gate, new Set<string>()));
     await l.admit("http", conn(1), "sensor");
     await l.admit("http", conn(2), "sensor");
     const third = l.admit("http", conn(3), "sensor"); // waits for the probe
     await l.admit("http", conn(9), "other"); // admitted while the probe runs
+    await l.admit("http", conn(10), "other");
+    const othersThird = l.admit("http", conn(11), "other"); // joins the read in flight
     release();
     await third;
     expect(l.held("sensor")).toBe(1); // 1 and 2 were gone; 3 is counted
-    expect(l.held("other")).toBe(1); // not pruned: not the principal asked about, and admitted later
+    expect((await refusal(othersThird)).message).toMatch(/maxConnections 2/); // 9 and 10 came after the read began
+    expect(l.held("other")).toBe(2);
+    expect(probes).toBe(1);
   });
 
   it("where the kernel cannot say, a connection counts until it has carried no request for idleMs", async () => {

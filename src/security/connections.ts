@@ -76,6 +76,11 @@ interface Entry {
   seq: number;
 }
 
+interface Snapshot {
+  before: number;
+  open: Promise<Set<string> | null>;
+}
+
 export interface ConnectionLimitOptions {
   /** Where the probe cannot answer: a connection without a request for this long stops counting. */
   idleMs?: number;
@@ -86,6 +91,7 @@ export interface ConnectionLimitOptions {
 export class ConnectionLimiter {
   private readonly entries = new Map<string, Entry>();
   private readonly counts = new Map<string, number>();
+  private readonly reading = new Map<number, Snapshot>();
   private readonly refusals: Counter;
   private seq = 0;
   readonly idleMs: number;
@@ -139,19 +145,35 @@ export class ConnectionLimiter {
     return e !== undefined;
   }
 
+  /**
+   * The kernel's view of `port`, shared by concurrent prunes (a flood of refused connections costs
+   * one read at a time); `before`: only entries admitted before the read started may be pruned by it.
+   */
+  private snapshot(port: number): Snapshot {
+    let snap = this.reading.get(port);
+    if (!snap) {
+      const made: Snapshot = { before: this.seq, open: this.probe(port).catch(() => null) };
+      void made.open.finally(() => this.reading.delete(port));
+      this.reading.set(port, made);
+      snap = made;
+    }
+    return snap;
+  }
+
   /** Forget connections (of `principal`, or everyone's) that have closed: the probe's view, else idle time. */
   private async prune(principal: string | null): Promise<void> {
-    const before = this.seq;
     const ports = new Set<number>();
     for (const e of this.entries.values()) if (principal === null || e.principal === principal) ports.add(e.localPort);
-    const open = new Map<number, Set<string> | null>();
-    await Promise.all([...ports].map(async (p) => open.set(p, await this.probe(p).catch(() => null))));
+    const views = new Map<number, { before: number; open: Set<string> | null }>();
+    await Promise.all([...ports].map(async (p) => {
+      const snap = this.snapshot(p);
+      views.set(p, { before: snap.before, open: await snap.open });
+    }));
     const idleBefore = this.clock.now() - this.idleMs;
     for (const [key, e] of this.entries) {
-      if (e.seq >= before || (principal !== null && e.principal !== principal)) continue;
-      const live = open.get(e.localPort);
-      if (live === undefined) continue;
-      if (live === null ? e.lastSeenMs >= idleBefore : live.has(key)) continue;
+      const view = views.get(e.localPort);
+      if (!view || e.seq >= view.before || (principal !== null && e.principal !== principal)) continue;
+      if (view.open === null ? e.lastSeenMs >= idleBefore : view.open.has(key)) continue;
       this.entries.delete(key);
       const n = (this.counts.get(e.principal) ?? 1) - 1;
       if (n <= 0) this.counts.delete(e.principal);
