@@ -85,9 +85,6 @@ function checkSecuritySettings(config: BrokerConfig): void {
   const sec = config.security;
   const mutualTls = mutualTlsOn(config);
   const authOn = sec.tokensFile !== "" || mutualTls;
-  if (mutualTls && (globalThis as { Deno?: unknown }).Deno !== undefined) {
-    throw new TributaryError("INVALID_CONFIG", "tls.ca.file: Deno.serve cannot request or verify client certificates, so mutual TLS needs Bun (the certificate alone works on Deno)");
-  }
   if (!authOn && sec.aclFile !== "") throw new TributaryError("INVALID_CONFIG", "auth.acl.file is set but neither auth.tokens.file nor tls.ca.file is: ACLs need authentication");
   if (authOn && config.mqttConfigPath !== "" && sec.mqttPrincipal === "") {
     throw new TributaryError("INVALID_CONFIG", "with authentication on, the MQTT bridge needs mqtt.principal: the principal whose ACL rules its mapping rules follow");

@@ -5,11 +5,13 @@
  * principal the ACL decides for; SIGHUP with a new certificate picked up by new connections
  * without the process exiting, and a bad file on SIGHUP leaving the old certificate in force (also
  * on the peer listener of a one-peer cluster);
- * Deno serving HTTPS and refusing mutual TLS at start; the MQTT bridge reaching Mosquitto over
+ * Deno serving HTTPS, and mutual TLS with the certificate's CN as the principal on HTTP too (both
+ * runtimes: node:http2 serves HTTP then); the MQTT bridge reaching Mosquitto over
  * mqtts:// with a CA.
  */
 import { spawnSync } from "node:child_process";
 import { request } from "node:https";
+import { connect as http2Connect } from "node:http2";
 import { X509Certificate } from "node:crypto";
 import { connect as tlsConnect } from "node:tls";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -57,10 +59,11 @@ interface TlsClient {
   key?: Buffer;
 }
 
-/** One HTTPS GET on a fresh connection (no agent): resolves with the status, rejects on a refused handshake. */
-function httpsGet(url: string, tls: TlsClient, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+/** One HTTPS request (GET, or POST of `body`) on a fresh connection (no agent): resolves with the status, rejects on a refused handshake. */
+function httpsGet(url: string, tls: TlsClient, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { ...tls, agent: false, headers }, (res) => {
+    const method = body === undefined ? "GET" : "POST";
+    const req = request(url, { ...tls, agent: false, method, headers: body === undefined ? headers : { "content-type": "application/json", ...headers } }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (body += c));
@@ -69,7 +72,7 @@ function httpsGet(url: string, tls: TlsClient, headers: Record<string, string> =
     });
     req.on("error", reject);
     req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
-    req.end();
+    req.end(body);
   });
 }
 
@@ -194,7 +197,7 @@ describe("mutual TLS on a Bun broker", () => {
 
   beforeAll(async () => {
     const aclFile = pki.file("acl.json");
-    await writeFile(aclFile, JSON.stringify({ acls: [{ principal: "writer", resource: "topic:tls-*", operations: ["create", "describe"] }] }));
+    await writeFile(aclFile, JSON.stringify({ acls: [{ principal: "writer", resource: "topic:tls-*", operations: ["create", "describe", "consume"] }] }));
     // No token file: mutual TLS alone authenticates.
     b = await broker("bun", ["--tls-cert-file", pki.file("server.pem"), "--tls-key-file", pki.file("server.key"), "--tls-ca-file", pki.file("ca.pem"), "--auth-acl-file", aclFile]);
   }, 60_000);
@@ -207,6 +210,28 @@ describe("mutual TLS on a Bun broker", () => {
     expect(await httpsGet(`${b.url}/healthz`, writer())).toMatchObject({ status: 200 });
     await failure(httpsGet(`${b.url}/healthz`, rogue()));
     await failure(httpsGet(`${b.url}/healthz`, { ca: pki.pem("ca.pem") }));
+  });
+
+  it("HTTPS: without a token, the certificate's CN is the principal the ACL decides for", async () => {
+    expect(await httpsGet(`${b.url}/v1/topics`, writer(), {}, JSON.stringify({ name: "tls-h", partitions: 1 }))).toMatchObject({ status: 201 });
+    expect(await httpsGet(`${b.url}/v1/topics/tls-h`, writer())).toMatchObject({ status: 200 });
+    const denied = await httpsGet(`${b.url}/v1/topics`, writer(), {}, JSON.stringify({ name: "elsewhere", partitions: 1 }));
+    expect(denied.status).toBe(403);
+    expect(JSON.parse(denied.body).error).toMatchObject({ code: "PERMISSION_DENIED", message: expect.stringMatching(/writer/) });
+  });
+
+  it("HTTP/2 too: a Server-Sent Events stream opens for the certificate's principal", async () => {
+    const session = http2Connect(b.url, { ...writer(), servername: "localhost" });
+    try {
+      const stream = session.request({ ":path": "/v1/topics/tls-h/partitions/0/stream?offset=0" });
+      const head = await new Promise<Record<string, unknown>>((resolve, reject) => (stream.once("response", resolve), stream.once("error", reject)));
+      expect(head[":status"]).toBe(200);
+      const first = await new Promise<string>((resolve, reject) => (stream.once("data", (d: Buffer) => resolve(d.toString())), stream.once("error", reject)));
+      expect(first).toContain(": open");
+      stream.close();
+    } finally {
+      session.close();
+    }
   });
 
   it("gRPC: the certificate's CN is the principal the ACL decides for; another CA's certificate is refused", async () => {
@@ -265,13 +290,35 @@ describe("TLS on a Deno broker", () => {
     expect(await unary(grpcClient(b.grpcAddress, { ca: pki.pem("ca.pem") }), "AdminService", "DescribeCluster", {})).toMatchObject({ ready: true });
   }, 60_000);
 
-  it("refuses mutual TLS at start with INVALID_CONFIG: Deno.serve cannot verify client certificates", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "tributary-tls-data-"));
-    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-    const cmd = runtimeCommand("deno", ["serve", "--data-dir", dataDir, "--http-port", "0", "--grpc-port", "0", "--tls-cert-file", pki.file("server.pem"), "--tls-key-file", pki.file("server.key"), "--tls-ca-file", pki.file("ca.pem")]);
-    const r = spawnSync(cmd.command, cmd.args, { cwd: REPO_ROOT, env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" }, encoding: "utf8", timeout: 60_000 });
-    expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/INVALID_CONFIG: tls\.ca\.file: Deno\.serve cannot/);
+  it("mutual TLS on both listeners: the certificate's CN is the principal on HTTP and gRPC; another CA's certificate, or none, is refused; SIGHUP reloads HTTP too", async () => {
+    const aclFile = pki.file("acl-deno.json");
+    await writeFile(aclFile, JSON.stringify({ acls: [{ principal: "writer", resource: "topic:tls-*", operations: ["create", "describe"] }] }));
+    const certFile = pki.file("deno-live-cert.pem");
+    const keyFile = pki.file("deno-live-key.pem");
+    await copyFile(pki.file("server.pem"), certFile);
+    await copyFile(pki.file("server.key"), keyFile);
+    const b = await broker("deno", ["--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-file", pki.file("ca.pem"), "--auth-acl-file", aclFile]);
+    const writer = { ca: pki.pem("ca.pem"), cert: pki.pem("writer.pem"), key: pki.pem("writer.key") };
+    expect(await httpsGet(`${b.url}/v1/topics`, writer, {}, JSON.stringify({ name: "tls-d", partitions: 1 }))).toMatchObject({ status: 201 });
+    expect(await httpsGet(`${b.url}/v1/topics`, writer, {}, JSON.stringify({ name: "elsewhere", partitions: 1 }))).toMatchObject({ status: 403 });
+    await failure(httpsGet(`${b.url}/healthz`, { ...writer, cert: pki.pem("rogue.pem"), key: pki.pem("rogue.key") }));
+    await failure(httpsGet(`${b.url}/healthz`, { ca: pki.pem("ca.pem") }));
+    const client = grpcClient(b.grpcAddress, writer);
+    expect(await unary(client, "AdminService", "DescribeTopic", { name: "tls-d" })).toMatchObject({ topic: { name: "tls-d" } });
+    expect((await failure(unary(client, "AdminService", "DescribeTopic", { name: "elsewhere" }))).code).toBe(grpc.status.PERMISSION_DENIED);
+
+    await copyFile(pki.file("server-b.pem"), certFile);
+    await copyFile(pki.file("server-b.key"), keyFile);
+    b.child.kill("SIGHUP");
+    await waitFor("the reload log line", () => (b.stderrLines().some((l) => l.includes('"tls: reloaded"')) ? true : undefined));
+    const served = await new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: "127.0.0.1", port: b.port, servername: "localhost", ...writer }, () => {
+        resolve(s.getPeerCertificate().fingerprint256);
+        s.destroy();
+      });
+      s.on("error", reject);
+    });
+    expect(served).toBe(new X509Certificate(pki.pem("server-b.pem")).fingerprint256);
   }, 60_000);
 });
 

@@ -29,6 +29,7 @@
  */
 import { TributaryError } from "../../src/errors.ts";
 import { CLUSTER, group, topic, type Check, type SecurityGuard } from "../../src/security/guard.ts";
+import { connectionOfPeer } from "../../src/security/connections.ts";
 import { certificatePrincipal } from "../../src/security/tls.ts";
 import type { CallQuota } from "./quota.ts";
 
@@ -92,17 +93,23 @@ export const GRPC_RULES: Readonly<Record<string, Rule>> = {
 
 /** What the bridge calls: authenticate a call, then admit each of its request messages. */
 export interface CallGuard {
-  /** `certificateSubject`: the verified client certificate's subject under mutual TLS, else undefined. */
-  authenticate(method: string, authorization: string | undefined, certificateSubject?: object): Promise<Admit>;
+  /**
+   * `certificateSubject`: the verified client certificate's subject under mutual TLS, else
+   * undefined. `peer`: grpc-js's `call.getPeer()` ("address:port"), the connection the call came
+   * on, counted for the principal against its maxConnections (UNAVAILABLE / OVERLOADED past it).
+   */
+  authenticate(method: string, authorization: string | undefined, certificateSubject?: object, peer?: string): Promise<Admit>;
 }
 
 /** Admits each request message; `quota` is who the bridge charges (quota.ts). */
 export type Admit = ((request: object) => void) & { quota?: CallQuota };
 
-export function callGuard(guard: SecurityGuard, mirror: MirrorTargets = NO_TARGETS): CallGuard {
+/** `localPort`: the listener's port (known once bound), which with the peer names a connection. */
+export function callGuard(guard: SecurityGuard, mirror: MirrorTargets = NO_TARGETS, localPort: () => number = () => 0): CallGuard {
   return {
-    async authenticate(method, authorization, certificateSubject) {
+    async authenticate(method, authorization, certificateSubject, peer) {
       const principal = await guard.authenticate("grpc", authorization, certificatePrincipal(certificateSubject as Record<string, unknown> | undefined));
+      await guard.quotas.admitConnection("grpc", peer === undefined ? undefined : (connectionOfPeer(localPort(), peer) ?? undefined), principal);
       const rule = GRPC_RULES[method];
       const admit = (request: object): void => {
         if (!rule) {

@@ -138,9 +138,10 @@ function refuse(reporter: ErrorReporter, name: string, e: unknown): ReturnType<t
   return toServiceError(err);
 }
 
-/** What the guard reads of a call: its metadata and, under TLS, the peer's certificate. */
+/** What the guard reads of a call: its metadata, its connection and, under TLS, the peer's certificate. */
 interface Caller {
   metadata: grpc.Metadata;
+  getPeer(): string;
   getAuthContext(): { sslPeerCertificate?: { subject?: object } } | null;
 }
 
@@ -169,7 +170,7 @@ export function serverImplementation<S extends GenServiceMethods>(
       const auth = call.metadata.get("authorization")[0];
       // Under mutual TLS, the verified client certificate's subject (else undefined).
       const subject = call.getAuthContext()?.sslPeerCertificate?.subject;
-      const admit = await guard.authenticate(name, typeof auth === "string" ? auth : undefined, subject);
+      const admit = await guard.authenticate(name, typeof auth === "string" ? auth : undefined, subject, call.getPeer());
       const decode = (bytes: Uint8Array) => {
         const req = decodeRequest(method.input, bytes);
         admit(req);

@@ -114,7 +114,7 @@ export async function startGrpcGateway(broker: Broker, options: GrpcGatewayOptio
   });
   let port = 0;
   const mirrorTargets = { targetOf: (c: string, t: string) => broker.mirrorTargetOf(c, t), targetsOf: (c: string) => broker.mirrorTargetsOf(c) };
-  const guard = options.guard ? callGuard(options.guard, mirrorTargets) : undefined;
+  const guard = options.guard ? callGuard(options.guard, mirrorTargets, () => port) : undefined;
   server.addService(...serverImplementation(ProducerService, producerHandlers(deps), report, guard));
   server.addService(...serverImplementation(ConsumerService, consumerHandlers(deps), report, guard));
   server.addService(...serverImplementation(AdminService, adminHandlers(deps, () => port), report, guard));

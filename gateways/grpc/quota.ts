@@ -11,7 +11,9 @@
  * - `ProduceStream` batches are charged as they are decoded; the debt delays the principal's next
  *   call or stream, not the batches already in flight on the stream;
  * - `Subscribe`, `ProduceStream` and long-poll `Fetch` (waitMs > 0) count against `maxStreams`
- *   while open: past it, UNAVAILABLE with OVERLOADED.
+ *   while open: past it, UNAVAILABLE with OVERLOADED;
+ * - the connection of a call counts against `maxConnections` (auth.ts callGuard, connections.ts):
+ *   a call on one connection too many is UNAVAILABLE with OVERLOADED.
  */
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Metadata } from "@grpc/grpc-js";

@@ -1,7 +1,8 @@
 /**
  * The HTTP gateway's one place for security: a middleware that, when authentication is on,
- * authenticates `Authorization: Bearer <token>` and checks the ACL for what the request does,
- * before any route runs. Without a guard (authentication off) it is not installed at all.
+ * authenticates `Authorization: Bearer <token>` (under mutual TLS, without one: the client
+ * certificate's CN, which the server passes in `c.env`) and checks the ACL for what the request
+ * does, before any route runs. Without a guard (authentication off) it is not installed at all.
  *
  * What each route needs (resources: topic:<name>, group:<id>, cluster):
  *
@@ -24,10 +25,14 @@
  *   DELETE /v1/groups/{g}                          delete group:g
  *   anything else                                  any authenticated principal (then 404)
  *
+ * Authorized, a request on a connection not yet counted counts it for its principal; past the
+ * principal's maxConnections it is refused with 503 OVERLOADED (src/security/connections.ts).
+ *
  * Routes whose resource is in the body read a copy of it (bounded by http.max.request.bytes, as
  * the route's own read is).
  */
 import type { MiddlewareHandler } from "hono";
+import type { RequestEnv } from "../../src/runtime/http-server.ts";
 import { CLUSTER, group, topic, type Check, type SecurityGuard } from "../../src/security/guard.ts";
 import { decodeBody, readBody, requestFormat } from "./media.ts";
 import { withQuota } from "./quota.ts";
@@ -93,8 +98,12 @@ export async function requiredChecks(req: Request, path: string, maxBytes: numbe
 export function authMiddleware(guard: SecurityGuard, maxRequestBytes: number): MiddlewareHandler {
   return async (c, next) => {
     if (OPEN.has(c.req.path)) return next();
-    const principal = await guard.authenticate("http", c.req.header("authorization"));
+    const env = c.env as RequestEnv | undefined;
+    // Under mutual TLS the verified client certificate's CN, when the request sends no token.
+    const principal = await guard.authenticate("http", c.req.header("authorization"), env?.certificatePrincipal);
     guard.authorize("http", principal, await requiredChecks(c.req.raw, c.req.path, maxRequestBytes));
+    // The connection counts for the first principal authorized on it (maxConnections, connections.ts).
+    await guard.quotas.admitConnection("http", env?.connection, principal);
     // Authorized, then charged against the principal's quotas (quota.ts), which runs the route.
     await withQuota(c, next, guard.quotas, principal, maxRequestBytes);
   };

@@ -12,7 +12,9 @@
  *   principal's next request (as Kafka does); an SSE stream is charged as its bytes go out, and
  *   waits its delay before the next chunk;
  * - SSE streams and long polls (`waitMs` > 0) count against `maxStreams` while open: past it,
- *   503 OVERLOADED.
+ *   503 OVERLOADED;
+ * - connections count against `maxConnections` (auth.ts, src/security/connections.ts): a request
+ *   on one connection too many is 503 OVERLOADED.
  */
 import type { Context, Next } from "hono";
 import type { QuotaEnforcer, QuotaKind } from "../../src/security/quotas.ts";

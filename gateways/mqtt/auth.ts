@@ -17,8 +17,9 @@
  * run one after another per bridge (a chain), so the next record is charged only when the one
  * before may go: the debt never runs ahead by more than one record, the rate holds however large
  * the window, and records keep their order. Throttled time is counted in
- * `tributary_quota_throttle_seconds_total{listener="mqtt",kind="produce"}`. `requestsPerSec` and
- * `maxStreams` do not apply: MQTT messages are not requests, and the bridge holds no streams.
+ * `tributary_quota_throttle_seconds_total{listener="mqtt",kind="produce"}`. `requestsPerSec`,
+ * `maxStreams` and `maxConnections` do not apply: MQTT messages are not requests, and the bridge
+ * holds no streams and accepts no connections.
  */
 import { TributaryError } from "../../src/errors.ts";
 import { topic, type SecurityGuard } from "../../src/security/guard.ts";

@@ -1,10 +1,9 @@
 /**
  * The HTTP server on Bun (Bun.serve). Only http-server.ts imports this file, and only on Bun.
  *
- * HTTPS: Bun.serve's `tls` option; with a client CA it requests a client certificate and refuses
- * the handshake of a client without one that chains to the CA. Bun.serve gives a request no view
- * of the client certificate, so on HTTP a certificate admits the connection but names no
- * principal (see README, Security).
+ * HTTPS: Bun.serve's `tls` option. Bun.serve gives a request no view of the client certificate,
+ * so under mutual TLS (a client CA) HTTP is served by node:http2 instead (http-node-tls.ts), which
+ * shows it: the certificate's CN is then a request's principal.
  *
  * Bun's `server.reload()` changes handlers, not TLS. reloadTls therefore opens a second listener
  * on the same port (both with SO_REUSEPORT, Linux), then stops the old one gracefully: new
@@ -25,12 +24,7 @@ const IDLE_TIMEOUT_S = 255;
 type BunServer = ReturnType<typeof Bun.serve>;
 
 function bunTls(material: TlsMaterial | undefined): Bun.TLSOptions | undefined {
-  if (!material) return undefined;
-  return {
-    cert: material.cert,
-    key: material.key,
-    ...(material.ca === null ? {} : { ca: material.ca, requestCert: true, rejectUnauthorized: true }),
-  };
+  return material ? { cert: material.cert, key: material.key } : undefined;
 }
 
 async function stopGracefully(server: BunServer): Promise<void> {
@@ -39,7 +33,11 @@ async function stopGracefully(server: BunServer): Promise<void> {
   await server.stop(true);
 }
 
-export function startBunServer(fetch: FetchHandler, opts: HttpServerOptions): Promise<HttpServer> {
+export async function startBunServer(fetch: FetchHandler, opts: HttpServerOptions): Promise<HttpServer> {
+  if (opts.tls?.ca) {
+    const { startNodeTlsServer } = await import("./http-node-tls.ts");
+    return startNodeTlsServer(fetch, { ...opts, tls: opts.tls });
+  }
   const serve = (port: number, material: TlsMaterial | undefined): BunServer =>
     Bun.serve({
       hostname: opts.hostname,
@@ -50,13 +48,16 @@ export function startBunServer(fetch: FetchHandler, opts: HttpServerOptions): Pr
       // With TLS, a reload binds a second listener to the port before the first one stops.
       reusePort: material !== undefined,
       tls: bunTls(material),
-      fetch: (req) => fetch(req),
+      fetch: (req, srv) => {
+        const ip = srv.requestIP(req);
+        return fetch(req, ip && srv.port !== undefined ? { connection: { localPort: srv.port, remoteAddress: ip.address, remotePort: ip.port } } : {});
+      },
     });
   let server = serve(opts.port, opts.tls);
   const port = server.port;
   if (port === undefined) throw new Error("Bun.serve did not report a port");
   const draining = new Set<Promise<void>>();
-  return Promise.resolve({
+  return {
     port,
     async stop() {
       await Promise.all([stopGracefully(server), ...draining]);
@@ -69,5 +70,5 @@ export function startBunServer(fetch: FetchHandler, opts: HttpServerOptions): Pr
       draining.add(done);
       return Promise.resolve();
     },
-  });
+  };
 }

@@ -4,11 +4,11 @@
  * declared here.
  *
  * HTTPS: Deno.serve takes a certificate and key (`cert`, `key`) but has no option to request or
- * verify client certificates, so mutual TLS (tls.ca.file) is refused on Deno with INVALID_CONFIG
- * rather than served without verification. Deno.serve cannot change its certificate either:
- * reloadTls rejects, the old certificate stays until the broker is restarted.
+ * verify client certificates, so under mutual TLS (tls.ca.file) HTTP is served by node:http2
+ * instead (http-node-tls.ts), which verifies them and shows the CN, and whose certificate reloads.
+ * Deno.serve cannot change its certificate: with TLS but no client CA, reloadTls rejects and the
+ * old certificate stays until the broker is restarted.
  */
-import { TributaryError } from "../errors.ts";
 import { STOP_GRACE_MS, graceTimer, type FetchHandler, type HttpServer, type HttpServerOptions } from "./http-server.ts";
 
 interface DenoNetAddr {
@@ -30,19 +30,25 @@ interface DenoServeOptions {
   key?: string;
 }
 
-interface DenoRuntime {
-  serve(options: DenoServeOptions, handler: (req: Request) => Response | Promise<Response>): DenoHttpServer;
+interface DenoServeInfo {
+  remoteAddr: { hostname: string; port: number };
 }
 
-export function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): Promise<HttpServer> {
+interface DenoRuntime {
+  serve(options: DenoServeOptions, handler: (req: Request, info: DenoServeInfo) => Response | Promise<Response>): DenoHttpServer;
+}
+
+export async function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): Promise<HttpServer> {
   const deno = (globalThis as unknown as { Deno: DenoRuntime }).Deno;
   if (opts.tls?.ca) {
-    return Promise.reject(new TributaryError("INVALID_CONFIG", "tls.ca.file: Deno.serve cannot request or verify client certificates; run on Bun for mutual TLS"));
+    const { startNodeTlsServer } = await import("./http-node-tls.ts");
+    return startNodeTlsServer(fetch, { ...opts, tls: opts.tls });
   }
   // Deno.serve has no body limit of its own; the gateway reads bodies with its limit.
-  return new Promise((resolve, reject) => {
+  return await new Promise((resolve, reject) => {
     // onListen may run before serve() returns, so the server is read only when stop() is called.
     let server: DenoHttpServer | undefined;
+    let localPort = opts.port;
     try {
       server = deno.serve(
         {
@@ -50,20 +56,22 @@ export function startDenoServer(fetch: FetchHandler, opts: HttpServerOptions): P
           port: opts.port,
           ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
           // Replaces Deno's default "Listening on ..." line on stdout: the caller logs its own.
-          onListen: (addr) =>
+          onListen: (addr) => {
+            localPort = addr.port;
             resolve({
               port: addr.port,
               async stop() {
                 if (server) await Promise.race([server.shutdown(), graceTimer(STOP_GRACE_MS)]);
               },
               reloadTls: () => Promise.reject(new Error("Deno.serve cannot change its certificate in place; the old one stays until the broker restarts")),
-            }),
+            });
+          },
           onError: () => new Response(JSON.stringify({ error: { code: "INTERNAL", message: "internal error" } }), {
             status: 500,
             headers: { "content-type": "application/json" },
           }),
         },
-        (req) => fetch(req),
+        (req, info) => fetch(req, { connection: { localPort, remoteAddress: info.remoteAddr.hostname, remotePort: info.remoteAddr.port } }),
       );
     } catch (e) {
       reject(e);

@@ -9,9 +9,18 @@
  *   console.log(server.port);
  *   await server.stop();
  */
+import type { Connection } from "../security/connections.ts";
 import type { TlsMaterial } from "../security/tls.ts";
 
-export type FetchHandler = (req: Request) => Response | Promise<Response>;
+/** What the runtime knows of the connection a request came on; the Hono app reads it as `c.env`. */
+export interface RequestEnv {
+  /** Absent where the runtime cannot name it. */
+  connection?: Connection;
+  /** Under mutual TLS: the verified client certificate's subject CN (null: it has none). */
+  certificatePrincipal?: string | null;
+}
+
+export type FetchHandler = (req: Request, env: RequestEnv) => Response | Promise<Response>;
 
 export interface HttpServerOptions {
   hostname: string;

@@ -36,7 +36,7 @@ export function exposureVerdict(e: Exposure): ExposureVerdict {
     ["http.host", e.httpHost],
     ["grpc.host", e.grpcHost],
   ].filter(([, h]) => !isLoopback(h!));
-  if (e.mutualTls) return { note: "mutual TLS is on: every connection needs a client certificate from tls.ca.file; a request without a bearer token runs as the certificate's CN (gRPC)" };
+  if (e.mutualTls) return { note: "mutual TLS is on: every connection needs a client certificate from tls.ca.file; a request without a bearer token runs as the certificate's CN" };
   if (e.authOn) return { note: "authentication is on: every request needs a bearer token (see auth.tokens.file)" };
   if (wide.length === 0) return { note: "no authentication configured: listening on loopback only (set auth.tokens.file to listen wider)" };
   const what = wide.map(([k, h]) => `${k} ${h}`).join(" and ");

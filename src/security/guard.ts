@@ -22,8 +22,10 @@ import { TributaryError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { Counter, Metrics } from "../metrics.ts";
 import { EMPTY_ACL, evaluate, parseAcl, type Acl, type Decision, type Operation, type Resource } from "./acl.ts";
+import type { ConnectionProbe } from "./connections.ts";
 import { QuotaEnforcer } from "./quotas.ts";
 import { systemClock, type Clock } from "../runtime/clock.ts";
+import { procNetTcpProbe } from "../runtime/tcp-connections.ts";
 import { EMPTY_TOKEN_FILE, parseTokenFile, verifyToken, type TokenFile } from "./tokens.ts";
 
 export type RefusalReason = "missing" | "malformed" | "unknown" | "revoked" | "denied";
@@ -46,6 +48,8 @@ export interface GuardOptions {
   reloadCheckMs?: number;
   /** Time for quota buckets (quotas.ts); the system clock unless a test gives one. */
   clock?: Clock;
+  /** Which connections are still open, for maxConnections; /proc/net/tcp unless a test gives one. */
+  connectionProbe?: ConnectionProbe;
 }
 
 /** Verified tokens, by the SHA-256 of the whole token, so a request does not pay scrypt each time. */
@@ -101,7 +105,7 @@ export class SecurityGuard {
     private readonly acl: WatchedFile<Acl> | null,
     private readonly options: GuardOptions,
   ) {
-    this.quotas = new QuotaEnforcer(() => this.acl?.value.quotas ?? [], options.metrics, options.clock ?? systemClock);
+    this.quotas = new QuotaEnforcer(() => this.acl?.value.quotas ?? [], options.metrics, options.clock ?? systemClock, { connectionProbe: options.connectionProbe ?? procNetTcpProbe });
     this.refusals = options.metrics.counter("tributary_auth_refusals_total", "Requests refused by authentication or authorization, by listener and reason", ["listener", "reason"]);
   }
 

@@ -1,6 +1,7 @@
 /**
- * Per-principal quotas: produce bytes/s, fetch bytes/s and requests/s as token buckets, and a cap
- * on the streams (SSE, long polls, Subscribe, ProduceStream) one principal holds open.
+ * Per-principal quotas: produce bytes/s, fetch bytes/s and requests/s as token buckets, a cap
+ * on the streams (SSE, long polls, Subscribe, ProduceStream) one principal holds open, and a cap
+ * on its connections (`maxConnections`, counted by connections.ts).
  *
  * Throttling, not disconnection (as Kafka does it): a charge never refuses; it answers how long
  * the caller must wait so the principal stays within its rate. A bucket holds at most one second
@@ -13,7 +14,7 @@
  *
  *   { "acls": [...],
  *     "quotas": [
- *       { "principal": "*",         "requestsPerSec": 200, "maxStreams": 10 },
+ *       { "principal": "*",         "requestsPerSec": 200, "maxStreams": 10, "maxConnections": 20 },
  *       { "principal": "sensor-gw", "produceBytesPerSec": 1048576, "fetchBytesPerSec": 65536 } ] }
  *
  * A principal's limits come from its own rule when it has one, else from the `*` rule; a limit
@@ -29,6 +30,7 @@
 import { TributaryError } from "../errors.ts";
 import type { Counter, Metrics } from "../metrics.ts";
 import type { Clock } from "../runtime/clock.ts";
+import { ConnectionLimiter, type Connection, type ConnectionLimitOptions, type ConnectionProbe } from "./connections.ts";
 
 export type QuotaKind = "produce" | "fetch" | "request";
 export const QUOTA_KINDS: readonly QuotaKind[] = ["produce", "fetch", "request"];
@@ -39,9 +41,12 @@ export interface QuotaRule {
   fetchBytesPerSec?: number;
   requestsPerSec?: number;
   maxStreams?: number;
+  maxConnections?: number;
 }
 
-const RULE_FIELDS = ["principal", "produceBytesPerSec", "fetchBytesPerSec", "requestsPerSec", "maxStreams"] as const;
+const RULE_FIELDS = ["principal", "produceBytesPerSec", "fetchBytesPerSec", "requestsPerSec", "maxStreams", "maxConnections"] as const;
+/** Counts, not rates: positive integers. */
+const COUNT_FIELDS: readonly string[] = ["maxStreams", "maxConnections"];
 const RATE_OF: Record<QuotaKind, "produceBytesPerSec" | "fetchBytesPerSec" | "requestsPerSec"> = {
   produce: "produceBytesPerSec",
   fetch: "fetchBytesPerSec",
@@ -65,8 +70,9 @@ export function parseQuotas(json: unknown): QuotaRule[] {
     for (const k of RULE_FIELDS) {
       if (k === "principal" || o[k] === undefined) continue;
       const v = o[k];
-      const ok = typeof v === "number" && Number.isFinite(v) && v > 0 && (k !== "maxStreams" || Number.isInteger(v));
-      if (!ok) throw bad(`${where}.${k} must be a ${k === "maxStreams" ? "positive integer" : "positive number"}`);
+      const count = COUNT_FIELDS.includes(k);
+      const ok = typeof v === "number" && Number.isFinite(v) && v > 0 && (!count || Number.isInteger(v));
+      if (!ok) throw bad(`${where}.${k} must be a ${count ? "positive integer" : "positive number"}`);
       rule[k] = v as number;
     }
     return rule;
@@ -89,6 +95,9 @@ export interface QuotaOptions {
   maxPrincipals?: number;
   /** Longest single delay; the debt is capped to match. */
   maxDelayMs?: number;
+  /** Which connections are open (maxConnections, connections.ts); without one, idle time decides. */
+  connectionProbe?: ConnectionProbe;
+  connectionLimits?: ConnectionLimitOptions;
 }
 
 export class QuotaBuckets {
@@ -162,11 +171,12 @@ export class QuotaBuckets {
 
 /**
  * What the gateways hold (one per guard, shared by HTTP and gRPC, so a principal's rate is one
- * rate across listeners): the buckets, the clock, and the throttle metric
+ * rate across listeners): the buckets, the connection limits, the clock, and the throttle metric
  * `tributary_quota_throttle_seconds_total{listener,kind}` (no principal label: names are unbounded).
  */
 export class QuotaEnforcer {
   readonly buckets: QuotaBuckets;
+  readonly connections: ConnectionLimiter;
   private readonly throttled: Counter;
 
   constructor(
@@ -176,6 +186,7 @@ export class QuotaEnforcer {
     options: QuotaOptions = {},
   ) {
     this.buckets = new QuotaBuckets(rules, options);
+    this.connections = new ConnectionLimiter(rules, metrics, clock, options.connectionProbe ?? (() => Promise.resolve(null)), options.connectionLimits);
     this.throttled = metrics.counter("tributary_quota_throttle_seconds_total", "Time replies were delayed by quotas, by listener and kind (produce, fetch, request)", ["listener", "kind"]);
   }
 
@@ -210,6 +221,11 @@ export class QuotaEnforcer {
 
   openStream(principal: string): () => void {
     return this.buckets.openStream(principal);
+  }
+
+  /** A request on `conn` (absent: the listener cannot name it) counts it for `principal`; OVERLOADED past maxConnections. */
+  async admitConnection(listener: string, conn: Connection | undefined, principal: string): Promise<void> {
+    if (conn) await this.connections.admit(listener, conn, principal);
   }
 
   ruleFor(principal: string): QuotaRule | undefined {
