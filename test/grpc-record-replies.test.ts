@@ -23,6 +23,11 @@ import { connect } from "../gateways/grpc/client.ts";
 import { startGrpcGateway, type RunningGateway } from "../gateways/grpc/index.ts";
 import { encodeFetchResponse, subscribeResponses } from "../gateways/grpc/record-replies.ts";
 import { StreamWriter, type WritableCall } from "../gateways/grpc/stream-writer.ts";
+import { EncodedMessage } from "../gateways/grpc/proto-wire.ts";
+import { chargeReply } from "../gateways/grpc/quota.ts";
+import { Metrics } from "../src/metrics.ts";
+import { ManualClock } from "../src/runtime/clock.ts";
+import { QuotaEnforcer } from "../src/security/quotas.ts";
 import { ConsumerService, FetchResponseSchema, SubscribeRequestSchema, SubscribeResponseSchema, type SubscribeResponse } from "../gateways/grpc/gen/tributary/v1/consumer_pb.ts";
 import type { StoredRecordSchema } from "../gateways/grpc/gen/tributary/v1/records_pb.ts";
 import { codeOf } from "./support/errors.ts";
@@ -121,6 +126,18 @@ describe("hand-encoded replies", () => {
 
   it("sends nothing for a read without records", () => {
     expect([...subscribeResponses([], 42, 42, { maxRecords: 500, maxBytes: 1024 })]).toEqual([]);
+  });
+
+  it("a fetch quota charges a hand-encoded reply its bytes, as it does a protobuf-es message", () => {
+    const quotas = new QuotaEnforcer(() => [{ principal: "p", fetchBytesPerSec: 1000 }], new Metrics(), new ManualClock());
+    const q = { principal: "p", quotas };
+    const subscribe = "/tributary.v1.ConsumerService/Subscribe";
+    const records = readBack([{ key: null, value: new Uint8Array(1200) }], 5);
+    const [bytes] = [...subscribeResponses(records, 6, 6, { maxRecords: 500, maxBytes: 1 << 20 })];
+    // The burst is one second's worth (1000 B): the debt past it is the delay, in ms.
+    expect(chargeReply(q, subscribe, SubscribeResponseSchema, new EncodedMessage(bytes!))).toBe(bytes!.length - 1000);
+    const same = fromBinary(SubscribeResponseSchema, bytes!);
+    expect(chargeReply(q, subscribe, SubscribeResponseSchema, same)).toBe(2 * bytes!.length - 1000);
   });
 });
 
