@@ -65,16 +65,16 @@ export function consumerHandlers(deps: GrpcDeps): ServiceHandlers<Methods> {
     async subscribe(req, send, ctx) {
       const release = deps.subscriptions.acquire();
       try {
-        const limits = { maxRecords: recordsPerMessage(req.maxRecords), maxBytes: deps.limits.subscribeMaxBytes };
+        const perMessage = { maxRecords: recordsPerMessage(req.maxRecords), maxBytes: limits.subscribeMaxBytes };
         let offset = await startOffset(broker, req);
         // A read of about one message's bytes; every record read is sent (in more messages when
         // a batch is larger), so nothing read is thrown away and read again.
-        const options = { maxRecords: FETCH_MAX_RECORDS_LIMIT, maxBytes: limits.maxBytes, signal: ctx.signal };
+        const options = { maxRecords: FETCH_MAX_RECORDS_LIMIT, maxBytes: perMessage.maxBytes, signal: ctx.signal };
         // Not waiting: proves topic, partition and offset before the stream is accepted.
         let r = await broker.fetch(req.topic, req.partition, offset, options);
         ctx.sendHeaders();
         for (;;) {
-          for (const bytes of subscribeResponses(r.records, r.nextOffset, r.highWatermark, limits)) await send(new EncodedMessage(bytes));
+          for (const bytes of subscribeResponses(r.records, r.nextOffset, r.highWatermark, perMessage)) await send(new EncodedMessage(bytes));
           offset = r.nextOffset;
           if (ctx.signal.aborted) return;
           r = await broker.fetch(req.topic, req.partition, offset, { ...options, waitMs: SUBSCRIBE_WAIT_MS });
