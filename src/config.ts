@@ -41,7 +41,7 @@ export const SETTINGS = [
   { key: "grpc.host", kind: "string", default: "127.0.0.1", doc: "Address the gRPC gateway listens on." },
   { key: "grpc.port", kind: "int", default: 8481, min: 0, doc: "gRPC gateway port (0 picks a free port)." },
   { key: "grpc.max.message.bytes", kind: "int", default: 8 * 1024 * 1024, min: 1024, doc: "Largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED." },
-  { key: "grpc.subscribe.max.bytes", kind: "int", default: 256 * 1024, min: 1024, doc: "Largest Subscribe message, in encoded bytes (records are split across messages; one record larger than this goes out alone). At most grpc.max.message.bytes." },
+  { key: "grpc.subscribe.max.bytes", kind: "int", default: 256 * 1024, min: 1024, doc: "Largest Subscribe message, in encoded bytes (records are split across messages; one record larger than this goes out alone). Capped at grpc.max.message.bytes." },
   { key: "grpc.stream.max.inflight", kind: "int", default: 32, min: 1, doc: "Batches a ProduceStream client may have unacknowledged; past it the server stops reading the stream." },
   { key: "mqtt.config", kind: "string", default: "", doc: "JSON file of MQTT bridge connections and mapping rules; empty: no bridge." },
   { key: "mqtt.principal", kind: "string", default: "", doc: "With authentication on: the principal the MQTT bridge runs as (its ACL rules apply to every mapping rule)." },
@@ -278,7 +278,8 @@ function toBrokerConfig(v: Values): BrokerConfig {
       host: s("grpc.host"),
       port: n("grpc.port"),
       maxMessageBytes: n("grpc.max.message.bytes"),
-      subscribeMaxBytes: subscribeMaxBytes(n("grpc.subscribe.max.bytes"), n("grpc.max.message.bytes")),
+      // Capped rather than refused: a smaller grpc.max.message.bytes alone must not need this set too.
+      subscribeMaxBytes: Math.min(n("grpc.subscribe.max.bytes"), n("grpc.max.message.bytes")),
       streamMaxInflight: n("grpc.stream.max.inflight"),
     },
     mqttConfigPath: s("mqtt.config"),
@@ -307,12 +308,6 @@ function toBrokerConfig(v: Values): BrokerConfig {
     mirrorRetention: { diskBudgetBytes: n("mirror.disk.budget.bytes"), diskFullPolicy: s("mirror.disk.full.policy") as DiskFullPolicy },
     topicDefaults: topicSettingsFrom((k) => v[k]),
   };
-}
-
-/** A Subscribe message larger than any gRPC message may be would only be refused by grpc-js. */
-function subscribeMaxBytes(bytes: number, messageBytes: number): number {
-  if (bytes > messageBytes) throw new TributaryError("INVALID_CONFIG", `grpc.subscribe.max.bytes ${bytes} is over grpc.max.message.bytes ${messageBytes}`);
-  return bytes;
 }
 
 /** A mirror config file needs the edge cluster's id, and an id must be one. */
