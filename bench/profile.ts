@@ -1,8 +1,11 @@
 /**
- * `npm run bench:profile [bun|deno] [RECORD_BYTES:BATCH:INFLIGHT]`: where a broker's CPU goes in
- * produce and fetch. One broker process runs under its runtime's profiler while bench/vs-grpc-load.ts
- * (another process) produces on a ProduceStream with a Subscribe tail alongside (the fetch path),
- * for BENCH_SECONDS (default 5); BENCH_FLUSH sets flush.mode (default batch).
+ * `npm run bench:profile [bun|deno] [RECORD_BYTES:BATCH:INFLIGHT | catchup:MIB]`: where a broker's
+ * CPU goes in produce and fetch. One broker process runs under its runtime's profiler while
+ * bench/vs-grpc-load.ts (another process) produces on a ProduceStream with a Subscribe tail
+ * alongside (the fetch path), for BENCH_SECONDS (default 5); BENCH_FLUSH sets flush.mode (default
+ * batch). `catchup:MIB` profiles scenario (e) instead: a backlog of MIB MiB of 1 KiB records is
+ * written (batches of 100) to a broker without the profiler, which is then restarted under it
+ * and read from the start with one Subscribe.
  *
  * - Bun: `bun --cpu-prof` writes a Chrome .cpuprofile when the process exits (SIGTERM).
  * - Deno 2.9 has no --cpu-prof flag: the broker runs with `--inspect=127.0.0.1:0` and this script
@@ -93,27 +96,48 @@ function summarize(p: CpuProfile): string {
   ].join("\n\n");
 }
 
+const BROKER_ARGS = ["--grpc-stream-max-inflight", String(STREAM_INFLIGHT_MAX), "--flush-mode", process.env.BENCH_FLUSH ?? "batch"];
+
+/** Scenario (e)'s backlog, written before the profiled broker starts: `records` 1 KiB records. */
+async function fillBacklog(runtime: Runtime, dir: string, records: number): Promise<void> {
+  const broker = await startBrokerProcess({ runtime, dataDir: dir, args: BROKER_ARGS });
+  try {
+    await createTopic(broker);
+    const r = await runLoadProcess(["bench/vs-grpc-load.ts", "stream", broker.grpcAddress, TOPIC, "1024", "100", "16", "600000"], { LOAD_E2E: "0", LOAD_COUNT: String(records) });
+    if (r.records < records) throw new Error(`wrote ${r.records} of ${records} backlog records`);
+  } finally {
+    await broker.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const runtime = (process.argv[2] ?? "bun") as Runtime;
-  const [size, batch, inflight] = (process.argv[3] ?? "1024:1:256").split(":");
+  const shape = process.argv[3] ?? "1024:1:256";
+  const [size, batch, inflight] = shape.split(":");
+  const catchupRecords = size === "catchup" ? Math.floor((Number(batch ?? 256) * 2 ** 20) / 1024) : 0;
   const seconds = Number(process.env.BENCH_SECONDS ?? 5);
   await mkdir(OUT, { recursive: true });
   const dir = await mkdtemp(join(tmpdir(), "tributary-profile-"));
   const profDir = await mkdtemp(join(tmpdir(), "tributary-cpuprof-"));
   try {
+    if (catchupRecords > 0) await fillBacklog(runtime, dir, catchupRecords);
     const broker = await startBrokerProcess({
       runtime,
       dataDir: dir,
       runtimeArgs: runtime === "bun" ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : ["--inspect=127.0.0.1:0"],
-      args: ["--grpc-stream-max-inflight", String(STREAM_INFLIGHT_MAX), "--flush-mode", process.env.BENCH_FLUSH ?? "batch"],
+      args: BROKER_ARGS,
     });
     let profile: CpuProfile;
     try {
-      await createTopic(broker);
+      if (catchupRecords === 0) await createTopic(broker);
       const send = runtime === "deno" ? await inspector(broker) : null;
       await send?.("Profiler.enable");
       await send?.("Profiler.start");
-      const r = await runLoadProcess(["bench/vs-grpc-load.ts", "stream", broker.grpcAddress, TOPIC, size!, batch!, inflight!, String(seconds * 1000)], { LOAD_E2E: "1" });
+      const load =
+        catchupRecords > 0
+          ? ["bench/vs-grpc-load.ts", "catchup", broker.grpcAddress, TOPIC, String(catchupRecords), "300000"]
+          : ["bench/vs-grpc-load.ts", "stream", broker.grpcAddress, TOPIC, size!, batch!, inflight!, String(seconds * 1000)];
+      const r = await runLoadProcess(load, { LOAD_E2E: "1" });
       console.log(`load: ${Math.round(r.records / (r.elapsedMs / 1000))} records/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`);
       profile = send ? ((await send("Profiler.stop")) as { profile: CpuProfile }).profile : { nodes: [] };
     } finally {
@@ -124,7 +148,7 @@ async function main(): Promise<void> {
       if (!file) throw new Error("bun wrote no .cpuprofile");
       profile = JSON.parse(await readFile(join(profDir, file), "utf8")) as CpuProfile;
     }
-    const out = join(OUT, `${runtime}-${size}x${batch}-${inflight}.cpuprofile`);
+    const out = join(OUT, catchupRecords > 0 ? `${runtime}-catchup-${batch}.cpuprofile` : `${runtime}-${size}x${batch}-${inflight}.cpuprofile`);
     await writeFile(out, JSON.stringify(profile));
     console.log(`profile: ${out}\n\n${summarize(profile)}`);
   } finally {

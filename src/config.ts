@@ -41,6 +41,7 @@ export const SETTINGS = [
   { key: "grpc.host", kind: "string", default: "127.0.0.1", doc: "Address the gRPC gateway listens on." },
   { key: "grpc.port", kind: "int", default: 8481, min: 0, doc: "gRPC gateway port (0 picks a free port)." },
   { key: "grpc.max.message.bytes", kind: "int", default: 8 * 1024 * 1024, min: 1024, doc: "Largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED." },
+  { key: "grpc.subscribe.max.bytes", kind: "int", default: 256 * 1024, min: 1024, doc: "Largest Subscribe message, in encoded bytes (records are split across messages; one record larger than this goes out alone). Capped at grpc.max.message.bytes." },
   { key: "grpc.stream.max.inflight", kind: "int", default: 32, min: 1, doc: "Batches a ProduceStream client may have unacknowledged; past it the server stops reading the stream." },
   { key: "mqtt.config", kind: "string", default: "", doc: "JSON file of MQTT bridge connections and mapping rules; empty: no bridge." },
   { key: "mqtt.principal", kind: "string", default: "", doc: "With authentication on: the principal the MQTT bridge runs as (its ACL rules apply to every mapping rule)." },
@@ -147,6 +148,7 @@ export interface BrokerConfig {
     host: string;
     port: number;
     maxMessageBytes: number;
+    subscribeMaxBytes: number;
     streamMaxInflight: number;
   };
   /** Path of the MQTT bridge's JSON config; "" when there is no bridge. */
@@ -276,6 +278,8 @@ function toBrokerConfig(v: Values): BrokerConfig {
       host: s("grpc.host"),
       port: n("grpc.port"),
       maxMessageBytes: n("grpc.max.message.bytes"),
+      // Capped rather than refused: a smaller grpc.max.message.bytes alone must not need this set too.
+      subscribeMaxBytes: Math.min(n("grpc.subscribe.max.bytes"), n("grpc.max.message.bytes")),
       streamMaxInflight: n("grpc.stream.max.inflight"),
     },
     mqttConfigPath: s("mqtt.config"),

@@ -26,6 +26,14 @@ describe("broker settings", () => {
     expect(resolveConfig({ file }).http.port).toBe(1111);
   });
 
+  it("caps a Subscribe message at 256 KiB by default, and never above grpc.max.message.bytes", () => {
+    expect(defaultConfig().grpc.subscribeMaxBytes).toBe(256 * 1024);
+    expect(defaultConfig({ "grpc.subscribe.max.bytes": "65536" }).grpc.subscribeMaxBytes).toBe(65536);
+    expect(defaultConfig({ "grpc.subscribe.max.bytes": "2097152", "grpc.max.message.bytes": "1048576" }).grpc.subscribeMaxBytes).toBe(1048576);
+    expect(defaultConfig({ "grpc.max.message.bytes": "65536" }).grpc.subscribeMaxBytes).toBe(65536);
+    expect(() => defaultConfig({ "grpc.subscribe.max.bytes": "100" })).toThrow(/at least 1024/);
+  });
+
   it("builds the interval flush policy from its three settings", () => {
     const c = defaultConfig({ "flush.mode": "interval", "flush.interval.ms": "20", "flush.bytes": "1000" });
     expect(c.flush).toEqual({ mode: "interval", intervalMs: 20, bytes: 1000 });

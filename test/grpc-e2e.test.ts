@@ -338,6 +338,32 @@ describe.each<Runtime>(["bun", "deno"])("gRPC gateway on %s", (runtime) => {
     expect([err.code, trailer(err, "tributary-error-code")]).toEqual([status.NOT_FOUND, "TOPIC_NOT_FOUND"]);
   });
 
+  it("catches up through Subscribe in messages within grpc.subscribe.max.bytes, every record once in order", async () => {
+    await c.unary("AdminService", "CreateTopic", { name: "backlog" });
+    const value = Buffer.alloc(1024, 7);
+    for (let i = 0; i < 20; i++) await c.unary("ProducerService", "Produce", { topic: "backlog", records: Array.from({ length: 100 }, () => ({ value })) });
+    const call = c.serverStream("ConsumerService", "Subscribe", { topic: "backlog", partition: 0, offset: "0" });
+    const perMessage: number[] = [];
+    const offsets: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      call.on("data", (m: { records: Msg[] }) => {
+        perMessage.push(m.records.length);
+        offsets.push(...m.records.map((r) => r.offset as string));
+        if (offsets.length >= 2000) {
+          call.cancel();
+          resolve();
+        }
+      });
+      call.on("error", (e: ServiceError) => (e.code === status.CANCELLED ? undefined : reject(e)));
+    });
+    expect(offsets).toEqual(Array.from({ length: 2000 }, (_, i) => String(i)));
+    // The cap defaults to 256 KiB (here grpc.max.message.bytes too); a 1 KiB record takes at
+    // least 1030 bytes with its framing, so no message holds more than 254 of them (not the 500
+    // of max_records).
+    expect(Math.max(...perMessage)).toBeLessThanOrEqual(Math.floor(MAX_MESSAGE_BYTES / 1030));
+    expect(perMessage.length).toBeLessThan(2000 / 100);
+  });
+
   it("ends a subscription at its deadline and keeps serving", async () => {
     await c.unary("AdminService", "CreateTopic", { name: "dl" });
     const started = Date.now();

@@ -9,8 +9,11 @@
  * identity request deserializer: the bytes are decoded here, inside the handler, so that bytes
  * that are not the request message end the call with INVALID_ARGUMENT and a Tributary error code
  * (grpc-js would answer a throwing deserializer with INTERNAL). Responses are encoded by grpc-js
- * through toBinary. Every handler gets a CallContext whose signal aborts when the client cancels,
- * the deadline passes, or the call ends, so long polls and live tails stop waiting at once.
+ * through toBinary, except an EncodedMessage (proto-wire.ts), whose bytes a handler wrote itself
+ * (record-replies.ts) and which goes out as it is. A server stream's messages pass through a
+ * StreamWriter (stream-writer.ts): at most STREAM_QUEUED_BYTES_MAX of them wait in grpc-js.
+ * Every handler gets a CallContext whose signal aborts when the client cancels, the deadline
+ * passes, or the call ends, so long polls and live tails stop waiting at once.
  *
  * @example
  *   server.addService(...serverImplementation(AdminService, { listTopics: async () => ({ topics: [] }), ... }, onError));
@@ -23,6 +26,8 @@ import { TributaryError } from "../../src/errors.ts";
 import type { CallGuard } from "./auth.ts";
 import { beforeCall, chargeReply, chargeStreamed, throttleTrailer, type CallQuota } from "./quota.ts";
 import { gatewayError, toServiceError, type GatewayError } from "./errors.ts";
+import { EncodedMessage } from "./proto-wire.ts";
+import { StreamWriter } from "./stream-writer.ts";
 
 /** The gRPC path of a method: /tributary.v1.ProducerService/Produce. */
 export function methodPath(method: DescMethod): string {
@@ -37,6 +42,22 @@ export function encoder<D extends DescMessage>(schema: D): (message: MessageShap
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
 }
+
+/** The server's reply encoder: an EncodedMessage as it is, anything else through toBinary. */
+function replyEncoder<D extends DescMessage>(schema: D): (message: MessageShape<D> | EncodedMessage) => Buffer {
+  const generic = encoder(schema);
+  return (message) => {
+    if (!(message instanceof EncodedMessage)) return generic(message);
+    const b = message.bytes;
+    return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  };
+}
+
+/**
+ * Encoded bytes a server stream may have handed to grpc-js and not yet seen written out: room
+ * for a few Subscribe messages in the pipe while the next is read from disk, and no more.
+ */
+export const STREAM_QUEUED_BYTES_MAX = 1024 * 1024;
 
 export function decoder<D extends DescMessage>(schema: D): (bytes: Uint8Array) => MessageShape<D> {
   return (bytes) => fromBinary(schema, bytes, READ_OPTIONS);
@@ -84,9 +105,9 @@ type Out<M> = M extends { output: infer O extends DescMessage } ? O : never;
 
 /** A typed handler for each kind of method. */
 export type Handler<M> = M extends { methodKind: "unary" }
-  ? (request: MessageShape<In<M>>, ctx: CallContext) => Promise<MessageInitShape<Out<M>>>
+  ? (request: MessageShape<In<M>>, ctx: CallContext) => Promise<MessageInitShape<Out<M>> | EncodedMessage>
   : M extends { methodKind: "server_streaming" }
-    ? (request: MessageShape<In<M>>, send: (message: MessageInitShape<Out<M>>) => Promise<void>, ctx: CallContext) => Promise<void>
+    ? (request: MessageShape<In<M>>, send: (message: MessageInitShape<Out<M>> | EncodedMessage) => Promise<void>, ctx: CallContext) => Promise<void>
     : M extends { methodKind: "bidi_streaming" }
       ? (stream: BidiCall<In<M>, Out<M>>, ctx: CallContext) => Promise<void>
       : never;
@@ -154,7 +175,7 @@ export function serverImplementation<S extends GenServiceMethods>(
   reporter: ErrorReporter,
   guard?: CallGuard,
 ): [grpc.ServiceDefinition, grpc.UntypedServiceImplementation] {
-  const def: { [name: string]: grpc.MethodDefinition<Buffer, MessageShape<DescMessage>> } = {};
+  const def: { [name: string]: grpc.MethodDefinition<Buffer, MessageShape<DescMessage> | EncodedMessage> } = {};
   const impl: grpc.UntypedServiceImplementation = {};
   const identity = (b: Buffer): Buffer => b;
   for (const key of Object.keys(service.method) as (keyof S & string)[]) {
@@ -185,14 +206,17 @@ export function serverImplementation<S extends GenServiceMethods>(
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: identity,
       requestDeserialize: identity,
-      responseSerialize: encoder(method.output),
+      responseSerialize: replyEncoder(method.output),
       responseDeserialize: decoder(method.output),
       originalName: method.name,
     };
+    // A reply as grpc-js will send it: an EncodedMessage as it is, anything else as a message.
+    const reply = (m: MessageInitShape<DescMessage> | EncodedMessage) => (m instanceof EncodedMessage ? m : create(method.output, m));
     switch (method.methodKind) {
       case "unary": {
-        const h = handler as (req: MessageShape<DescMessage>, ctx: CallContext) => Promise<MessageInitShape<DescMessage>>;
-        impl[key] = (call: grpc.ServerUnaryCall<Buffer, MessageShape<DescMessage>>, callback: grpc.sendUnaryData<MessageShape<DescMessage>>) => {
+        const h = handler as (req: MessageShape<DescMessage>, ctx: CallContext) => Promise<MessageInitShape<DescMessage> | EncodedMessage>;
+        type Reply = MessageShape<DescMessage> | EncodedMessage;
+        impl[key] = (call: grpc.ServerUnaryCall<Buffer, Reply>, callback: grpc.sendUnaryData<Reply>) => {
           const { ctx, done } = contextOf(call);
           void (async () => {
             try {
@@ -200,9 +224,9 @@ export function serverImplementation<S extends GenServiceMethods>(
               const request = decode(call.request);
               const quota = await beforeCall(decode.quota, name, call.request.byteLength, request, ctx.signal);
               try {
-                const reply = create(method.output, await h(request, ctx));
-                chargeReply(decode.quota, name, method.output, reply);
-                callback(null, reply, throttleTrailer(quota.delayMs));
+                const out = reply(await h(request, ctx));
+                chargeReply(decode.quota, name, method.output, out);
+                callback(null, out, throttleTrailer(quota.delayMs));
               } finally {
                 quota.release();
               }
@@ -216,27 +240,12 @@ export function serverImplementation<S extends GenServiceMethods>(
         break;
       }
       case "server_streaming": {
-        type Send = (m: MessageInitShape<DescMessage>) => Promise<void>;
+        type Send = (m: MessageInitShape<DescMessage> | EncodedMessage) => Promise<void>;
         const h = handler as (req: MessageShape<DescMessage>, send: Send, ctx: CallContext) => Promise<void>;
-        impl[key] = (call: grpc.ServerWritableStream<Buffer, MessageShape<DescMessage>>) => {
+        impl[key] = (call: grpc.ServerWritableStream<Buffer, MessageShape<DescMessage> | EncodedMessage>) => {
           const { ctx, done } = contextOf(call);
-          // Waits for the transport to take the message when its buffer is full: a slow reader
-          // slows the producer of messages instead of growing memory.
-          const send: Send = (m) =>
-            new Promise<void>((resolve, reject) => {
-              if (ctx.signal.aborted) return reject(new TributaryError("NOT_READY", "the call has ended"));
-              if (call.write(create(method.output, m))) return resolve();
-              const onDrain = () => {
-                ctx.signal.removeEventListener("abort", onAbort);
-                resolve();
-              };
-              const onAbort = () => {
-                call.off("drain", onDrain);
-                reject(new TributaryError("NOT_READY", "the call has ended"));
-              };
-              call.once("drain", onDrain);
-              ctx.signal.addEventListener("abort", onAbort, { once: true });
-            });
+          // A slow reader slows the producer of messages instead of growing memory.
+          const out = new StreamWriter(call, ctx.signal, STREAM_QUEUED_BYTES_MAX);
           void (async () => {
             try {
               const decode = await admitted(call);
@@ -245,8 +254,8 @@ export function serverImplementation<S extends GenServiceMethods>(
               try {
                 // Each message is charged as sent; a principal over its fetch rate waits before the next.
                 const metered: Send = async (m) => {
-                  const message = create(method.output, m);
-                  await send(message);
+                  const message = reply(m);
+                  await out.write(message, message instanceof EncodedMessage ? message.bytes.byteLength : 0);
                   const waitMs = chargeReply(decode.quota, name, method.output, message);
                   if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
                 };

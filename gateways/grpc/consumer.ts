@@ -3,18 +3,22 @@
  *
  * A long poll never outlives the call: its wait is capped by the call's deadline (less a margin
  * so the empty answer arrives before the client gives up) and by maxWaitMs, and the call's
- * signal wakes it when the client cancels. Subscribe loops on broker.fetch with a long wait and
- * writes each non-empty result as one message, waiting for the transport to take it before
- * fetching more, so a slow reader slows the tail instead of growing memory.
+ * signal wakes it when the client cancels. Subscribe loops on broker.fetch with a long wait,
+ * reading at most grpc.subscribe.max.bytes of batches at a time, and writes what it read as
+ * messages of at most max_records records and grpc.subscribe.max.bytes encoded bytes (a larger
+ * record alone), waiting for the transport to take each before the next (the bridge's
+ * StreamWriter), so a slow reader slows the tail instead of growing memory. Both write their
+ * replies straight into wire bytes (record-replies.ts), not through protobuf-es messages.
  */
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { FETCH_DEFAULT_MAX_BYTES, type Broker } from "../../src/broker.ts";
+import { FETCH_DEFAULT_MAX_BYTES, FETCH_DEFAULT_MAX_RECORDS, FETCH_MAX_RECORDS_LIMIT, type Broker } from "../../src/broker.ts";
 import { TributaryError } from "../../src/errors.ts";
 import type { AutoOffsetReset } from "../../src/groups/types.ts";
 import type { CallContext, ServiceHandlers } from "./bridge.ts";
 import type { GrpcDeps } from "./deps.ts";
-import { ConsumerService, StartPosition, type SubscribeRequest, type SubscribeResponseSchema } from "./gen/tributary/v1/consumer_pb.ts";
-import { safeNumber, toStoredRecord } from "./records.ts";
+import { ConsumerService, StartPosition, type SubscribeRequest } from "./gen/tributary/v1/consumer_pb.ts";
+import { EncodedMessage } from "./proto-wire.ts";
+import { encodeFetchResponse, subscribeResponses } from "./record-replies.ts";
+import { safeNumber } from "./records.ts";
 
 type Methods = typeof ConsumerService extends { method: infer M } ? M : never;
 
@@ -60,12 +64,7 @@ export function consumerHandlers(deps: GrpcDeps): ServiceHandlers<Methods> {
           waitMs,
           signal: ctx.signal,
         });
-        return {
-          records: r.records.map(toStoredRecord),
-          nextOffset: BigInt(r.nextOffset),
-          highWatermark: BigInt(r.highWatermark),
-          logStartOffset: BigInt(r.logStartOffset),
-        };
+        return new EncodedMessage(encodeFetchResponse(r.records, r.nextOffset, r.highWatermark, r.logStartOffset));
       } finally {
         release();
       }
@@ -74,20 +73,16 @@ export function consumerHandlers(deps: GrpcDeps): ServiceHandlers<Methods> {
     async subscribe(req, send, ctx) {
       const release = deps.subscriptions.acquire();
       try {
+        const perMessage = { maxRecords: recordsPerMessage(req.maxRecords), maxBytes: limits.subscribeMaxBytes };
         let offset = await startOffset(broker, req);
-        const options = { maxRecords: req.maxRecords, maxBytes: replyBytesMax, signal: ctx.signal };
+        // A read of about one message's bytes; every record read is sent (in more messages when
+        // a batch is larger), so nothing read is thrown away and read again.
+        const options = { maxRecords: FETCH_MAX_RECORDS_LIMIT, maxBytes: perMessage.maxBytes, signal: ctx.signal };
         // Not waiting: proves topic, partition and offset before the stream is accepted.
         let r = await broker.fetch(req.topic, req.partition, offset, options);
         ctx.sendHeaders();
         for (;;) {
-          if (r.records.length > 0) {
-            const message: MessageInitShape<typeof SubscribeResponseSchema> = {
-              records: r.records.map(toStoredRecord),
-              nextOffset: BigInt(r.nextOffset),
-              highWatermark: BigInt(r.highWatermark),
-            };
-            await send(message);
-          }
+          for (const bytes of subscribeResponses(r.records, r.nextOffset, r.highWatermark, perMessage)) await send(new EncodedMessage(bytes));
           offset = r.nextOffset;
           if (ctx.signal.aborted) return;
           r = await broker.fetch(req.topic, req.partition, offset, { ...options, waitMs: SUBSCRIBE_WAIT_MS });
@@ -98,6 +93,13 @@ export function consumerHandlers(deps: GrpcDeps): ServiceHandlers<Methods> {
       }
     },
   };
+}
+
+/** max_records of a SubscribeRequest, checked as broker.fetch checks its maxRecords. */
+function recordsPerMessage(asked: number | undefined): number {
+  if (asked === undefined) return FETCH_DEFAULT_MAX_RECORDS;
+  if (!Number.isSafeInteger(asked) || asked < 1) throw new TributaryError("INVALID_REQUEST", `max_records must be an integer of at least 1, got ${asked}`);
+  return Math.min(asked, FETCH_MAX_RECORDS_LIMIT);
 }
 
 function reset(p: StartPosition): AutoOffsetReset {

@@ -9,6 +9,8 @@ export interface GrpcLimits {
   host: string;
   port: number;
   maxMessageBytes: number;
+  /** Encoded bytes of one Subscribe message (one record larger goes alone). */
+  subscribeMaxBytes: number;
   streamMaxInflight: number;
   maxLongPolls: number;
   maxSubscriptions: number;

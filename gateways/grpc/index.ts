@@ -34,6 +34,7 @@ import type { MirrorControl } from "../../src/mirror/edge.ts";
 import { callGuard } from "./auth.ts";
 import { serverImplementation, type ErrorReporter } from "./bridge.ts";
 import { consumerHandlers } from "./consumer.ts";
+import { defaultConfig } from "../../src/config.ts";
 import { ConcurrencyGate } from "../../src/concurrency-gate.ts";
 import type { GrpcDeps, GrpcLimits, GrpcMetrics } from "./deps.ts";
 import { AdminService } from "./gen/tributary/v1/admin_pb.ts";
@@ -51,6 +52,8 @@ export interface GrpcGatewayOptions {
   maxMessageBytes: number;
   streamMaxInflight: number;
   logger: Logger;
+  /** Encoded bytes of one Subscribe message, at most maxMessageBytes. Default 256 KiB (grpc.subscribe.max.bytes). */
+  subscribeMaxBytes?: number;
   /** Concurrent Fetch long polls; more get UNAVAILABLE (OVERLOADED). Default 1000. */
   maxLongPolls?: number;
   /** Concurrent Subscribe streams; more get UNAVAILABLE (OVERLOADED). Default 100. */
@@ -81,6 +84,7 @@ export async function startGrpcGateway(broker: Broker, options: GrpcGatewayOptio
     host: options.host,
     port: options.port,
     maxMessageBytes: options.maxMessageBytes,
+    subscribeMaxBytes: Math.min(options.subscribeMaxBytes ?? defaultConfig().grpc.subscribeMaxBytes, options.maxMessageBytes),
     streamMaxInflight: options.streamMaxInflight,
     maxLongPolls: options.maxLongPolls ?? 1000,
     maxSubscriptions: options.maxSubscriptions ?? 100,

@@ -18,6 +18,7 @@
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Metadata } from "@grpc/grpc-js";
 import type { QuotaEnforcer, QuotaKind } from "../../src/security/quotas.ts";
+import { EncodedMessage } from "./proto-wire.ts";
 
 export const THROTTLE_TRAILER = "tributary-throttle-ms";
 
@@ -50,9 +51,10 @@ export async function beforeCall(q: CallQuota | undefined, method: string, reque
 }
 
 /** Charge a reply message's bytes against the fetch quota (Fetch, Subscribe); the delay it earned. */
-export function chargeReply(q: CallQuota | undefined, method: string, schema: DescMessage, message: MessageShape<DescMessage>): number {
+export function chargeReply(q: CallQuota | undefined, method: string, schema: DescMessage, message: MessageShape<DescMessage> | EncodedMessage): number {
   if (!q || (method !== FETCH && method !== SUBSCRIBE) || q.quotas.ruleFor(q.principal)?.fetchBytesPerSec === undefined) return 0;
-  return q.quotas.charge(q.principal, "fetch", toBinary(schema, message).byteLength);
+  const bytes = message instanceof EncodedMessage ? message.bytes.byteLength : toBinary(schema, message).byteLength;
+  return q.quotas.charge(q.principal, "fetch", bytes);
 }
 
 /** A ProduceStream batch: charged, not waited for (see above). */

@@ -1,15 +1,15 @@
 /**
  * How records look over gRPC: bytes stay bytes. A proto Record becomes a broker ProduceRecord
  * without copying its key and value (they are views into the request buffer until the broker
- * encodes them into a batch), a stored record becomes a StoredRecord, and the per-record offsets
- * of a produce call are folded into OffsetRuns (one run per partition for a typical batch).
+ * encodes them into a batch), and the per-record offsets of a produce call are folded into
+ * OffsetRuns (one run per partition for a typical batch). Stored records go out through
+ * record-replies.ts, which writes them into wire bytes directly.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Acks as BrokerAcks, IdempotenceInput, ProduceRecord, ProduceResult } from "../../src/broker.ts";
 import { PRODUCE_MAX_RECORDS } from "../../src/broker.ts";
 import { TributaryError } from "../../src/errors.ts";
-import type { DecodedRecord } from "../../src/storage/record-batch.ts";
-import { Acks, type Idempotence, type OffsetRunSchema, type Record, type StoredRecordSchema } from "./gen/tributary/v1/records_pb.ts";
+import { Acks, type Idempotence, type OffsetRunSchema, type Record } from "./gen/tributary/v1/records_pb.ts";
 
 export function toProduceRecords(records: Record[]): ProduceRecord[] {
   if (records.length > PRODUCE_MAX_RECORDS) {
@@ -66,15 +66,4 @@ export function toOffsetRuns(results: ProduceResult[]): MessageInitShape<typeof 
     }
   }
   return runs.map((r) => ({ partition: r.partition, baseOffset: BigInt(r.base), count: r.count }));
-}
-
-export function toStoredRecord(r: DecodedRecord): MessageInitShape<typeof StoredRecordSchema> {
-  const out: MessageInitShape<typeof StoredRecordSchema> = {
-    offset: BigInt(r.offset),
-    timestampMs: BigInt(r.timestamp),
-    headers: r.headers.map((h) => (h.value === null ? { key: h.key } : { key: h.key, value: h.value })),
-  };
-  if (r.key !== null) out.key = r.key;
-  if (r.value !== null) out.value = r.value;
-  return out;
 }

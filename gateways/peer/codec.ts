@@ -14,9 +14,10 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { assert, TributaryError } from "../../src/errors.ts";
-import { sizeOfUvarint, sizeOfUvarlong, Writer } from "../../src/storage/bytes.ts";
+import { sizeOfUvarint, Writer } from "../../src/storage/bytes.ts";
 import type { GroupMessage, NodeId } from "../../src/cluster/types.ts";
 import { EntryType, MessageType, type Entry, type Message, type Snapshot } from "../../src/raft/index.ts";
+import { lengthDelimitedSize, varintFieldSize, writeVarintField } from "../grpc/proto-wire.ts";
 import {
   EntryType as ProtoEntryType,
   FramesRequestSchema,
@@ -143,7 +144,7 @@ export function encodeFrame(from: NodeId, frame: readonly GroupMessage[]): Uint8
   const groups = frame.map((g) => utf8.encode(g.group));
   const sizes = frame.map((g) => raftMessageSize(g.message));
   let total = from === 0 ? 0 : 1 + sizeOfUvarint(from);
-  for (let i = 0; i < frame.length; i++) total += lengthDelimited(groupMessageSize(groups[i]!, sizes[i]!));
+  for (let i = 0; i < frame.length; i++) total += lengthDelimitedSize(groupMessageSize(groups[i]!, sizes[i]!));
   const w = new Writer(new Uint8Array(total));
   if (from !== 0) w.int8(FRAMES_FROM).uvarint(from);
   for (let i = 0; i < frame.length; i++) {
@@ -164,27 +165,17 @@ const GROUP_NAME = (1 << 3) | 2;
 const GROUP_MESSAGE = (2 << 3) | 2;
 const utf8 = new TextEncoder();
 
-/** Bytes of a length-delimited field of `size` bytes, tag included (every tag here is one byte). */
-function lengthDelimited(size: number): number {
-  return 1 + sizeOfUvarint(size) + size;
-}
-
 function groupMessageSize(group: Uint8Array, messageSize: number): number {
-  return (group.length > 0 ? lengthDelimited(group.length) : 0) + lengthDelimited(messageSize);
-}
-
-/** A varint field: absent when zero (proto3 implicit presence), as protobuf-es writes it. */
-function varintField(n: number): number {
-  return n === 0 ? 0 : 1 + sizeOfUvarlong(n);
+  return (group.length > 0 ? lengthDelimitedSize(group.length) : 0) + lengthDelimitedSize(messageSize);
 }
 
 function entrySize(e: Entry): number {
-  return varintField(e.term) + varintField(e.index) + varintField(entryType(e)) + (e.data.length > 0 ? lengthDelimited(e.data.length) : 0);
+  return varintFieldSize(e.term) + varintFieldSize(e.index) + varintFieldSize(entryType(e)) + (e.data.length > 0 ? lengthDelimitedSize(e.data.length) : 0);
 }
 
 function snapshotMetaSize(s: Snapshot): number {
   const voters = votersSize(s);
-  return varintField(s.meta.index) + varintField(s.meta.term) + (voters > 0 ? lengthDelimited(voters) : 0);
+  return varintFieldSize(s.meta.index) + varintFieldSize(s.meta.term) + (voters > 0 ? lengthDelimitedSize(voters) : 0);
 }
 
 function votersSize(s: Snapshot): number {
@@ -194,21 +185,17 @@ function votersSize(s: Snapshot): number {
 }
 
 function snapshotSize(s: Snapshot): number {
-  return lengthDelimited(snapshotMetaSize(s)) + (s.data.length > 0 ? lengthDelimited(s.data.length) : 0);
+  return lengthDelimitedSize(snapshotMetaSize(s)) + (s.data.length > 0 ? lengthDelimitedSize(s.data.length) : 0);
 }
 
 function raftMessageSize(m: Message): number {
-  let n = varintField(messageType(m)) + varintField(u32(m.from, "from")) + varintField(u32(m.to, "to"));
-  n += varintField(u64n(m.term, "term")) + varintField(u64n(m.logTerm, "logTerm")) + varintField(u64n(m.index, "index"));
-  for (const e of m.entries) n += lengthDelimited(entrySize(e));
-  n += varintField(u64n(m.commit, "commit")) + (m.reject ? 2 : 0) + varintField(u64n(m.rejectHint, "rejectHint"));
-  if (m.snapshot !== undefined) n += lengthDelimited(snapshotSize(m.snapshot));
+  let n = varintFieldSize(messageType(m)) + varintFieldSize(u32(m.from, "from")) + varintFieldSize(u32(m.to, "to"));
+  n += varintFieldSize(u64n(m.term, "term")) + varintFieldSize(u64n(m.logTerm, "logTerm")) + varintFieldSize(u64n(m.index, "index"));
+  for (const e of m.entries) n += lengthDelimitedSize(entrySize(e));
+  n += varintFieldSize(u64n(m.commit, "commit")) + (m.reject ? 2 : 0) + varintFieldSize(u64n(m.rejectHint, "rejectHint"));
+  if (m.snapshot !== undefined) n += lengthDelimitedSize(snapshotSize(m.snapshot));
   if (m.transfer !== undefined) n += 2;
   return n;
-}
-
-function writeVarintField(w: Writer, field: number, n: number): void {
-  if (n !== 0) w.int8(field << 3).uvarlong(n);
 }
 
 function writeBytesField(w: Writer, field: number, b: Uint8Array): void {

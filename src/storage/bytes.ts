@@ -60,6 +60,34 @@ export function sizeOfUvarlong(v: number): number {
   return n;
 }
 
+/**
+ * Bytes of `v` (a safe integer) as protobuf's int64: a plain varint of its 64-bit two's
+ * complement, so 10 bytes for any negative value (no zigzag; that is sint64).
+ */
+export function sizeOfInt64Varint(v: number): number {
+  return v < 0 ? 10 : sizeOfUvarlong(v);
+}
+
+/** UTF-8 length as TextEncoder produces it (a lone surrogate becomes U+FFFD, 3 bytes). */
+export function sizeOfUtf8(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) {
+      n += 1;
+    } else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 2; // a surrogate pair: 2 code units, 4 bytes
+      i++;
+    } else {
+      n += 2;
+    }
+  }
+  return n;
+}
+
+const utf8Encoder = new TextEncoder();
+
 export class Writer {
   readonly buf: Uint8Array;
   readonly view: DataView;
@@ -136,6 +164,23 @@ export class Writer {
     return this;
   }
 
+  /** A safe integer as protobuf's int64 (see sizeOfInt64Varint): negatives as 10 bytes. */
+  int64Varint(v: number): this {
+    if (v >= 0) return this.uvarlong(v);
+    assert(Number.isSafeInteger(v), `int64 value ${v} is not a safe integer`);
+    // Two's complement in two 32-bit halves: hi is negative, so every group carries on to the 10th byte.
+    const hi = Math.floor(v / TWO_POW_32);
+    const lo = v - hi * TWO_POW_32;
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let shift = 0; shift < 28; shift += 7) buf[pos++] = ((lo >>> shift) & 0x7f) | 0x80;
+    buf[pos++] = ((lo >>> 28) & 0x0f) | ((hi & 0x07) << 4) | 0x80;
+    for (let shift = 3; shift < 31; shift += 7) buf[pos++] = ((hi >>> shift) & 0x7f) | 0x80;
+    buf[pos++] = (hi >>> 31) & 0x01;
+    this.pos = pos;
+    return this;
+  }
+
   /** An int32 as a zigzag varint. */
   varint(v: number): this {
     return this.uvarint((v << 1) ^ (v >> 31));
@@ -163,6 +208,22 @@ export class Writer {
   bytes(b: Uint8Array): this {
     this.buf.set(b, this.pos);
     this.pos += b.length;
+    return this;
+  }
+
+  /** `s` as UTF-8, `byteLength` being sizeOfUtf8(s). */
+  utf8(s: string, byteLength: number): this {
+    const buf = this.buf;
+    let pos = this.pos;
+    if (byteLength === s.length) {
+      // All ASCII, as header keys nearly always are: cheaper than a subarray and encodeInto.
+      for (let i = 0; i < s.length; i++) buf[pos++] = s.charCodeAt(i);
+    } else {
+      const { written } = utf8Encoder.encodeInto(s, buf.subarray(pos, pos + byteLength));
+      assert(written === byteLength, `utf-8 wrote ${written} bytes, sized ${byteLength}`);
+      pos += byteLength;
+    }
+    this.pos = pos;
     return this;
   }
 }

@@ -50,7 +50,7 @@
  */
 import { gunzipSync, gzipSync } from "node:zlib";
 import { TributaryError, assert } from "../errors.ts";
-import { Reader, Writer, sizeOfVarint, sizeOfVarlong } from "./bytes.ts";
+import { Reader, Writer, sizeOfUtf8, sizeOfVarint, sizeOfVarlong } from "./bytes.ts";
 import { crc32c } from "./crc32c.ts";
 
 /** A record header: Kafka headers have string keys and byte values (null allowed). */
@@ -162,7 +162,6 @@ const ATTR_CONTROL = 0x20;
 const INT32_MAX = 0x7fffffff;
 const UNSUPPORTED_CODECS = ["", "", "snappy", "lz4", "zstd"] as const;
 
-const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 function corrupt(message: string, cause?: unknown): TributaryError {
@@ -269,7 +268,7 @@ function recordBodySize(r: RecordInput, tsDelta: number, offsetDelta: number): n
   size += sizeOfVarint(hn);
   for (let j = 0; j < hn; j++) {
     const h = headers![j]!;
-    const kl = utf8Length(h.key);
+    const kl = sizeOfUtf8(h.key);
     size += sizeOfVarint(kl) + kl + lengthFieldSize(h.value);
   }
   return size;
@@ -290,9 +289,9 @@ function writeRecords(w: Writer, records: readonly RecordInput[], sizes: Int32Ar
     w.varint(hn);
     for (let j = 0; j < hn; j++) {
       const h = headers![j]!;
-      const kl = utf8Length(h.key);
+      const kl = sizeOfUtf8(h.key);
       w.varint(kl);
-      writeUtf8(w, h.key, kl);
+      w.utf8(h.key, kl);
       writeNullableBytes(w, h.value);
     }
     assert(w.pos - start === sizes[i], `record ${i} wrote ${w.pos - start} bytes, sized ${sizes[i]}`);
@@ -307,38 +306,6 @@ function writeNullableBytes(w: Writer, b: Uint8Array | null): void {
     w.varint(b.length);
     w.bytes(b);
   }
-}
-
-/** UTF-8 length as TextEncoder produces it (a lone surrogate becomes U+FFFD, 3 bytes). */
-function utf8Length(s: string): number {
-  let n = s.length;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) continue;
-    if (c < 0x800) {
-      n += 1;
-    } else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      n += 2; // a surrogate pair: 2 code units, 4 bytes
-      i++;
-    } else {
-      n += 2;
-    }
-  }
-  return n;
-}
-
-function writeUtf8(w: Writer, s: string, byteLength: number): void {
-  const buf = w.buf;
-  let pos = w.pos;
-  if (byteLength === s.length) {
-    // All ASCII, as header keys nearly always are: cheaper than a subarray and encodeInto.
-    for (let i = 0; i < s.length; i++) buf[pos++] = s.charCodeAt(i);
-  } else {
-    const { written } = utf8Encoder.encodeInto(s, buf.subarray(pos, pos + byteLength));
-    assert(written === byteLength, `utf-8 wrote ${written} bytes, sized ${byteLength}`);
-    pos += byteLength;
-  }
-  w.pos = pos;
 }
 
 // ---- header, framing, in-place rewrites --------------------------------------------------------

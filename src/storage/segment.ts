@@ -320,9 +320,14 @@ export class Segment {
   /**
    * Whole batches from `position` (where a batch starts) up to `maxBytes`, but at least the first
    * one, never past `limit`. Every batch's CRC is checked: a corrupt batch is never served.
+   *
+   * The read is a whole number of first-batch sizes: a producer's batches are mostly alike, so
+   * the buffer then ends where a batch ends, instead of with part of one that is read from disk,
+   * dropped and read again by the next call (a fifth of every read, with 100 KiB batches and a
+   * 256 KiB Subscribe message).
    */
   async readBatches(position: number, firstSize: number, limit: number, maxBytes: number): Promise<Uint8Array> {
-    const len = Math.min(limit - position, Math.max(firstSize, maxBytes));
+    const len = Math.min(limit - position, Math.max(firstSize, maxBytes - (maxBytes % firstSize)));
     const buf = new Uint8Array(len);
     let got = 0;
     while (got < len) {
