@@ -31,7 +31,7 @@ export const SUBSCRIBE_WAIT_MS = 15_000;
  * answer.
  */
 function deadlineMarginMs(leftMs: number): number {
-  return Math.min(1_000, Math.max(100, leftMs / 5));
+  return Math.min(1_000, Math.max(100, Math.ceil(leftMs / 5)));
 }
 
 function partitionBounds(broker: Broker, topic: string, partition: number): { logStartOffset: number; highWatermark: number } {
@@ -45,7 +45,7 @@ function waitBudgetMs(asked: number | undefined, ctx: CallContext, maxWaitMs: nu
   if (asked === undefined || asked <= 0) return 0;
   const left = ctx.deadlineMs - Date.now();
   const untilDeadline = Number.isFinite(left) ? left - deadlineMarginMs(left) : Infinity;
-  return Math.max(0, Math.min(asked, maxWaitMs, untilDeadline));
+  return Math.max(0, Math.floor(Math.min(asked, maxWaitMs, untilDeadline)));
 }
 
 export function consumerHandlers(deps: GrpcDeps): ServiceHandlers<Methods> {
