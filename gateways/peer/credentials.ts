@@ -24,6 +24,7 @@
 import { isIP } from "node:net";
 import { checkServerIdentity, type ConnectionOptions, type SecureContextOptions } from "node:tls";
 import { checkTlsContext } from "../../src/security/tls.ts";
+import { IP_TARGET_SERVERNAME } from "../grpc/channel.ts";
 
 /** PEM contents, not file names. */
 export interface PeerTls {
@@ -31,9 +32,6 @@ export interface PeerTls {
   readonly key: string;
   readonly ca: string;
 }
-
-/** SNI sent to an IP target: under `.invalid` (RFC 6761) so it can never name a real host. */
-export const IP_TARGET_SERVERNAME = "ip-address.invalid";
 
 export class PeerCredentials {
   private tls: PeerTls;
