@@ -86,6 +86,7 @@ function countingFs(counter: { syncs: number }): FileSystem {
       return {
         read: (b, o, l, p) => fh.read(b, o, l, p),
         write: (b, p) => fh.write(b, p),
+        writev: (bs, p) => fh.writev(bs, p),
         datasync: () => {
           counter.syncs++;
           return fh.datasync();

@@ -44,6 +44,29 @@ function memoryStore(): GroupStore {
   });
 }
 
+describe("RaftHost.flushNow", () => {
+  it("sends what the groups queued this turn at once, instead of at the end of the turn", async () => {
+    const clock = new ManualClock();
+    const sent: number[] = [];
+    const host = new RaftHost({
+      self: 1,
+      transport: { ...silentTransport, send: (to) => void sent.push(to) },
+      clock,
+      random: () => 0,
+      logger: silentLogger,
+      timing: { tickMs: 100, electionTicks: 10, heartbeatTicks: 1 },
+    });
+    const group = host.addGroup("g", { voters: [1, 2, 3] }, memoryStore(), { apply: () => {} });
+    group.poke((n) => n.campaign());
+    await group.idle(); // the Ready ran: its (pre-)vote requests wait in the outbox for the turn's end
+    expect(sent).toEqual([]);
+    host.flushNow();
+    expect(sent.sort()).toEqual([2, 3]);
+    clock.advance(0); // the end-of-turn flush that was scheduled finds nothing left to send
+    expect(sent).toHaveLength(2);
+  });
+});
+
 describe("RaftHost ticks", () => {
   it("keep their schedule when every timer fires 30 ms late: a 10-tick election timeout starts at about 1 s, not 1.3 s", () => {
     const manual = new ManualClock();

@@ -67,6 +67,17 @@ describe.each([realFs, memFs])("PartitionLog on $name", (kind: FsKind) => {
     expect(all.map((r) => str(r.value))).toEqual(Array.from({ length: 50 }, (_, i) => [`p${i}-0`, `p${i}-1`]).flat());
   });
 
+  it("writes a round of more batches than one vectored write takes, in order, and keeps them across reopen", async () => {
+    let log = await open();
+    const n = 2500; // over Linux's 1024 buffers per writev: the round goes in several calls
+    const results = await Promise.all(Array.from({ length: n }, (_, i) => log.append(valuesBatch(`v${i}`, 1))));
+    expect(results.map((r) => r.baseOffset)).toEqual(Array.from({ length: n }, (_, i) => i));
+    const expected = Array.from({ length: n }, (_, i) => `v${i}-0`);
+    expect((await readAll(log, 0, 1 << 20)).map((r) => str(r.value))).toEqual(expected);
+    log = await reopen(log);
+    expect((await readAll(log, 0, 1 << 20)).map((r) => str(r.value))).toEqual(expected);
+  });
+
   it("returns at least one whole batch and otherwise whole batches up to maxBytes", async () => {
     const log = await open();
     for (let i = 0; i < 5; i++) await log.append(valuesBatch(`x${i}`, 10));

@@ -138,14 +138,16 @@ export function messageFromProto(p: RaftMessage): Message {
  * length prefix and copies the whole result out at the end: five copies of every byte a leader
  * replicates, measured at a fifth of the sender's CPU). The bytes are those protobuf-es writes
  * (test/peer-codec.test.ts compares them), so the receiver decodes with the generated schema.
+ * `headroom` bytes are left free before them, so a transport can put its own prefix there
+ * without copying the frame (the peer link: gRPC's 5-byte message prefix).
  */
-export function encodeFrame(from: NodeId, frame: readonly GroupMessage[]): Uint8Array {
+export function encodeFrame(from: NodeId, frame: readonly GroupMessage[], headroom = 0): Uint8Array {
   u32(from, "from");
   const groups = frame.map((g) => utf8.encode(g.group));
   const sizes = frame.map((g) => raftMessageSize(g.message));
   let total = from === 0 ? 0 : 1 + sizeOfUvarint(from);
   for (let i = 0; i < frame.length; i++) total += lengthDelimitedSize(groupMessageSize(groups[i]!, sizes[i]!));
-  const w = new Writer(new Uint8Array(total));
+  const w = new Writer(new Uint8Array(headroom + total), headroom);
   if (from !== 0) w.int8(FRAMES_FROM).uvarint(from);
   for (let i = 0; i < frame.length; i++) {
     const group = groups[i]!;
@@ -154,7 +156,7 @@ export function encodeFrame(from: NodeId, frame: readonly GroupMessage[]): Uint8
     w.int8(GROUP_MESSAGE).uvarint(sizes[i]!);
     writeRaftMessage(w, frame[i]!.message);
   }
-  assert(w.pos === total, `frame encoded to ${w.pos} bytes, sized ${total}`);
+  assert(w.pos === headroom + total, `frame encoded to ${w.pos - headroom} bytes, sized ${total}`);
   return w.buf;
 }
 

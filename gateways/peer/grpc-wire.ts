@@ -33,14 +33,21 @@ export const Status = {
 } as const;
 
 export const GRPC_CONTENT_TYPE = "application/grpc";
-const PREFIX_BYTES = 5;
+/** gRPC's message prefix: a compressed flag, then the length (big-endian u32). */
+export const PREFIX_BYTES = 5;
 
 /** `payload` behind its gRPC message prefix, in one buffer. */
 export function frameMessage(payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(PREFIX_BYTES + payload.byteLength);
-  out[0] = 0;
-  out.writeUInt32BE(payload.byteLength, 1);
   out.set(payload, PREFIX_BYTES);
+  return prefixInPlace(out);
+}
+
+/** A message encoded after PREFIX_BYTES of headroom: writes its prefix there, no copy. */
+export function prefixInPlace(buf: Uint8Array): Buffer {
+  const out = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  out[0] = 0;
+  out.writeUInt32BE(buf.byteLength - PREFIX_BYTES, 1);
   return out;
 }
 

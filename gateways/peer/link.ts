@@ -20,7 +20,7 @@ import type { Logger } from "../../src/logger.ts";
 import type { Clock } from "../../src/runtime/clock.ts";
 import { CallRequestSchema, CallResponseSchema, FramesResponseSchema } from "../grpc/gen/tributary/peer/v1/peer_pb.ts";
 import type { PeerCredentials } from "./credentials.ts";
-import { decodeStatusMessage, frameMessage, GRPC_CONTENT_TYPE, grpcTimeout, MessageReader, Status } from "./grpc-wire.ts";
+import { decodeStatusMessage, frameMessage, GRPC_CONTENT_TYPE, grpcTimeout, MessageReader, prefixInPlace, PREFIX_BYTES, Status } from "./grpc-wire.ts";
 import { INITIAL_BACKOFF_MS, MAX_BACKOFF_MS, PeerConnection } from "./h2-client.ts";
 import { CALL_PATH, FRAMES_PATH } from "./h2-server.ts";
 
@@ -100,18 +100,23 @@ export class PeerLink {
     this.failing = { reason, loggedAtMs: now, failures: (f?.failures ?? 0) + 1 };
   }
 
-  /** Writes one encoded FramesRequest, or says why it cannot go. Never waits. */
-  send(frame: Uint8Array): DropReason | null {
+  /**
+   * Writes one FramesRequest, encoded after PREFIX_BYTES of headroom (`encodeFrame(from, frame,
+   * PREFIX_BYTES)`: its gRPC prefix goes there, so the frame is not copied), or says why it
+   * cannot go. Never waits.
+   */
+  send(withHeadroom: Uint8Array): DropReason | null {
     if (this.closed) return "disconnected";
     const frames = this.frames ?? this.open();
     if (!frames) return "disconnected";
     if (this.inflight >= this.env.limits.maxInflightFrames) return "inflight";
+    const size = withHeadroom.byteLength - PREFIX_BYTES;
     // One frame always goes (a frame is at most maxFrameBytes); past the byte window, drop.
-    if (this.inflight > 0 && this.inflightBytes + frame.byteLength > (this.env.limits.maxInflightBytes ?? Infinity)) return "inflight";
+    if (this.inflight > 0 && this.inflightBytes + size > (this.env.limits.maxInflightBytes ?? Infinity)) return "inflight";
     this.inflight++;
-    this.inflightBytes += frame.byteLength;
-    this.sizes.push(frame.byteLength);
-    const framed = frameMessage(frame);
+    this.inflightBytes += size;
+    this.sizes.push(size);
+    const framed = prefixInPlace(withHeadroom);
     if (frames.stream) frames.stream.write(framed);
     else frames.queued.push(framed);
     return null;

@@ -32,6 +32,7 @@ import type { Logger } from "../../src/logger.ts";
 import { Metrics, type Counter } from "../../src/metrics.ts";
 import { systemClock, type Clock } from "../../src/runtime/clock.ts";
 import { encodeFrame } from "./codec.ts";
+import { PREFIX_BYTES } from "./grpc-wire.ts";
 import { PeerCredentials, type PeerTls } from "./credentials.ts";
 import { PeerServer } from "./h2-server.ts";
 import { PeerLink, type DropReason, type LinkEnv } from "./link.ts";
@@ -164,8 +165,8 @@ export class GrpcTransport implements Transport {
   send(to: NodeId, frame: readonly GroupMessage[]): void {
     const link = this.links.get(to);
     if (!link || this.closing) return this.drop(to, "disconnected");
-    const bytes = encodeFrame(this.options.self, frame);
-    if (bytes.byteLength > this.limits.maxFrameBytes) return this.drop(to, "size");
+    const bytes = encodeFrame(this.options.self, frame, PREFIX_BYTES);
+    if (bytes.byteLength - PREFIX_BYTES > this.limits.maxFrameBytes) return this.drop(to, "size");
     const refused = link.send(bytes);
     if (refused) return this.drop(to, refused);
     this.metrics.sent.inc({ peer: String(to) });

@@ -20,6 +20,7 @@ import type { Logger } from "../logger.ts";
 import type { Clock } from "../runtime/clock.ts";
 import { joinPath, writeFileAtomic, type FileSystem } from "../runtime/fs.ts";
 import type { ConfChange } from "../raft/index.ts";
+import { processBlockingRounds } from "../storage/flusher.ts";
 import type { PartitionLog } from "../storage/log.ts";
 import { Controller, resultError } from "./controller.ts";
 import { RaftHost, type GroupLimits, type RaftTiming } from "./host.ts";
@@ -77,6 +78,7 @@ export class ClusterNode {
   private tombstones = new Map<GroupId, Tombstone>();
   private tombstoneWrites: Promise<void> = Promise.resolve();
   private closed = false;
+  private readonly unhookBlocking: () => void;
 
   private constructor(
     private readonly options: ClusterOptions,
@@ -96,6 +98,9 @@ export class ClusterNode {
       ...(options.limits ? { limits: options.limits } : {}),
       onCall: (from, method, body) => this.serve(from, method, body),
     });
+    // A leader's appends are queued to leave at the end of the turn; a log about to block the
+    // event loop on a lone write (storage/flusher.ts) sends them first, so followers write meanwhile.
+    this.unhookBlocking = processBlockingRounds.onBeforeBlock(() => this.host.flushNow());
     this.controller = new Controller(
       store,
       async (metadata) => {
@@ -406,6 +411,7 @@ export class ClusterNode {
     if (this.closed) return;
     this.closed = true;
     this.reassigner.stop();
+    this.unhookBlocking();
     await this.host.close();
     for (const r of this.replicas.values()) r.rejectAll(new TributaryError("NOT_READY", "the broker is shutting down"));
     await Promise.allSettled([...this.replicas.values()].map((r) => r.store.close()));

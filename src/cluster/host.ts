@@ -160,6 +160,11 @@ export class RaftHost {
     await Promise.all(groups.map((g) => g.idle()));
   }
 
+  /** Send what the groups queued this turn now rather than at its end (the event loop is about to block). */
+  flushNow(): void {
+    if (this.flushScheduled && !this.closed) this.flush();
+  }
+
   private enqueue(to: NodeId, group: GroupId, message: Message): void {
     if (this.closed) return;
     let q = this.outbox.get(to);

@@ -142,6 +142,15 @@ class MemFileHandle implements FileHandle {
     this.inode.write(buf, position ?? this.inode.length);
   }
 
+  async writev(bufs: readonly Uint8Array[], position: number): Promise<void> {
+    await this.owner.yieldTurn();
+    this.check(true);
+    for (const b of bufs) {
+      this.inode.write(b, position);
+      position += b.length;
+    }
+  }
+
   async datasync(): Promise<void> {
     await this.owner.yieldTurn();
     this.check(true);

@@ -18,7 +18,7 @@
  * which refuses appends beyond 4x maxPendingBytes; past 1x they simply wait their turn here.
  */
 import { TributaryError, isTributaryError } from "../errors.ts";
-import type { Clock } from "../runtime/clock.ts";
+import { systemClock, type Clock } from "../runtime/clock.ts";
 import type { FlushPolicy } from "./log.ts";
 
 const YIELD_TURNS = 8;
@@ -38,11 +38,80 @@ export interface FlushTarget {
   write(items: PendingAppend[]): Promise<void>;
   /** fdatasync every file written since the last sync. */
   sync(): Promise<void>;
+  /**
+   * Write and sync these with blocking calls, if it can (see BlockingRounds); the milliseconds
+   * the disk took, or null when it did nothing.
+   */
+  writeSyncNow?(items: PendingAppend[]): number | null;
   /** These items are durable per the policy: advance the high watermark past them. */
   durable(items: PendingAppend[]): void;
   /** A write or sync failed: the log refuses everything from now on. */
   failed(error: unknown): void;
 }
+
+/**
+ * When a round may block the event loop. On a lightly used log, an append that waits alone costs
+ * two thread-pool round trips (write, then fdatasync), each a wake-up of a sleeping thread and
+ * then of the event loop: on the 2-core VM of bench/RESULTS.md that was as long as the fdatasync
+ * itself. A lone append is therefore written and synced with blocking calls on the event loop
+ * when all of these hold, and through the thread pool otherwise:
+ *
+ * - the flush mode is batch, and this round and the STREAK rounds before it held one append
+ *   each (nothing queues behind a blocked loop, so many producers show as rounds of several);
+ * - no round of any log of the process is on the thread pool (a blocked loop would hold it up),
+ *   and no other log ran a blocking round in the last SPACING_MS (two busy logs: their syncs
+ *   should overlap on the pool, not queue on the loop);
+ * - this log's last SLOW_ROUNDS blocking rounds did not all take SLOW_MS or more: a slow disk
+ *   (an SD card) does not block the loop again for BACKOFF_MS, and after that one more slow
+ *   round is enough to back off again.
+ *
+ * One instance is shared by every log of a process (`processBlockingRounds`, on the system
+ * clock); the backoff is timed by each log's own clock.
+ */
+export class BlockingRounds {
+  static readonly STREAK = 3;
+  static readonly SPACING_MS = 5;
+  static readonly SLOW_MS = 2;
+  static readonly SLOW_ROUNDS = 3;
+  static readonly BACKOFF_MS = 10_000;
+  /** Rounds on the thread pool now, over all logs. */
+  private pooled = 0;
+  private last: { owner: object; atMs: number } | null = null;
+  /** Called before a round blocks, so what is ready to leave (the Raft host's outbox) goes first. */
+  private readonly beforeBlock = new Set<() => void>();
+
+  constructor(private readonly clock: Clock) {}
+
+  /** `fn` runs before every blocking round; returns its removal. */
+  onBeforeBlock(fn: () => void): () => void {
+    this.beforeBlock.add(fn);
+    return () => this.beforeBlock.delete(fn);
+  }
+
+  mayBlock(owner: object): boolean {
+    if (this.pooled > 0) return false;
+    return !(this.last && this.last.owner !== owner && this.clock.now() - this.last.atMs < BlockingRounds.SPACING_MS);
+  }
+
+  willBlock(): void {
+    for (const fn of this.beforeBlock) fn();
+  }
+
+  blocked(owner: object): void {
+    this.last = { owner, atMs: this.clock.now() };
+  }
+
+  pool(): () => void {
+    this.pooled++;
+    let done = false;
+    return () => {
+      if (!done) this.pooled--;
+      done = true;
+    };
+  }
+}
+
+export const processBlockingRounds = new BlockingRounds(systemClock);
 
 export class GroupCommit {
   private queue: PendingAppend[] = [];
@@ -58,10 +127,18 @@ export class GroupCommit {
   /** Bytes appended and not yet durable. */
   pendingBytes = 0;
 
+  /** Rounds of one append in a row, this one included. */
+  private lone = 0;
+  /** Blocking rounds in a row that took SLOW_MS or more. */
+  private slowRounds = 0;
+  /** No blocking rounds before this (ms): the last ones found the disk slow. */
+  private slowUntilMs = 0;
+
   constructor(
     private readonly target: FlushTarget,
     private readonly clock: Clock,
     private readonly settings: () => { flush: FlushPolicy; maxPendingBytes: number },
+    private readonly blocking: BlockingRounds = processBlockingRounds,
   ) {}
 
   /** Queue one append (offset already assigned); resolves once durable per the policy. */
@@ -113,34 +190,47 @@ export class GroupCommit {
         if (this.queue.length === 0 && !forced && !(this.timerDue && this.unsynced.length > 0)) break;
         round = this.queue;
         this.queue = [];
-        if (round.length > 0) await this.target.write(round);
-
-        if (flush.mode === "none" && !forced) {
+        this.lone = round.length === 1 ? this.lone + 1 : 0;
+        if (flush.mode === "batch" && this.unsynced.length === 0 && this.tryBlocking(round)) {
+          const waiters = this.syncWaiters;
+          this.syncWaiters = [];
           this.acknowledge(round);
           round = [];
+          for (const w of waiters) w.resolve();
           continue;
         }
-        if (flush.mode === "interval" && !forced && !this.timerDue) {
-          for (const item of round) this.unsyncedBytes += item.bytes.length;
-          this.unsynced.push(...round);
-          round = [];
-          if (this.unsyncedBytes < Math.min(flush.bytes, maxPendingBytes)) {
-            this.armTimer(flush.intervalMs);
+        const pooled = this.blocking.pool();
+        try {
+          if (round.length > 0) await this.target.write(round);
+          if (flush.mode === "none" && !forced) {
+            this.acknowledge(round);
+            round = [];
             continue;
           }
+          if (flush.mode === "interval" && !forced && !this.timerDue) {
+            for (const item of round) this.unsyncedBytes += item.bytes.length;
+            this.unsynced.push(...round);
+            round = [];
+            if (this.unsyncedBytes < Math.min(flush.bytes, maxPendingBytes)) {
+              this.armTimer(flush.intervalMs);
+              continue;
+            }
+          }
+          round = this.unsynced.length > 0 ? this.unsynced.concat(round) : round;
+          this.unsynced = [];
+          this.unsyncedBytes = 0;
+          this.timerDue = false;
+          this.cancelTimer?.();
+          this.cancelTimer = null;
+          const waiters = this.syncWaiters;
+          this.syncWaiters = [];
+          await this.target.sync();
+          this.acknowledge(round);
+          round = [];
+          for (const w of waiters) w.resolve();
+        } finally {
+          pooled();
         }
-        round = this.unsynced.length > 0 ? this.unsynced.concat(round) : round;
-        this.unsynced = [];
-        this.unsyncedBytes = 0;
-        this.timerDue = false;
-        this.cancelTimer?.();
-        this.cancelTimer = null;
-        const waiters = this.syncWaiters;
-        this.syncWaiters = [];
-        await this.target.sync();
-        this.acknowledge(round);
-        round = [];
-        for (const w of waiters) w.resolve();
       }
     } catch (e) {
       this.fail(e, round);
@@ -152,6 +242,25 @@ export class GroupCommit {
         for (const w of waiters) w();
       }
     }
+  }
+
+  /** A lone append written and synced on the event loop (see BlockingRounds); false: it goes through the pool. */
+  private tryBlocking(round: PendingAppend[]): boolean {
+    if (this.lone <= BlockingRounds.STREAK || !this.target.writeSyncNow) return false;
+    const now = this.clock.now();
+    if (now < this.slowUntilMs || !this.blocking.mayBlock(this)) return false;
+    this.blocking.willBlock();
+    const ms = this.target.writeSyncNow(round);
+    if (ms === null) return false;
+    this.blocking.blocked(this);
+    // One slow sync (the first of a file, a journal commit's hiccup) is not a slow disk; SLOW_ROUNDS
+    // in a row are, and after the backoff one more slow round is enough to back off again.
+    if (ms < BlockingRounds.SLOW_MS) this.slowRounds = 0;
+    else if (++this.slowRounds >= BlockingRounds.SLOW_ROUNDS) {
+      this.slowUntilMs = now + BlockingRounds.BACKOFF_MS;
+      this.slowRounds = BlockingRounds.SLOW_ROUNDS - 1;
+    }
+    return true;
   }
 
   private armTimer(intervalMs: number): void {

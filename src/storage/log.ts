@@ -35,7 +35,7 @@ import { createLogger, type Logger } from "../logger.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { FileSystem } from "../runtime/fs.ts";
 import { compactSegments, type CompactionStats } from "./compaction.ts";
-import { GroupCommit, type PendingAppend } from "./flusher.ts";
+import { GroupCommit, processBlockingRounds, type BlockingRounds, type PendingAppend } from "./flusher.ts";
 import { BATCH_LENGTH_PREFIX_BYTES, batchSizeAt, decodeRecords, readBatchHeader, setBatchBaseOffset, verifyBatchCrc, type BatchHeader } from "./record-batch.ts";
 import { recoverSegments } from "./recovery.ts";
 import { segmentsToDelete, type SegmentInfo } from "./retention.ts";
@@ -80,6 +80,8 @@ export interface LogDeps {
   clock: Clock;
   /** Where recovery warnings and failures go; default: JSON lines on stderr at "info". */
   logger?: Logger;
+  /** Shared by the logs of one process (flusher.ts); default processBlockingRounds. Tests give their own. */
+  blockingRounds?: BlockingRounds;
 }
 
 /**
@@ -117,8 +119,10 @@ export interface ReadResult {
 
 type State = "open" | "truncating" | "closing" | "closed" | "failed";
 
-/** Writes up to this size are coalesced into one buffer and one write call; larger rounds are split. */
+/** Writes up to this size go to the file in one (vectored) write call; larger rounds are split. */
 const COALESCE_BYTES = 8 << 20;
+/** A blocking round holds a few batches at most (the flusher asks for lone appends). */
+const MAX_BLOCKING_ITEMS = 16;
 /** Appends are refused once pending bytes would pass this multiple of maxPendingBytes. */
 const OVERLOAD_FACTOR = 4;
 
@@ -150,6 +154,7 @@ export class PartitionLog {
     private readonly logger: Logger,
     private segments: Segment[],
     private readonly options: LogOptions,
+    blockingRounds: BlockingRounds,
   ) {
     this.nextOffset = this.active.nextOffset;
     this.durable = this.nextOffset;
@@ -158,12 +163,14 @@ export class PartitionLog {
     this.flusher = new GroupCommit(
       {
         write: (items) => this.writeRound(items),
+        writeSyncNow: (items) => this.writeSyncNow(items),
         sync: () => this.syncDirty(),
         durable: (items) => this.advance(items),
         failed: (e) => this.fail(e),
       },
       clock,
       () => this.config,
+      blockingRounds,
     );
   }
 
@@ -179,7 +186,7 @@ export class PartitionLog {
       indexIntervalBytes: config.indexIntervalBytes,
       maxMessageBytes: config.maxMessageBytes,
     });
-    return new PartitionLog(dir, config, deps.fs, deps.clock, logger, segments, options);
+    return new PartitionLog(dir, config, deps.fs, deps.clock, logger, segments, options, deps.blockingRounds ?? processBlockingRounds);
   }
 
   private get active(): Segment {
@@ -292,19 +299,9 @@ export class PartitionLog {
     let chunkBytes = 0;
     const flushChunk = async () => {
       if (chunk.length === 0) return;
-      let buf: Uint8Array;
-      if (chunk.length === 1) {
-        buf = chunk[0]!;
-      } else {
-        buf = new Uint8Array(chunkBytes);
-        let at = 0;
-        for (const c of chunk) {
-          buf.set(c, at);
-          at += c.length;
-        }
-      }
       this.dirty.add(seg);
-      await seg.handle.write(buf, start);
+      if (chunk.length === 1) await seg.handle.write(chunk[0]!, start);
+      else await seg.handle.writev(chunk, start);
       start += chunkBytes;
       chunk = [];
       chunkBytes = 0;
@@ -316,10 +313,7 @@ export class PartitionLog {
         seg = await this.roll(item.baseOffset);
         start = 0;
       }
-      if (seg.size === 0) seg.createdAtMs = this.clock.now();
-      const position = seg.size;
-      seg.noteBatch(position, size, item.baseOffset, item.lastOffset, item.maxTimestamp, this.config.indexIntervalBytes);
-      this.placements.push({ segment: seg, end: position + size });
+      this.place(seg, item);
       chunk.push(item.bytes);
       chunkBytes += size;
       if (chunkBytes >= COALESCE_BYTES) await flushChunk();
@@ -335,6 +329,38 @@ export class PartitionLog {
       lastOffset - seg.baseOffset >= SEGMENT_MAX_OFFSETS ||
       this.clock.now() - seg.createdAtMs >= this.config.segmentMs
     );
+  }
+
+  /**
+   * The flusher's blocking round (GroupCommit.tryBlocking): write `items` and sync them with
+   * blocking calls, when they all fit the active segment, no other segment waits for a sync and
+   * the handle has blocking calls. Returns how long the disk took (ms), or null, having done
+   * nothing, when it cannot; a failure throws as the flusher's other rounds do.
+   */
+  private writeSyncNow(items: PendingAppend[]): number | null {
+    const seg = this.active;
+    const blocking = seg.handle.blocking;
+    if (!blocking || items.length === 0 || items.length > MAX_BLOCKING_ITEMS) return null;
+    if (this.dirty.size > 1 || (this.dirty.size === 1 && !this.dirty.has(seg))) return null;
+    let bytes = 0;
+    for (const item of items) bytes += item.bytes.length;
+    if (this.shouldRoll(seg, bytes, items[items.length - 1]!.lastOffset)) return null;
+    const start = seg.size;
+    const t0 = performance.now();
+    for (const item of items) this.place(seg, item);
+    this.dirty.add(seg);
+    blocking.writev(items.map((i) => i.bytes), start);
+    blocking.datasync();
+    this.dirty.delete(seg);
+    return performance.now() - t0;
+  }
+
+  /** Lay one batch out at the end of `seg` (its indexes, and where readers may read to once durable). */
+  private place(seg: Segment, item: PendingAppend): void {
+    if (seg.size === 0) seg.createdAtMs = this.clock.now();
+    const position = seg.size;
+    seg.noteBatch(position, item.bytes.length, item.baseOffset, item.lastOffset, item.maxTimestamp, this.config.indexIntervalBytes);
+    this.placements.push({ segment: seg, end: position + item.bytes.length });
   }
 
   /** Close the active segment (synced, indexes written) and open a new one at `baseOffset`. */

@@ -98,6 +98,7 @@ export class TestFs implements FileSystem {
     return {
       read: (buf, offset, length, position) => guard(() => h.read(buf, offset, length, position)),
       write: (buf, position) => guard(() => h.write(buf, position)),
+      writev: (bufs, position) => guard(() => h.writev(bufs, position)),
       datasync: () => guard(() => h.datasync()),
       truncate: (length) => guard(() => h.truncate(length)),
       size: () => guard(() => h.size()),
