@@ -58,7 +58,7 @@ describe("blocking rounds: the policy", () => {
   it("blocks once a log has had STREAK lone rounds, and goes back to the pool for a round of several", async () => {
     const clock = new ManualClock();
     const target = new RecordingTarget();
-    const gc = commit(target, clock, new BlockingRounds(clock));
+    const gc = commit(target, clock, new BlockingRounds(clock, async () => {}));
     await lone(gc, STREAK + 3);
     expect(target.rounds).toEqual([...Array(STREAK).fill("pool"), "blocking", "blocking", "blocking"]);
     target.rounds.length = 0;
@@ -68,9 +68,30 @@ describe("blocking rounds: the policy", () => {
     expect(target.rounds).toEqual(["pool", ...Array(STREAK).fill("pool"), "blocking"]);
   });
 
+  it("puts appends that arrive in the turn before a blocking round into the round, which then goes through the pool", async () => {
+    const clock = new ManualClock();
+    let gc!: GroupCommit;
+    let arriving = 0;
+    const joined: Promise<void>[] = [];
+    // the event loop's extra turn: `arriving` requests that were waiting get parsed and appended
+    const rounds = new BlockingRounds(clock, async () => {
+      for (; arriving > 0; arriving--) joined.push(gc.enqueue(new Uint8Array(10), 100 + arriving, 100 + arriving, 0));
+    });
+    const target = new RecordingTarget();
+    gc = commit(target, clock, rounds);
+    await lone(gc, STREAK);
+    target.events.length = 0;
+    arriving = 3;
+    await gc.enqueue(new Uint8Array(10), 50, 50, 0);
+    await Promise.all(joined);
+    expect(target.events).toEqual(["pool write 4"]);
+    await lone(gc, STREAK + 1); // the round of four restarted the streak
+    expect(target.rounds.slice(-(STREAK + 1))).toEqual([...Array(STREAK).fill("pool"), "blocking"]);
+  });
+
   it("does not block while another log's round is on the thread pool", async () => {
     const clock = new ManualClock();
-    const rounds = new BlockingRounds(clock);
+    const rounds = new BlockingRounds(clock, async () => {});
     const busy = new RecordingTarget();
     const quiet = new RecordingTarget();
     const busyLog = commit(busy, clock, rounds);
@@ -89,7 +110,7 @@ describe("blocking rounds: the policy", () => {
 
   it("does not block within SPACING_MS of another log's blocking round", async () => {
     const clock = new ManualClock();
-    const rounds = new BlockingRounds(clock);
+    const rounds = new BlockingRounds(clock, async () => {});
     const a = new RecordingTarget();
     const b = new RecordingTarget();
     const logA = commit(a, clock, rounds);
@@ -109,7 +130,7 @@ describe("blocking rounds: the policy", () => {
   it("backs off for BACKOFF_MS after SLOW_ROUNDS slow blocking rounds, and again after one more slow round", async () => {
     const clock = new ManualClock();
     const target = new RecordingTarget();
-    const gc = commit(target, clock, new BlockingRounds(clock));
+    const gc = commit(target, clock, new BlockingRounds(clock, async () => {}));
     await lone(gc, STREAK);
     target.rounds.length = 0;
     target.blockingMs = BlockingRounds.SLOW_MS;
@@ -131,7 +152,7 @@ describe("blocking rounds: the policy", () => {
 
   it("runs the before-block hooks before the blocking write", async () => {
     const clock = new ManualClock();
-    const rounds = new BlockingRounds(clock);
+    const rounds = new BlockingRounds(clock, async () => {});
     const target = new RecordingTarget();
     const unhook = rounds.onBeforeBlock(() => target.events.push("hook"));
     await lone(commit(target, clock, rounds), STREAK + 1);
@@ -142,7 +163,7 @@ describe("blocking rounds: the policy", () => {
   it("fails the log when a blocking write throws: the append and everything after it are refused", async () => {
     const clock = new ManualClock();
     const target = new RecordingTarget();
-    const gc = commit(target, clock, new BlockingRounds(clock));
+    const gc = commit(target, clock, new BlockingRounds(clock, async () => {}));
     await lone(gc, STREAK);
     target.failBlocking = true;
     await expect(gc.enqueue(new Uint8Array(10), 9, 9, 0)).rejects.toMatchObject({ code: "STORAGE_ERROR" });
@@ -159,7 +180,7 @@ describe("blocking rounds on real files", () => {
   });
 
   async function openLog(fs: CountingFileSystem, dir: string, clock: ManualClock): Promise<PartitionLog> {
-    return PartitionLog.open(dir, logConfig({ flush: { mode: "batch" } }), { fs, clock, logger: capturingLogger().logger, blockingRounds: new BlockingRounds(clock) });
+    return PartitionLog.open(dir, logConfig({ flush: { mode: "batch" } }), { fs, clock, logger: capturingLogger().logger, blockingRounds: new BlockingRounds(clock, async () => {}) });
   }
 
   it("writes and syncs lone appends with blocking calls, and keeps every acknowledged one across reopen", async () => {
@@ -185,7 +206,7 @@ describe("blocking rounds on real files", () => {
     cleanup = made.cleanup;
     const clock = new ManualClock();
     const fs = new CountingFileSystem(nodeFileSystem, { blocking: true });
-    const log = await PartitionLog.open(made.dir, logConfig({ flush: { mode: "batch" }, segmentBytes: 300 }), { fs, clock, logger: capturingLogger().logger, blockingRounds: new BlockingRounds(clock) });
+    const log = await PartitionLog.open(made.dir, logConfig({ flush: { mode: "batch" }, segmentBytes: 300 }), { fs, clock, logger: capturingLogger().logger, blockingRounds: new BlockingRounds(clock, async () => {}) });
     for (let i = 0; i < 12; i++) await log.append(valuesBatch(`v${i}`, 1));
     expect(fs.blockingWrites).toBeGreaterThan(0);
     expect(fs.blockingWrites).toBeLessThan(12 - STREAK); // the rolls went through the pool

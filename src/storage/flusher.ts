@@ -57,7 +57,9 @@ export interface FlushTarget {
  * when all of these hold, and through the thread pool otherwise:
  *
  * - the flush mode is batch, and this round and the STREAK rounds before it held one append
- *   each (nothing queues behind a blocked loop, so many producers show as rounds of several);
+ *   each, and no other append arrived when the event loop was given one more turn before the
+ *   round (a blocked loop reads nothing, so requests that were waiting show up only there: they
+ *   join the round, which then goes through the pool);
  * - no round of any log of the process is on the thread pool (a blocked loop would hold it up),
  *   and no other log ran a blocking round in the last SPACING_MS (two busy logs: their syncs
  *   should overlap on the pool, not queue on the loop);
@@ -80,7 +82,15 @@ export class BlockingRounds {
   /** Called before a round blocks, so what is ready to leave (the Raft host's outbox) goes first. */
   private readonly beforeBlock = new Set<() => void>();
 
-  constructor(private readonly clock: Clock) {}
+  /**
+   * `nextTurn` resolves after the event loop has polled for I/O once (requests already received
+   * but not yet parsed then reach the log): the default is the clock's zero timer, which the
+   * system clock runs as the next macrotask.
+   */
+  constructor(
+    private readonly clock: Clock,
+    readonly nextTurn: () => Promise<void> = () => new Promise((resolve) => clock.setTimer(0, resolve)),
+  ) {}
 
   /** `fn` runs before every blocking round; returns its removal. */
   onBeforeBlock(fn: () => void): () => void {
@@ -191,13 +201,21 @@ export class GroupCommit {
         round = this.queue;
         this.queue = [];
         this.lone = round.length === 1 ? this.lone + 1 : 0;
-        if (flush.mode === "batch" && this.unsynced.length === 0 && this.tryBlocking(round)) {
-          const waiters = this.syncWaiters;
-          this.syncWaiters = [];
-          this.acknowledge(round);
-          round = [];
-          for (const w of waiters) w.resolve();
-          continue;
+        if (flush.mode === "batch" && this.unsynced.length === 0 && this.mayBlock()) {
+          await this.blocking.nextTurn();
+          if (this.queue.length === 0 && this.mayBlock() && this.tryBlocking(round)) {
+            const waiters = this.syncWaiters;
+            this.syncWaiters = [];
+            this.acknowledge(round);
+            round = [];
+            for (const w of waiters) w.resolve();
+            continue;
+          }
+          if (this.queue.length > 0) {
+            round = round.concat(this.queue);
+            this.queue = [];
+            this.lone = 0;
+          }
         }
         const pooled = this.blocking.pool();
         try {
@@ -244,11 +262,16 @@ export class GroupCommit {
     }
   }
 
+  /** Whether this round may block (see BlockingRounds), as far as is known before the extra turn. */
+  private mayBlock(): boolean {
+    if (this.lone <= BlockingRounds.STREAK || !this.target.writeSyncNow) return false;
+    return this.clock.now() >= this.slowUntilMs && this.blocking.mayBlock(this);
+  }
+
   /** A lone append written and synced on the event loop (see BlockingRounds); false: it goes through the pool. */
   private tryBlocking(round: PendingAppend[]): boolean {
-    if (this.lone <= BlockingRounds.STREAK || !this.target.writeSyncNow) return false;
+    if (!this.target.writeSyncNow) return false;
     const now = this.clock.now();
-    if (now < this.slowUntilMs || !this.blocking.mayBlock(this)) return false;
     this.blocking.willBlock();
     const ms = this.target.writeSyncNow(round);
     if (ms === null) return false;
