@@ -80,7 +80,8 @@ export class BatchCursor {
     private readonly opts: { bodies: boolean; verifyCrc: boolean; windowBytes?: number },
   ) {
     this.position = start;
-    this.buf = new Uint8Array(opts.windowBytes ?? 64 * 1024);
+    // No bigger than what lies between start and end: a tail read's lookup walks a few KiB at most.
+    this.buf = new Uint8Array(Math.max(BATCH_HEADER_BYTES, Math.min(opts.windowBytes ?? 64 * 1024, end - start)));
   }
 
   /** Make [pos, pos + n) available in the buffer; false if the file ends first. */
