@@ -157,7 +157,8 @@ export type SubscribeRequest = Message<"tributary.v1.SubscribeRequest"> & {
   fallback: StartPosition;
 
   /**
-   * Records per message, default 500, at most 10000.
+   * Records per message, default 500, at most 10000. A message also stays within the broker's
+   * grpc.subscribe.max.bytes (default 256 KiB) encoded; a record larger than that goes out alone.
    *
    * @generated from field: optional int32 max_records = 8;
    */
