@@ -12,6 +12,7 @@
 import * as fsp from "node:fs/promises";
 import * as fsSync from "node:fs";
 import { constants as FS } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 
 export interface FileHandle {
   /** Read up to `length` bytes at `position` into `buf` from `offset`; resolves with bytes read (0 at end). */
@@ -198,7 +199,19 @@ export const nodeFileSystem: FileSystem = {
     }
   },
   async mkdirp(dir) {
+    // A new directory's entry is durable only once its parent is synced: sync the parent of each
+    // one this creates, so a partition directory made for a new topic survives a power cut with
+    // the records acknowledged in it (the in-memory twin's mkdirp is durable at once too).
+    const missing: string[] = [];
+    for (let p = resolvePath(dir); !(await nodeFileSystem.exists(p)); ) {
+      missing.unshift(p);
+      const up = dirname(p);
+      if (up === p) break;
+      p = up;
+    }
+    if (missing.length === 0) return;
     await fsp.mkdir(dir, { recursive: true });
+    for (const made of missing) await nodeFileSystem.syncDir(dirname(made));
   },
   async remove(path) {
     await fsp.rm(path, { recursive: true, force: true });

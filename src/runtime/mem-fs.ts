@@ -9,8 +9,8 @@
  *   directory falls back to the entries its last `syncDir` saw: an unsynced create disappears, an
  *   unsynced unlink or rename is undone. Every open handle dies.
  *
- * Simplifications, said out loud: directories made by `mkdirp` are durable at once (the broker
- * creates partition directories, not the log); a file's data and size become durable together
+ * Simplifications, said out loud: directories made by `mkdirp` are durable at once (as
+ * `nodeFileSystem.mkdirp`, which syncs the parent of each directory it makes); a file's data and size become durable together
  * (fdatasync does both); an unlinked or renamed-over file stays readable through handles that
  * were open on it, as on POSIX (compaction relies on that).
  *
