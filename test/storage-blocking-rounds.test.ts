@@ -191,8 +191,11 @@ describe("blocking rounds on real files", () => {
     let log = await openLog(fs, made.dir, clock);
     const n = 20;
     for (let i = 0; i < n; i++) await log.append(valuesBatch(`v${i}`, 1));
-    expect(fs.blockingWrites).toBe(n - STREAK);
-    expect(fs.blockingSyncs).toBe(n - STREAK);
+    // Every append after the first STREAK blocks, unless the disk is slow right now (other tests
+    // sync too): then SLOW_ROUNDS of them block before the log backs off to the pool.
+    expect(fs.blockingWrites).toBeGreaterThanOrEqual(BlockingRounds.SLOW_ROUNDS);
+    expect(fs.blockingWrites).toBeLessThanOrEqual(n - STREAK);
+    expect(fs.blockingSyncs).toBe(fs.blockingWrites);
     const expected = Array.from({ length: n }, (_, i) => `v${i}-0`);
     expect((await readAll(log)).map((r) => str(r.value))).toEqual(expected);
     await log.close();
