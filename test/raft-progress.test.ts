@@ -22,7 +22,10 @@ describe("raft progress", () => {
     ["replicate", 5, 10, 8, 3, true, 6], // back to match + 1
     ["probe", 0, 10, 9, 3, true, 4], // jump to the hint + 1
     ["probe", 0, 10, 7, 3, false, 10], // not the probe we sent: stale
-    ["probe", 2, 10, 9, 0, true, 3], // never below match + 1
+    ["probe", 2, 10, 9, 2, true, 3], // never below match + 1
+    // A hint below match: the follower lost entries it acknowledged (its replica was made anew); it is believed
+    ["probe", 2, 10, 9, 0, true, 1],
+    ["probe", 43, 44, 43, 0, true, 1], // else probed at 43, and refused, forever
   ];
   for (const [state, match, next, rejected, hint, changed, want] of rejections) {
     it(`${state} m${match} n${next}: reject ${rejected} hint ${hint} -> ${changed ? `next ${want}` : "ignored"}`, () => {
@@ -33,6 +36,7 @@ describe("raft progress", () => {
       }
       expect(pr.maybeDecrTo(rejected, hint)).toBe(changed);
       expect(pr.next).toBe(want);
+      expect(pr.match).toBe(Math.min(match, want - 1));
     });
   }
 

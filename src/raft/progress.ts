@@ -117,6 +117,11 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false;
+    // A follower that matched up to `match` answers a probe with a hint at or above it (terms only
+    // grow along a log). A hint below it means the follower no longer holds entries it acknowledged
+    // (its replica was made anew, empty, after a restart during a move): believe it, or it would be
+    // probed at the same index, and refuse it, forever. The commit never moves back.
+    if (hint < this.match) this.match = Math.max(0, hint);
     this.next = Math.max(Math.min(rejected, hint + 1), this.match + 1, 1);
     this.probeSent = false;
     return true;
