@@ -340,9 +340,9 @@ export class Broker {
    * replica this peer is to take in a move opens with the current replicas as its voters: it is
    * not one of them, so it never campaigns, and it learns its membership from the leader's log.
    */
-  private async openPartition(record: TopicRecord, settings: TopicSettings, i: number, meta: MetaTopic | null, leftover = false): Promise<Partition | null> {
+  private async openPartition(record: TopicRecord, settings: TopicSettings, i: number, meta: MetaTopic | null): Promise<Partition | null> {
     const self = this.config.cluster?.nodeId ?? 0;
-    if (meta && !leftover && !holdersOf(meta, i).includes(self)) return null;
+    if (meta && !holdersOf(meta, i).includes(self)) return null;
     const voters = meta?.replicas[i];
     const dir = this.store.partitionDir(record, i);
     // A new replica's first voters come from the placement; one replayed from the metadata log
@@ -403,12 +403,20 @@ export class Broker {
           continue;
         }
         t.partitions[i] = null;
-        // A directory left from before is opened first, so its replica's vote and log end are kept (retireReplica).
-        const q = p ?? (await this.openPartition(t.record, t.settings, i, meta, true));
-        if (q) {
-          q.release();
-          if (q.replica) await cluster.retireReplica(t.record.id, i);
-          await q.log.close().catch(() => {});
+        if (p) {
+          p.release();
+          if (p.replica) await cluster.retireReplica(t.record.id, i);
+          await p.log.close().catch(() => {});
+        } else {
+          // A directory left from before: its stored vote and log end are kept (retireLeftover),
+          // without a Raft group that would answer the leader until the files go.
+          const dir = this.store.partitionDir(t.record, i);
+          const log = await PartitionLog.open(dir, this.logConfig(t.settings), { fs: this.fs, clock: this.clock, logger: this.logger }, REPLICATED_LOG);
+          try {
+            await cluster.retireLeftover(t.record.id, i, dir, log);
+          } finally {
+            await log.close().catch(() => {});
+          }
         }
         await this.fs.remove(this.store.partitionDir(t.record, i));
         this.logger.info("replica dropped: the partition is placed on other peers", { topic: t.record.name, partition: i });

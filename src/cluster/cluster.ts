@@ -268,6 +268,24 @@ export class ClusterNode {
     this.removeReplica(topicId, partition);
   }
 
+  /**
+   * The same for a replica's files left from before (this peer was down when the replica moved
+   * away), about to be deleted: the tombstone comes from the stored term, vote and log, and no Raft
+   * group is started for it. A group would answer the leader while the files are still there; its
+   * acknowledgements could count toward commits that the deletion then takes back.
+   */
+  async retireLeftover(topicId: string, partition: number, dir: string, log: PartitionLog): Promise<void> {
+    const id = partitionGroupId(topicId, partition);
+    if (this.replicas.has(id)) throw new Error(`invariant broken: replica ${id} is live; retireReplica it instead`);
+    const store = await ReplicaLog.open(dir, log, { fs: this.options.fs, logger: this.options.logger }, { voters: [], cacheBytes: 0 });
+    const { hardState } = store.initialState();
+    const last = store.lastIndex();
+    const mine: Tombstone = { term: hardState.term, vote: hardState.vote, index: last, logTerm: store.term(last) ?? 0 };
+    this.tombstones.set(id, laterTombstone(this.tombstones.get(id), mine));
+    await this.writeTombstones();
+    await store.close();
+  }
+
   /** This peer held a replica of the partition before and retired it (it has a tombstone). */
   hadReplica(topicId: string, partition: number): boolean {
     return this.tombstones.has(partitionGroupId(topicId, partition));
