@@ -6,12 +6,12 @@
  * The policy runs against a recording FlushTarget and a manual clock; then on real files, where
  * the handles' blocking calls must keep everything a lone append was acknowledged for.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TributaryError } from "../src/errors.ts";
 import { ManualClock } from "../src/runtime/clock.ts";
 import { nodeFileSystem } from "../src/runtime/fs.ts";
 import { BlockingRounds, GroupCommit, type FlushTarget, type PendingAppend } from "../src/storage/flusher.ts";
-import { PartitionLog } from "../src/storage/log.ts";
+import { PartitionLog, type LogConfig } from "../src/storage/log.ts";
 import { CountingFileSystem } from "./support/counting-fs.ts";
 import { capturingLogger, logConfig, readAll, realFs, str, valuesBatch } from "./support/log-fixtures.ts";
 
@@ -174,21 +174,25 @@ describe("blocking rounds: the policy", () => {
 
 describe("blocking rounds on real files", () => {
   let cleanup: (() => Promise<void>) | null = null;
+  let dir = "";
+  let fs: CountingFileSystem;
+  const clock = new ManualClock();
+  beforeEach(async () => {
+    const made = await realFs.make();
+    ({ dir, cleanup } = made);
+    fs = new CountingFileSystem(nodeFileSystem, { blocking: true });
+  });
   afterEach(async () => {
     await cleanup?.();
     cleanup = null;
   });
 
-  async function openLog(fs: CountingFileSystem, dir: string, clock: ManualClock): Promise<PartitionLog> {
-    return PartitionLog.open(dir, logConfig({ flush: { mode: "batch" } }), { fs, clock, logger: capturingLogger().logger, blockingRounds: new BlockingRounds(clock, async () => {}) });
+  function openLog(config: Partial<LogConfig> = {}): Promise<PartitionLog> {
+    return PartitionLog.open(dir, logConfig({ flush: { mode: "batch" }, ...config }), { fs, clock, logger: capturingLogger().logger, blockingRounds: new BlockingRounds(clock, async () => {}) });
   }
 
   it("writes and syncs lone appends with blocking calls, and keeps every acknowledged one across reopen", async () => {
-    const made = await realFs.make();
-    cleanup = made.cleanup;
-    const clock = new ManualClock();
-    const fs = new CountingFileSystem(nodeFileSystem, { blocking: true });
-    let log = await openLog(fs, made.dir, clock);
+    let log = await openLog();
     const n = 20;
     for (let i = 0; i < n; i++) await log.append(valuesBatch(`v${i}`, 1));
     // Every append after the first STREAK blocks, unless the disk is slow right now (other tests
@@ -199,17 +203,13 @@ describe("blocking rounds on real files", () => {
     const expected = Array.from({ length: n }, (_, i) => `v${i}-0`);
     expect((await readAll(log)).map((r) => str(r.value))).toEqual(expected);
     await log.close();
-    log = await openLog(fs, made.dir, clock);
+    log = await openLog();
     expect((await readAll(log)).map((r) => str(r.value))).toEqual(expected);
     await log.close();
   });
 
   it("rolls a segment through the pool: a lone append that does not fit the active segment is not written blocking", async () => {
-    const made = await realFs.make();
-    cleanup = made.cleanup;
-    const clock = new ManualClock();
-    const fs = new CountingFileSystem(nodeFileSystem, { blocking: true });
-    const log = await PartitionLog.open(made.dir, logConfig({ flush: { mode: "batch" }, segmentBytes: 300 }), { fs, clock, logger: capturingLogger().logger, blockingRounds: new BlockingRounds(clock, async () => {}) });
+    const log = await openLog({ segmentBytes: 300 });
     for (let i = 0; i < 12; i++) await log.append(valuesBatch(`v${i}`, 1));
     expect(fs.blockingWrites).toBeGreaterThan(0);
     expect(fs.blockingWrites).toBeLessThan(12 - STREAK); // the rolls went through the pool
@@ -219,11 +219,7 @@ describe("blocking rounds on real files", () => {
   });
 
   it("fails the log on a failed blocking sync, acknowledging nothing it did not sync", async () => {
-    const made = await realFs.make();
-    cleanup = made.cleanup;
-    const clock = new ManualClock();
-    const fs = new CountingFileSystem(nodeFileSystem, { blocking: true });
-    const log = await openLog(fs, made.dir, clock);
+    const log = await openLog();
     for (let i = 0; i < STREAK; i++) await log.append(valuesBatch(`v${i}`, 1));
     fs.failSyncs = true;
     await expect(log.append(valuesBatch("lost", 1))).rejects.toMatchObject({ code: "STORAGE_ERROR" });

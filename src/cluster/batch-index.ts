@@ -83,26 +83,12 @@ export class BatchIndex {
   find(offset: number): number {
     if (this.count === 0 || offset < this.bases[0]! || offset > this.lastOfLast) return -1;
     // The last batch starting at or before `offset`: batches leave no gaps, so it holds it.
-    let lo = 0;
-    let hi = this.count - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (this.bases[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    return lastAtOrBelow(this.bases, this.count, offset);
   }
 
   /** The run holding `position` (which is below count). */
   private runAt(position: number): number {
-    let lo = 0;
-    let hi = this.runStarts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (this.runStarts[mid]! <= position) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    return lastAtOrBelow(this.runStarts, this.runStarts.length, position);
   }
 
   private checked(position: number): number {
@@ -115,4 +101,16 @@ export class BatchIndex {
     bases.set(this.bases.subarray(0, this.count));
     this.bases = bases;
   }
+}
+
+/** The last i < length with values[i] <= x, for ascending values whose first is <= x. */
+function lastAtOrBelow(values: ArrayLike<number>, length: number, x: number): number {
+  let lo = 0;
+  let hi = length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (values[mid]! <= x) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }

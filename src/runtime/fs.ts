@@ -11,8 +11,9 @@
  */
 import * as fsp from "node:fs/promises";
 import * as fsSync from "node:fs";
-import { constants as FS } from "node:fs";
 import { resolve as resolvePath } from "node:path";
+
+const FS = fsSync.constants;
 
 export interface FileHandle {
   /** Read up to `length` bytes at `position` into `buf` from `offset`; resolves with bytes read (0 at end). */
@@ -92,15 +93,10 @@ class NodeFileHandle implements FileHandle {
     const fd = fh.fd;
     this.blocking = {
       writev(bufs, position) {
-        for (let at = 0; at < bufs.length; at += MAX_IOVECS) {
-          let rest = bufs.slice(at, at + MAX_IOVECS);
-          let want = 0;
-          for (const b of rest) want += b.byteLength;
-          while (want > 0) {
-            const n = fsSync.writevSync(fd, rest, position);
-            if (n <= 0) throw new Error("short write: the file system wrote nothing");
-            position += n;
-            want -= n;
+        for (const [chunk, at] of iovecChunks(bufs, position)) {
+          for (let rest = chunk, pos = at; rest.length > 0; ) {
+            const n = fsSync.writevSync(fd, rest, pos);
+            pos += wrote(n);
             rest = dropBytes(rest, n);
           }
         }
@@ -125,24 +121,12 @@ class NodeFileHandle implements FileHandle {
   }
 
   async writev(bufs: readonly Uint8Array[], position: number): Promise<void> {
-    let rest = bufs.slice(0, MAX_IOVECS);
-    let pos = position;
-    let later = bufs.slice(MAX_IOVECS);
-    for (;;) {
-      let want = 0;
-      for (const b of rest) want += b.byteLength;
-      if (want > 0) {
+    for (const [chunk, at] of iovecChunks(bufs, position)) {
+      for (let rest = chunk, pos = at; rest.length > 0; ) {
         const { bytesWritten } = await this.fh.writev(rest, pos);
-        if (bytesWritten <= 0) throw new Error("short write: the file system wrote nothing");
-        pos += bytesWritten;
-        if (bytesWritten < want) {
-          rest = dropBytes(rest, bytesWritten);
-          continue;
-        }
+        pos += wrote(bytesWritten);
+        rest = dropBytes(rest, bytesWritten);
       }
-      if (later.length === 0) return;
-      rest = later.slice(0, MAX_IOVECS);
-      later = later.slice(MAX_IOVECS);
     }
   }
 
@@ -165,6 +149,22 @@ class NodeFileHandle implements FileHandle {
 
 /** Linux's IOV_MAX: the most buffers one writev takes. */
 const MAX_IOVECS = 1024;
+
+/** `bufs` in runs of at most MAX_IOVECS non-empty buffers, each with the file position it starts at. */
+function* iovecChunks(bufs: readonly Uint8Array[], position: number): Generator<[Uint8Array[], number]> {
+  const nonEmpty = bufs.filter((b) => b.byteLength > 0);
+  for (let i = 0; i < nonEmpty.length; i += MAX_IOVECS) {
+    const chunk = nonEmpty.slice(i, i + MAX_IOVECS);
+    yield [chunk, position];
+    for (const b of chunk) position += b.byteLength;
+  }
+}
+
+/** A write call's byte count, refused when it wrote nothing (it would loop forever). */
+function wrote(n: number): number {
+  if (n <= 0) throw new Error("short write: the file system wrote nothing");
+  return n;
+}
 
 /** `bufs` without their first `n` bytes (after a short writev). */
 function dropBytes(bufs: readonly Uint8Array[], n: number): Uint8Array[] {
