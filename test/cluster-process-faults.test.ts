@@ -10,7 +10,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { startClusterProcess, type ClusterProcess } from "./support/cluster-process.ts";
 import { createTopic, indexesExcept, Ledger, peerView, ProduceLoad, waitForLeader, type ProduceOutcome } from "./support/cluster-client.ts";
-import { expectLedgerHolds, follows, steppedDown, tails, TOPIC } from "./support/cluster-scenarios.ts";
+import { allFollow, expectLedgerHolds, follows, steppedDown, tails, TOPIC } from "./support/cluster-scenarios.ts";
 
 let cluster: ClusterProcess | null = null;
 let frozenPid: number | null = null;
@@ -40,6 +40,7 @@ describe("a three-peer Bun cluster under faults", () => {
     const c = cluster;
     await createTopic(c, c.nodes[0]!, TOPIC);
     const leader = await waitForLeader(c, TOPIC, 0);
+    await allFollow(c, leader);
     const others = indexesExcept(c, leader);
     const ledger = new Ledger(TOPIC);
     const viaOther = new ProduceLoad(ledger, "via-other", () => c.nodes[others[0]!]!).start();
@@ -73,6 +74,7 @@ describe("a three-peer Bun cluster under faults", () => {
     const c = cluster;
     await createTopic(c, c.nodes[0]!, TOPIC);
     const leader = await waitForLeader(c, TOPIC, 0);
+    await allFollow(c, leader);
     const others = indexesExcept(c, leader);
     const ledger = new Ledger(TOPIC);
     const viaOther = new ProduceLoad(ledger, "via-other", () => c.nodes[others[0]!]!).start();
@@ -103,6 +105,7 @@ describe("a three-peer Bun cluster under faults", () => {
 
     // Deaf: the leader's messages reach the others; nothing of theirs reaches it.
     const deaf = await waitForLeader(c, TOPIC, 0);
+    await allFollow(c, deaf);
     via = indexesExcept(c, deaf)[0]!;
     await load.acksFromNow(20);
     for (const i of indexesExcept(c, deaf)) c.oneWay(i, deaf);

@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { startClusterProcess, type ClusterProcess } from "./support/cluster-process.ts";
 import { createTopic, indexesExcept, Ledger, peerViews, produce, ProduceLoad, waitForLeader } from "./support/cluster-client.ts";
-import { equalLogs, expectLedgerHolds, killLeaderUnderLoad, tails, TOPIC } from "./support/cluster-scenarios.ts";
+import { allFollow, equalLogs, expectLedgerHolds, killLeaderUnderLoad, tails, TOPIC } from "./support/cluster-scenarios.ts";
 import { waitFor } from "./support/wait.ts";
 
 let cluster: ClusterProcess | null = null;
@@ -63,6 +63,7 @@ describe("three Bun brokers as a cluster", () => {
     const c = cluster;
     await createTopic(c, c.nodes[0]!, TOPIC);
     const leader = await waitForLeader(c, TOPIC, 0);
+    await allFollow(c, leader);
     const others = indexesExcept(c, leader);
     const ledger = new Ledger(TOPIC);
     const load = new ProduceLoad(ledger, "via-follower", () => c.nodes[others[0]!]!).start();
@@ -90,6 +91,7 @@ describe("three Bun brokers as a cluster", () => {
     const c = cluster;
     await createTopic(c, c.nodes[0]!, TOPIC);
     const leader = await waitForLeader(c, TOPIC, 0);
+    await allFollow(c, leader);
     const [f1, f2] = indexesExcept(c, leader) as [number, number];
     const init = await fetch(`${c.nodes[f1]!.url}/v1/producers`, { method: "POST" });
     expect(init.status, tails(c)).toBe(200);

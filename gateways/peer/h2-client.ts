@@ -19,6 +19,7 @@
  */
 import * as http2 from "node:http2";
 import { connect as netConnect, type Socket } from "node:net";
+import { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import { TributaryError } from "../../src/errors.ts";
 import type { Clock } from "../../src/runtime/clock.ts";
@@ -131,13 +132,13 @@ export class PeerConnection {
   }
 
   /** The connected (and, with credentials, TLS-established) socket. */
-  private async socket(): Promise<Socket> {
+  private async socket(): Promise<Duplex> {
     const { host, port } = this.target;
     const proxy = proxyFor(host);
     const raw = proxy ? await tunnel(proxy, host, port) : await tcp(host, port);
     const creds = this.env.credentials;
     if (!creds) return raw;
-    return new Promise<Socket>((resolve, reject) => {
+    return new Promise<Duplex>((resolve, reject) => {
       const secure = tlsConnect({ socket: raw, ...creds.client(host) }, () => {
         if (!secure.authorized) {
           secure.destroy();
@@ -150,7 +151,7 @@ export class PeerConnection {
     });
   }
 
-  private http2(socket: Socket): Promise<http2.ClientHttp2Session> {
+  private http2(socket: Duplex): Promise<http2.ClientHttp2Session> {
     const scheme = this.env.credentials ? "https" : "http";
     const authority = `${scheme}://${this.address}`;
     return new Promise((resolve, reject) => {
@@ -233,7 +234,7 @@ function proxyFor(host: string): { host: string; port: number } | null {
 }
 
 /** A socket to `host:port` through the proxy's HTTP CONNECT tunnel. */
-async function tunnel(proxy: { host: string; port: number }, host: string, port: number): Promise<Socket> {
+async function tunnel(proxy: { host: string; port: number }, host: string, port: number): Promise<Duplex> {
   const s = await tcp(proxy.host, proxy.port);
   const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   return new Promise((resolve, reject) => {
@@ -252,8 +253,7 @@ async function tunnel(proxy: { host: string; port: number }, host: string, port:
       const status = /^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1];
       if (status !== "200") return fail(new Error(`the proxy refused CONNECT ${target}: ${head.split("\r\n")[0]}`));
       const rest = chunk.subarray(chunk.length - (head.length - end - 4));
-      if (rest.length > 0) s.unshift(rest);
-      resolve(s);
+      resolve(rest.length > 0 ? prefixed(s, rest) : s);
     };
     const fail = (e: Error) => {
       s.destroy();
@@ -265,4 +265,34 @@ async function tunnel(proxy: { host: string; port: number }, host: string, port:
     s.once("end", ended);
     s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
   });
+}
+
+/**
+ * `socket` with `head` read first: the bytes that came in the same read as the proxy's reply (a
+ * proxy may read the peer's first bytes, its HTTP/2 SETTINGS, before it answers, and send both in
+ * one write). `socket.unshift(head)` would do on Node and Deno, but Bun's HTTP/2 client reads a
+ * net.Socket below its stream buffer and never sees unshifted bytes: the session waited for SETTINGS
+ * that had already come, and the connect timed out. Only a tunnel with such bytes goes through this
+ * stream; the others hand the socket itself to HTTP/2.
+ */
+function prefixed(socket: Socket, head: Buffer): Duplex {
+  const stream = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk: Buffer, _encoding, done) => void socket.write(chunk, done),
+    final: (done) => void socket.end(done),
+    destroy: (error, done) => {
+      socket.destroy(error ?? undefined);
+      done(error);
+    },
+  });
+  // What an HTTP/2 session calls on its socket besides the stream (Deno's `session.unref()` does).
+  Object.assign(stream, { ref: () => socket.ref(), unref: () => socket.unref(), setNoDelay: (on?: boolean) => socket.setNoDelay(on) });
+  stream.push(head);
+  socket.on("data", (chunk: Buffer) => {
+    if (!stream.push(chunk)) socket.pause();
+  });
+  socket.once("end", () => stream.push(null));
+  socket.once("close", () => stream.destroy());
+  socket.on("error", (e) => stream.destroy(e));
+  return stream;
 }

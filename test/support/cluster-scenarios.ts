@@ -46,6 +46,14 @@ export function follows(c: ClusterProcess, i: number, leader: number): Promise<u
   return waitFor(`peer ${i + 1} to follow peer ${leader + 1}`, async () => (await peerView(c.nodes[i], TOPIC, 0))?.leader === leader + 1, 15_000);
 }
 
+/**
+ * Every other peer follows `leader`: the whole cluster is up. A fault test waits for it before the
+ * fault, since a peer still connecting at start leaves a quorum of two that one fault stops.
+ */
+export function allFollow(c: ClusterProcess, leader: number): Promise<unknown> {
+  return Promise.all(c.nodes.map((_, i) => i).filter((i) => i !== leader).map((i) => follows(c, i, leader)));
+}
+
 /** Peer `i` no longer calls itself leader (check-quorum: it heard from no quorum for an election timeout). */
 export function steppedDown(c: ClusterProcess, i: number): Promise<unknown> {
   return waitFor(`peer ${i + 1} to step down`, async () => (await peerView(c.nodes[i], TOPIC, 0))?.leader !== i + 1, 15_000);
@@ -75,6 +83,7 @@ export async function expectLedgerHolds(c: ClusterProcess, ledger: Ledger, among
  */
 export async function killLeaderUnderLoad(c: ClusterProcess): Promise<{ recoveredMs: number; newLeader: number; report: LedgerReport }> {
   const leader = await waitForLeader(c, TOPIC, 0);
+  await allFollow(c, leader);
   const follower = indexesExcept(c, leader)[0]!;
   const ledger = new Ledger(TOPIC);
   const viaFollower = new ProduceLoad(ledger, "via-follower", () => c.nodes[follower]!).start();

@@ -24,6 +24,11 @@ export interface ConnectProxyOptions {
   route: (host: string, port: number) => string | null;
   /** Default 64. */
   maxConnections?: number;
+  /**
+   * Wait for the target's first bytes and send them in the same write as the 200 reply, as a
+   * proxy that reads before it answers may: the client then reads both in one chunk.
+   */
+  replyWithFirstBytes?: boolean;
 }
 
 export interface ConnectProxy {
@@ -92,11 +97,19 @@ class ConnectProxyServer implements ConnectProxy {
     };
     client.once("error", reset(server)).once("close", () => server.destroy());
     server.once("error", reset(client)).once("close", () => client.destroy());
+    const reply = Buffer.from("HTTP/1.1 200 Connection Established\r\n\r\n");
     server.once("connect", () => {
-      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
       if (head.length > 0) server.write(head);
       client.pipe(server);
-      server.pipe(client);
+      if (!this.options.replyWithFirstBytes) {
+        client.write(reply);
+        server.pipe(client);
+        return;
+      }
+      server.once("data", (first: Buffer) => {
+        client.write(Buffer.concat([reply, first]));
+        server.pipe(client);
+      });
     });
   }
 
