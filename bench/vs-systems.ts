@@ -13,7 +13,11 @@
  *   const run = await sys.produce({ recordBytes: 1024, batch: 1, inflight: 1, durationMs: 3000 });
  *   await sys.stop();
  */
-import { runLoadProcess, type LoadResult } from "./lib.ts";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { npmBin, REPO, runLoadProcess, type LoadResult } from "./lib.ts";
 import { startJetStream } from "./nats-server.ts";
 import { sample } from "./proc-stats.ts";
 import { startBrokerProcess, type BrokerProcess, type Runtime } from "../test/support/broker-process.ts";
@@ -22,7 +26,9 @@ import { waitFor } from "../test/support/wait.ts";
 
 export type SystemSpec =
   | { system: "tributary"; runtime: Runtime; flush: "batch" | "none"; peers: 1 | 3 }
-  | { system: "jetstream"; sync: "always" | "default"; replicas: 1 | 3 };
+  | { system: "jetstream"; sync: "always" | "default"; replicas: 1 | 3 }
+  /** Not a broker: the transport (and one fsync per message) alone, bench/floor-server.ts. */
+  | { system: "floor"; server: "grpc-js" | "h2"; fsync: boolean };
 
 export interface ProduceParams {
   recordBytes: number;
@@ -63,6 +69,7 @@ export const STREAM = "BENCH";
 export const STREAM_INFLIGHT_MAX = 256;
 
 export function systemName(spec: SystemSpec): string {
+  if (spec.system === "floor") return `floor: ${spec.server === "h2" ? "gRPC on node:http2" : "grpc-js server"}${spec.fsync ? " + write + fdatasync" : ", answer at once"} (Bun)`;
   if (spec.system === "jetstream") return `JetStream${spec.replicas === 3 ? " R3" : ""} (sync ${spec.sync === "always" ? "always" : "default: 2 min"})`;
   const flush = spec.flush === "batch" ? "flush batch" : "flush none";
   return spec.peers === 3 ? `Tributary 3 peers acks=all (${spec.runtime}, ${flush})` : `Tributary acks=1 (${spec.runtime}, ${flush})`;
@@ -188,7 +195,31 @@ async function startJetStreamSystem(spec: SystemSpec & { system: "jetstream" }, 
   };
 }
 
+/** A floor server (bench/floor-server.ts) in its own Bun process, driven by the same gRPC load generator as Tributary. */
+async function startFloor(spec: SystemSpec & { system: "floor" }, dir: string): Promise<RunningSystem> {
+  const child = spawn(npmBin("bun"), ["bench/floor-server.ts", spec.server, ...(spec.fsync ? [join(dir, "floor.log")] : [])], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
+  const exited = once(child, "exit");
+  const stop = async () => {
+    child.kill("SIGTERM");
+    await exited;
+  };
+  const [line] = (await Promise.race([once(createInterface({ input: child.stdout! }), "line"), exited.then(() => [null])])) as [string | null];
+  if (line === null) throw new Error(`bench/floor-server.ts ${spec.server} exited before listening`);
+  const address = `127.0.0.1:${(JSON.parse(line) as { port: number }).port}`;
+  const pids = [child.pid!];
+  return {
+    spec,
+    pids,
+    stop,
+    restart: () => Promise.reject(new Error("a floor server has no data to restart on")),
+    produce: (p) =>
+      measure(pids, () => runLoadProcess(["bench/vs-grpc-load.ts", "stream", address, TOPIC, String(p.recordBytes), String(p.batch), String(p.inflight), String(p.durationMs)], loadEnv({ ...p, e2e: false }))),
+    catchup: () => Promise.reject(new Error("a floor server keeps nothing to read")),
+  };
+}
+
 export function startSystem(spec: SystemSpec, dir: string): Promise<RunningSystem> {
+  if (spec.system === "floor") return startFloor(spec, dir);
   if (spec.system === "jetstream") return startJetStreamSystem(spec, dir);
   return spec.peers === 3 ? startTributaryCluster(spec, dir) : startTributarySingle(spec, dir, true);
 }

@@ -18,6 +18,10 @@
  *            1 GiB is BENCH_CATCHUP_MB=1024) of 1 KiB messages from the start, from a broker
  *            restarted after the backlog was written (page cache warm, broker caches cold).
  *   memory   idle RSS with 100 partitions and peak RSS under load, on Bun and Deno (bench/vs-memory.ts).
+ *   floor    not in the default set (it runs 6 systems, 2 sizes, 3 rounds: about 4 minutes): one
+ *            message in flight without a consumer, JetStream and Tributary against servers that
+ *            do nothing but the transport (and one fsync per message): what the gap in (a) is
+ *            made of (floorScenario).
  *   soak     not in the default set (it takes BENCH_SOAK_SECONDS, default 600, per runtime): the
  *            maximum rate, then a broker at half of it, RSS every 10 s, growth over the second
  *            half (bench/vs-memory.ts). Runtimes: BENCH_SOAK_RUNTIMES (default bun; "bun,deno").
@@ -48,7 +52,7 @@ const SOAK_RUNTIMES = (process.env.BENCH_SOAK_RUNTIMES ?? "bun").split(",") as R
 /** The maximum rate the soak halves is measured over this long. */
 const SOAK_MAX_RATE_S = Math.max(SECONDS, 10);
 const ALL = ["fsync", "cache", "r3", "mqtt", "catchup", "memory"] as const;
-const KNOWN = [...ALL, "soak"] as const;
+const KNOWN = [...ALL, "soak", "floor"] as const;
 type ScenarioName = (typeof KNOWN)[number];
 
 interface Shape {
@@ -206,6 +210,67 @@ async function produceScenario(s: ProduceScenario): Promise<{ detail: string; su
   return { detail: `#### ${s.title}\n\n${detailTable(rows)}`, summary: summarize(s, rows) };
 }
 
+const FLOOR_ROUNDS = Number(process.env.BENCH_FLOOR_ROUNDS ?? 3);
+const FLOOR_SPECS: SystemSpec[] = [
+  { system: "jetstream", sync: "always", replicas: 1 },
+  { system: "tributary", runtime: RUNTIME, flush: "batch", peers: 1 },
+  { system: "floor", server: "grpc-js", fsync: false },
+  { system: "floor", server: "grpc-js", fsync: true },
+  { system: "floor", server: "h2", fsync: false },
+  { system: "floor", server: "h2", fsync: true },
+];
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+
+/**
+ * floor: (a)'s one message in flight, without a consumer, against what the transport alone
+ * allows: JetStream (sync always), Tributary (acks=1, flush batch) and the floor servers of
+ * bench/floor-server.ts (grpc-js or gRPC on node:http2, answering at once or after a blocking
+ * write + fdatasync), all driven by their clients in separate Bun processes. BENCH_FLOOR_ROUNDS
+ * rounds (default 3), every system fresh in each, in turn; medians of the rounds.
+ */
+async function floorScenario(): Promise<{ detail: string; summary: SummaryRow[] }> {
+  const runs = new Map<string, Measured[]>();
+  const key = (spec: SystemSpec, size: number) => `${systemName(spec)}|${size}`;
+  for (const size of SIZES) {
+    for (let round = 0; round < FLOOR_ROUNDS; round++) {
+      for (const spec of FLOOR_SPECS) {
+        const m = await withDir(async (dir) => {
+          const sys = await startSystem(spec, dir);
+          try {
+            return await sys.produce({ recordBytes: size, batch: 1, inflight: 1, durationMs: SECONDS * 1000, e2e: false });
+          } finally {
+            await sys.stop();
+          }
+        });
+        runs.set(key(spec, size), [...(runs.get(key(spec, size)) ?? []), m]);
+        console.error(`done: floor round ${round + 1} ${systemName(spec)} ${sizeName(size)}: ${fmt.int(rate(m))}/s p99 ${ms(m.p99)} ms`);
+      }
+    }
+  }
+  const rows: (string | number)[][] = [];
+  for (const size of SIZES) {
+    const js = runs.get(key(FLOOR_SPECS[0]!, size))!;
+    const [jsRate, jsP99] = [median(js.map(rate)), median(js.map((m) => m.p99))];
+    for (const spec of FLOOR_SPECS) {
+      const ms_ = runs.get(key(spec, size))!;
+      const [r, p50, p99] = [median(ms_.map(rate)), median(ms_.map((m) => m.p50)), median(ms_.map((m) => m.p99))];
+      rows.push([
+        systemName(spec),
+        sizeName(size),
+        `${fmt.int(r)} (${ms_.map((m) => fmt.int(rate(m))).join(", ")})`,
+        fmt.ratio(r / jsRate),
+        `${ms(p50)} / ${ms(p99)}`,
+        fmt.ratio(p99 / jsP99),
+        fmt.int(median(ms_.map((m) => (m.cpuS * 1e6) / Math.max(1, m.records)))),
+        fmt.int(median(ms_.map((m) => ((m.loadCpuS ?? NaN) * 1e6) / Math.max(1, m.records)))),
+      ]);
+    }
+  }
+  const detail = table(["system", "message", "msgs/s, median (rounds)", "vs JetStream", "ack p50 / p99 ms", "p99 vs JetStream", "server CPU µs/msg", "load gen CPU µs/msg"], rows);
+  return { detail: `#### floor: one message in flight, no consumer, ${FLOOR_ROUNDS} rounds\n\n${detail}`, summary: [] };
+}
+
 async function catchupScenario(): Promise<{ detail: string; summary: SummaryRow[] }> {
   const count = Math.floor((CATCHUP_MB * 2 ** 20) / 1024);
   const specs: SystemSpec[] = [
@@ -361,6 +426,7 @@ async function main(): Promise<void> {
     details.push(r.detail);
     summary.push(...r.summary);
   }
+  if (chosen.includes("floor")) details.push((await floorScenario()).detail);
   if (chosen.includes("catchup")) {
     const r = await catchupScenario();
     details.push(r.detail);

@@ -906,6 +906,7 @@ export class Broker {
       maxMessageBytes: s.maxMessageBytes,
       flush: this.config.flush,
       maxPendingBytes: this.config.maxPendingBytesPerPartition,
+      preallocateBytes: this.config.preallocateBytes,
     };
   }
 

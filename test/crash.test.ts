@@ -3,15 +3,18 @@
  * with SIGKILL at random moments and restarted on the same data directory, several times; every
  * record whose produce call was acknowledged must be there afterwards, byte-equal, at the offset
  * the acknowledgement named, and in each producer's order. A torn tail written by hand into the
- * last segment must be cut off on restart without losing anything acknowledged.
+ * last segment must be cut off on restart without losing anything acknowledged. The active
+ * segment's file runs past its batches (log.preallocate.bytes): the zeros there are cut off on
+ * restart without a torn-tail warning; a torn batch written into them is cut off with one.
  *
  * The moments are drawn from a seeded random source; a failure prints the seed.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { appendFile, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { mkdtemp, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBrokerProcess, type BrokerProcess } from "./support/broker-process.ts";
+import { batchesEnd } from "./support/log-fixtures.ts";
 import { rng } from "./support/random.ts";
 
 interface Acked {
@@ -174,18 +177,24 @@ describe("torn tail", () => {
     const partDir = join(dataDir, "topics", topicDir!, "0");
     const segments = (await readdir(partDir)).filter((f) => f.endsWith(".log")).sort();
     const segment = join(partDir, segments.at(-1)!);
-    const sizeBefore = (await stat(segment)).size;
-    // A batch header that promises 4000 bytes, then only some of them, then junk: a torn write.
+    const dataEnd = batchesEnd(await readFile(segment));
+    // The file was extended ahead of the appends: zeros follow the batches.
+    expect((await stat(segment)).size).toBeGreaterThan(dataEnd);
+    // A batch header that promises 4000 bytes, then only some of them, then junk: a torn write,
+    // where the next append would have gone.
     const torn = new Uint8Array(200);
     new DataView(torn.buffer).setBigInt64(0, 999n);
     new DataView(torn.buffer).setInt32(8, 4000);
     torn[16] = 2;
     for (let i = 61; i < torn.length; i++) torn[i] = (i * 13) & 0xff;
-    await appendFile(segment, torn);
+    const fh = await open(segment, "r+");
+    await fh.write(torn, 0, torn.length, dataEnd);
+    await fh.close();
 
     const second = await startBrokerProcess({ runtime: "bun", dataDir });
     running.push(second);
-    expect((await stat(segment)).size).toBe(sizeBefore);
+    expect((await stat(segment)).size).toBe(dataEnd);
+    expect(second.stderrLines().some((l) => l.includes("truncated a torn or corrupt tail"))).toBe(true);
     await checkAcked(second.url, "torn", 1, acked, 0);
     const res = await fetch(`${second.url}/v1/topics/torn/records`, {
       method: "POST",
@@ -195,5 +204,37 @@ describe("torn tail", () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { offsets: { offset: number }[] };
     expect(body.offsets[0]!.offset).toBe(acked.length);
+  }, 60_000);
+
+  it("after kill -9, cuts the zeros the active segment was extended by, without calling them torn", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "tributary-prealloc-"));
+    dirs.push(dataDir);
+    const first = await startBrokerProcess({ runtime: "bun", dataDir });
+    running.push(first);
+    await createTopic(first.url, "pre", 1);
+    const acked: Acked[] = [];
+    const flag = { stop: false };
+    const loop = producerLoop(first.url, "pre", 0, 0, flag, acked, { next: 0 });
+    while (acked.length < 50) await new Promise((r) => setTimeout(r, 5));
+    flag.stop = true;
+    await loop;
+    await first.kill("SIGKILL");
+    running.splice(running.indexOf(first), 1);
+
+    const [topicDir] = (await readdir(join(dataDir, "topics"))).filter((d) => d.startsWith("pre~"));
+    const partDir = join(dataDir, "topics", topicDir!, "0");
+    const segment = join(partDir, (await readdir(partDir)).filter((f) => f.endsWith(".log")).sort().at(-1)!);
+    const dataEnd = batchesEnd(await readFile(segment));
+    expect((await stat(segment)).size).toBeGreaterThan(dataEnd);
+
+    const second = await startBrokerProcess({ runtime: "bun", dataDir });
+    running.push(second);
+    expect((await stat(segment)).size).toBe(dataEnd);
+    expect(second.stderrLines().filter((l) => l.includes("torn"))).toEqual([]);
+    await checkAcked(second.url, "pre", 1, acked, 0);
+    // A clean stop leaves the file exact too.
+    await second.stop();
+    running.splice(running.indexOf(second), 1);
+    expect((await stat(segment)).size).toBe(dataEnd);
   }, 60_000);
 });

@@ -9,7 +9,9 @@
  * 3. The last segment is always scanned: it is the one a crash can leave torn. (A clean-shutdown
  *    marker could skip that scan; not worth the state yet at 64 MiB segments.)
  * 4. A scan stops at the first batch that is partial, insane or fails its CRC: the file is
- *    truncated there, with a warning saying how many bytes went. If that happens in a segment
+ *    truncated there, with a warning saying how many bytes went. When everything from there to
+ *    the end of the file is zeros, that is the space the log extended the active segment by
+ *    (LogConfig.preallocateBytes), not a torn write: it is cut off without a warning. If that happens in a segment
  *    that is not the last, the later segments are deleted as well (they would leave a hole in
  *    the offsets), and the warning says so.
  *
@@ -19,7 +21,7 @@
  */
 import type { Logger } from "../logger.ts";
 import type { Clock } from "../runtime/clock.ts";
-import { joinPath, type FileSystem } from "../runtime/fs.ts";
+import { joinPath, type FileHandle, type FileSystem } from "../runtime/fs.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 
 export interface RecoveryOptions {
@@ -60,11 +62,15 @@ export async function recoverSegments(dir: string, opts: RecoveryOptions): Promi
     if (next !== undefined && (await segment.loadIndexes(fs, next, maxUnindexed))) continue;
 
     const sizeBefore = segment.size;
-    const { validBytes, problem } = await segment.rebuild(opts.indexIntervalBytes, true, sizeBefore);
+    const scan = await segment.rebuild(opts.indexIntervalBytes, true, sizeBefore);
+    const { validBytes } = scan;
+    const preallocated = scan.problem !== null && (await zerosFrom(handle, validBytes, sizeBefore));
+    const problem = preallocated ? null : scan.problem;
     const overlaps = next !== undefined && segment.nextOffset > next;
-    if (problem !== null) {
+    if (scan.problem !== null) {
       await handle.truncate(validBytes);
       await handle.datasync();
+      segment.fileBytes = validBytes;
     }
     if ((problem !== null || overlaps) && next !== undefined) {
       const later = bases.slice(i + 1);
@@ -105,4 +111,16 @@ export async function recoverSegments(dir: string, opts: RecoveryOptions): Promi
   }
   segments[segments.length - 1]!.active = true;
   return segments;
+}
+
+/** Whether the bytes of `handle` in [from, to) are all zero (a preallocated tail no batch reached). */
+async function zerosFrom(handle: FileHandle, from: number, to: number): Promise<boolean> {
+  const buf = new Uint8Array(Math.min(64 * 1024, Math.max(1, to - from)));
+  for (let pos = from; pos < to; ) {
+    const n = await handle.read(buf, 0, Math.min(buf.length, to - pos), pos);
+    if (n === 0) return true;
+    for (let i = 0; i < n; i++) if (buf[i] !== 0) return false;
+    pos += n;
+  }
+  return true;
 }

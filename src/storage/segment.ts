@@ -141,8 +141,13 @@ export class BatchCursor {
 export class Segment {
   readonly offsetIndex: OffsetIndex;
   readonly timeIndex: TimeIndex;
-  /** Bytes in the file, including writes not yet durable. */
+  /** Bytes of batches in the file, including writes not yet durable. */
   size: number;
+  /**
+   * The file's length: `size`, or more while the segment is active and the log extended the file
+   * ahead of its appends (LogConfig.preallocateBytes). Past `size` the file holds zeros.
+   */
+  fileBytes: number;
   /** Bytes readers may see: batches below the high watermark. */
   readableBytes: number;
   /** Next offset after the last batch written here (for a closed segment: an upper bound). */
@@ -165,6 +170,7 @@ export class Segment {
     init: { size: number; offsetIndex?: OffsetIndex; timeIndex?: TimeIndex; nextOffset?: number; createdAtMs: number },
   ) {
     this.size = init.size;
+    this.fileBytes = init.size;
     this.readableBytes = init.size;
     this.offsetIndex = init.offsetIndex ?? new OffsetIndex();
     this.timeIndex = init.timeIndex ?? new TimeIndex();

@@ -7,7 +7,7 @@ import type { FileSystem } from "../../src/runtime/fs.ts";
 import { nodeFileSystem } from "../../src/runtime/fs.ts";
 import { MemFileSystem } from "../../src/runtime/mem-fs.ts";
 import type { LogConfig, PartitionLog } from "../../src/storage/log.ts";
-import { decodeRecords, encodeBatch, readBatchHeader, splitBatches, type DecodedRecord, type RecordInput } from "../../src/storage/record-batch.ts";
+import { BATCH_HEADER_BYTES, batchSizeAt, decodeRecords, encodeBatch, readBatchHeader, splitBatches, type DecodedRecord, type RecordInput } from "../../src/storage/record-batch.ts";
 
 export function logConfig(overrides: Partial<LogConfig> = {}): LogConfig {
   return {
@@ -100,4 +100,20 @@ export async function until(cond: () => boolean, what: string, timeoutMs = 5000)
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setImmediate(r));
   }
+}
+
+/** Where a segment file's batches end: the first place no whole batch starts (the zeros of extended space after them, or junk). */
+export function batchesEnd(file: Uint8Array): number {
+  let pos = 0;
+  while (pos + BATCH_HEADER_BYTES <= file.length) {
+    let n: number;
+    try {
+      n = batchSizeAt(file, pos);
+    } catch {
+      break; // a length no batch has: zeros, or junk
+    }
+    if (pos + n > file.length) break;
+    pos += n;
+  }
+  return pos;
 }
