@@ -10,7 +10,8 @@
  * Each scenario has two phases on a fresh topic: (1) as fast as 16 batches in flight allow;
  * (2) paced at half the rate (1) reached, reporting p50/p99 from when each batch was due to its
  * ack (bench/grpc-load.ts's RATE). Then the headline ratio (3 peers acks=all / single, 1 KiB) is
- * measured again in short back-to-back pairs (pairedRatios). Brokers and the load generator are
+ * measured again in short back-to-back pairs (pairedRatios), and the paced phases' rates are
+ * run once more against a server that does only the transport (transportFloor). Brokers and the load generator are
  * separate Bun processes (test/support/broker-process.ts and cluster-process.ts,
  * bench/grpc-load.ts), all on this machine: the three peers and the producer share its cores, so
  * the 3-peer rows include that contention. Next to each row: the CPU the brokers spent per MB
@@ -32,6 +33,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { appendToSection, fmt, machine, npmBin, percentile, REPO, runLoadProcess, table, type LoadResult } from "./lib.ts";
 import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.ts";
+import { startFloorServer } from "./vs-systems.ts";
 import { startClusterProcess } from "../test/support/cluster-process.ts";
 import { waitFor } from "../test/support/wait.ts";
 
@@ -138,7 +140,7 @@ async function target(d: Deployment, topic: string, via: Scenario["via"]): Promi
   return d.brokers[i]!;
 }
 
-function load(to: BrokerProcess, topic: string, recordBytes: number, acks: Acks, ms: number, ratePerS = 0): Promise<LoadResult> {
+function load(to: { grpcAddress: string }, topic: string, recordBytes: number, acks: Acks, ms: number, ratePerS = 0): Promise<LoadResult> {
   return runLoadProcess(["bench/grpc-load.ts", "stream", to.grpcAddress, topic, String(recordBytes), String(BATCH), String(IN_FLIGHT), String(ms), acks, String(Math.round(ratePerS))]);
 }
 
@@ -316,7 +318,22 @@ function resultsTable(rows: Measured[]): string {
   );
 }
 
-function targetsTable(rows: Measured[], ratios: number[]): string {
+/**
+ * The same paced load against a server that does nothing but the transport (bench/floor-server.ts,
+ * grpc-js answering at once): what this machine's generator and gRPC alone give at that rate.
+ */
+async function transportFloor(ratePerS: number): Promise<LoadResult> {
+  const floor = await startFloorServer("grpc-js");
+  try {
+    await load(floor, TOPIC_FLOOR, 1024, "1", 1000, ratePerS);
+    return await load(floor, TOPIC_FLOOR, 1024, "1", seconds * 1000, ratePerS);
+  } finally {
+    await floor.stop();
+  }
+}
+const TOPIC_FLOOR = "floor";
+
+function targetsTable(rows: Measured[], ratios: number[], floors: { single: LoadResult; replicated: LoadResult } | null): string {
   const all3 = rows.find((r) => r.setup === "3 peers" && r.acks === "all" && r.via === "leader" && r.recordBytes === 1024);
   const base = baselineOf(rows, 1024);
   if (!all3 || !base) return "";
@@ -333,7 +350,12 @@ function targetsTable(rows: Measured[], ratios: number[]): string {
         `${fmt.int(rate(all3.max.result))} / ${fmt.int(rate(base.max.result))} records/s = ${fmt.ratio(ratio)}${pairs}`,
         (sorted.length > 0 ? median : ratio) >= 0.5 ? "yes" : "no",
       ],
-      ["3 replicas, acks=all, 1 KiB: p99 under 20 ms at half the maximum load", `${fmt.ms(p99)} ms at ${fmt.int(rate(all3.paced.result))} records/s (single broker at half its max: ${fmt.ms(base.paced.result.p99)} ms)`, p99 < 20 ? "yes" : "no"],
+      [
+        "3 replicas, acks=all, 1 KiB: p99 under 20 ms at half the maximum load",
+        `${fmt.ms(p99)} ms at ${fmt.int(rate(all3.paced.result))} records/s (single broker at half its max: ${fmt.ms(base.paced.result.p99)} ms)` +
+          (floors ? `; the transport alone (floor server, same generator) at those two rates: p50 / p99 ${latency(floors.replicated)} ms and ${latency(floors.single)} ms` : ""),
+        p99 < 20 ? "yes" : "no",
+      ],
     ],
   );
 }
@@ -345,6 +367,9 @@ const syncText = (r: Awaited<ReturnType<typeof syncLatency>>) => `p50 ${fmt.ms(r
 const loadBefore = loadavg()[0]!;
 const syncBefore = await syncLatency(SYNC_PROBE_MS);
 const { rows, ratios } = await runAll();
+const pacedAt = (setup: Setup, acks: Acks) => rows.find((r) => r.setup === setup && r.acks === acks && r.via === "leader" && r.recordBytes === 1024)?.paced.result;
+const [pacedSingle, pacedReplicated] = [pacedAt("single", "1"), pacedAt("3 peers", "all")];
+const floors = pacedSingle && pacedReplicated ? { replicated: await transportFloor(rate(pacedReplicated)), single: await transportFloor(rate(pacedSingle)) } : null;
 const syncAfter = await syncLatency(SYNC_PROBE_MS);
 const run = [
   `### ${date}`,
@@ -355,7 +380,7 @@ const run = [
   "",
   resultsTable(rows),
   "",
-  targetsTable(rows, ratios),
+  targetsTable(rows, ratios, floors),
 ].join("\n");
 console.log(run);
 if (record) {

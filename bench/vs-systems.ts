@@ -195,18 +195,31 @@ async function startJetStreamSystem(spec: SystemSpec & { system: "jetstream" }, 
   };
 }
 
-/** A floor server (bench/floor-server.ts) in its own Bun process, driven by the same gRPC load generator as Tributary. */
-async function startFloor(spec: SystemSpec & { system: "floor" }, dir: string): Promise<RunningSystem> {
-  const child = spawn(npmBin("bun"), ["bench/floor-server.ts", spec.server, ...(spec.fsync ? [join(dir, "floor.log")] : [])], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
+export interface FloorServer {
+  /** host:port of its gRPC listener. */
+  grpcAddress: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** bench/floor-server.ts in its own Bun process; with `file`, one write + fdatasync to it per message. */
+export async function startFloorServer(server: "grpc-js" | "h2", file?: string): Promise<FloorServer> {
+  const child = spawn(npmBin("bun"), ["bench/floor-server.ts", server, ...(file ? [file] : [])], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
   const exited = once(child, "exit");
   const stop = async () => {
     child.kill("SIGTERM");
     await exited;
   };
   const [line] = (await Promise.race([once(createInterface({ input: child.stdout! }), "line"), exited.then(() => [null])])) as [string | null];
-  if (line === null) throw new Error(`bench/floor-server.ts ${spec.server} exited before listening`);
-  const address = `127.0.0.1:${(JSON.parse(line) as { port: number }).port}`;
-  const pids = [child.pid!];
+  if (line === null) throw new Error(`bench/floor-server.ts ${server} exited before listening`);
+  return { grpcAddress: `127.0.0.1:${(JSON.parse(line) as { port: number }).port}`, pid: child.pid!, stop };
+}
+
+/** A floor server driven by the same gRPC load generator as Tributary. */
+async function startFloor(spec: SystemSpec & { system: "floor" }, dir: string): Promise<RunningSystem> {
+  const floor = await startFloorServer(spec.server, spec.fsync ? join(dir, "floor.log") : undefined);
+  const { grpcAddress: address, stop } = floor;
+  const pids = [floor.pid];
   return {
     spec,
     pids,
