@@ -316,6 +316,12 @@ export class ClusterSim {
 
   /** Set by the seed at setup: retention.bytes, or null for none. */
   private retentionBytes: number | null = null;
+  /**
+   * Set by the seed at setup: log.preallocate.bytes. The default extends a 4 KiB segment whole at
+   * its first write, and mem-fs undoes a write into synced extended space whole on a power cut,
+   * so torn tails need 0 or a small extension.
+   */
+  private preallocateBytes = 0;
 
   private config(id: NodeId) {
     const retention = this.retentionBytes === null ? {} : { "retention.bytes": String(this.retentionBytes), "maintenance.interval.ms": "500" };
@@ -325,6 +331,7 @@ export class ClusterSim {
       "cluster.peers": this.ids.map((i) => `${i}@sim:${i}`).join(","),
       "data.dir": "/data",
       "segment.bytes": "4096",
+      "log.preallocate.bytes": String(this.preallocateBytes),
       "cluster.tick.ms": String(this.options.tickMs),
       "cluster.request.timeout.ms": String(this.options.requestTimeoutMs),
     });
@@ -355,8 +362,9 @@ export class ClusterSim {
 
   async setup(): Promise<void> {
     if (this.random() < this.options.retentionChance) this.retentionBytes = this.pick([4096, 8192, 12288]);
+    this.preallocateBytes = this.pick([0, 512, 1 << 20]);
     await Promise.all(this.ids.map((id) => this.start(id)));
-    this.note(`opened ${this.ids.length} brokers${this.retentionBytes === null ? "" : `, retention.bytes ${this.retentionBytes}`}`);
+    this.note(`opened ${this.ids.length} brokers${this.retentionBytes === null ? "" : `, retention.bytes ${this.retentionBytes}`}, log.preallocate.bytes ${this.preallocateBytes}`);
     await this.waitFor(() => this.live().some((l) => l.broker!.cluster!.controller.group.isLeader), 20_000, "a controller leader");
     this.partitions = 2 + Math.floor(this.random() * 2);
     const via = this.pick(this.live());
