@@ -82,9 +82,10 @@ export interface LogConfig {
 }
 
 /**
- * 1 MiB: on this project's ext4 test disk an fdatasync after a 1 KiB append into extended space
- * took 160 µs at the median and wrote 6.3 KiB to the device, against 210 µs and 9.3 KiB when the
- * append grew the file (bench/RESULTS.md, "Preallocation"); one extension per MiB.
+ * 1 MiB: one extension (one size change to commit) per MiB appended. On this project's ext4 test
+ * disk one append in flight took 282 µs at the median and wrote 6.4 KiB to the device per 1 KiB
+ * append with it, against 360 µs and 9.1 KiB without (`npm run bench:preallocate`,
+ * bench/RESULTS.md, "Preallocation").
  */
 export const PREALLOCATE_BYTES_DEFAULT = 1024 * 1024;
 

@@ -9,11 +9,12 @@
  * 3. The last segment is always scanned: it is the one a crash can leave torn. (A clean-shutdown
  *    marker could skip that scan; not worth the state yet at 64 MiB segments.)
  * 4. A scan stops at the first batch that is partial, insane or fails its CRC: the file is
- *    truncated there, with a warning saying how many bytes went. When everything from there to
- *    the end of the file is zeros, that is the space the log extended the active segment by
- *    (LogConfig.preallocateBytes), not a torn write: it is cut off without a warning. If that happens in a segment
+ *    truncated there, with a warning saying how many bytes went. If that happens in a segment
  *    that is not the last, the later segments are deleted as well (they would leave a hole in
- *    the offsets), and the warning says so.
+ *    the offsets), and the warning says so. When everything from there to the end of the file
+ *    is zeros, it is the space the log extended the active segment by
+ *    (LogConfig.preallocateBytes), not a torn write: it is cut off, without a warning, and
+ *    nothing after it is deleted.
  *
  * Everything that survives was on disk and intact, so the log opens with
  * highWatermark = logEndOffset (durableEnd = logEndOffset in replicated mode, where the owner
