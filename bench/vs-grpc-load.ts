@@ -41,7 +41,7 @@ import {
   ProduceStreamResponseSchema,
 } from "../gateways/grpc/gen/tributary/v1/producer_pb.ts";
 import { Acks } from "../gateways/grpc/gen/tributary/v1/records_pb.ts";
-import { sequencedRequest, unaryProduceLoad } from "./grpc-unary.ts";
+import { channelReady, sequencedRequest, unaryProduceLoad } from "./grpc-unary.ts";
 import { endToEnd, loadSummary, Pacer, SeqTimes } from "./load-stats.ts";
 
 const [mode, address, topic, ...rest] = process.argv.slice(2);
@@ -50,6 +50,8 @@ if ((mode !== "stream" && mode !== "unary" && mode !== "catchup") || !address ||
   process.exit(2);
 }
 const client = connect(address, { "grpc.max_send_message_length": -1, "grpc.max_receive_message_length": -1 });
+// Every clock below starts connected, as bench/nats-load.ts's does after `connect`.
+await channelReady(client);
 const identity = (b: Buffer): Buffer => b;
 const acks = process.env.LOAD_ACKS === "all" ? Acks.ALL : Acks.UNSPECIFIED;
 /** Records per Subscribe message: the server's default. */
