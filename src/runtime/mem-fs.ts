@@ -12,7 +12,10 @@
  * Simplifications, said out loud: directories made by `mkdirp` are durable at once (as
  * `nodeFileSystem.mkdirp`, which syncs the parent of each directory it makes); a file's data and size become durable together
  * (fdatasync does both); an unlinked or renamed-over file stays readable through handles that
- * were open on it, as on POSIX (compaction relies on that).
+ * were open on it, as on POSIX (compaction relies on that); an unsynced overwrite is undone whole,
+ * never torn, and that includes writes into space a file was extended into (`truncate` to a larger
+ * length) and synced: a log's preallocated segment tail (log.ts `extend`) never tears here, so
+ * torn writes there are tested on real files (test/storage-recovery.test.ts, crash.test.ts).
  *
  * @example
  *   const fs = new MemFileSystem();
