@@ -9,6 +9,11 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[i]!;
 }
 
+/** The middle of `xs` (the lower middle for an even count), unsorted input. */
+export function median(xs: readonly number[]): number {
+  return percentile([...xs].sort((a, b) => a - b), 50);
+}
+
 export function table(headers: string[], rows: (string | number)[][]): string {
   const line = (cells: (string | number)[]) => `| ${cells.map(String).join(" | ")} |`;
   return [line(headers), line(headers.map(() => "---")), ...rows.map(line)].join("\n");

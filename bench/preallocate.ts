@@ -25,7 +25,8 @@ import { nodeFileSystem } from "../src/runtime/fs.ts";
 import { silentLogger } from "../src/logger.ts";
 import { PartitionLog, PREALLOCATE_BYTES_DEFAULT } from "../src/storage/log.ts";
 import { encodeBatch } from "../src/storage/record-batch.ts";
-import { fmt, machine, percentile, table } from "./lib.ts";
+import { fmt, machine, median, percentile, table } from "./lib.ts";
+import { logConfig } from "../test/support/log-fixtures.ts";
 
 const WRITES = Number(process.env.BENCH_PREALLOC_WRITES ?? 3000);
 const ROUNDS = Number(process.env.BENCH_PREALLOC_ROUNDS ?? 3);
@@ -94,23 +95,7 @@ function logCase(name: string, preallocateBytes: number): Case {
   return {
     name,
     run: async (dir) => {
-      const log = await PartitionLog.open(
-        dir,
-        {
-          segmentBytes: 64 << 20,
-          segmentMs: 7 * 24 * 3600_000,
-          indexIntervalBytes: 4096,
-          retentionMs: -1,
-          retentionBytes: -1,
-          cleanupPolicy: "delete",
-          deleteRetentionMs: 86_400_000,
-          maxMessageBytes: 1 << 20,
-          flush: { mode: "batch" },
-          maxPendingBytes: 16 << 20,
-          preallocateBytes,
-        },
-        { fs: nodeFileSystem, clock: new ManualClock(), logger: silentLogger },
-      );
+      const log = await PartitionLog.open(dir, logConfig({ preallocateBytes }), { fs: nodeFileSystem, clock: new ManualClock(), logger: silentLogger });
       try {
         const value = new Uint8Array(RECORD).fill(7);
         return await measured(dir, WRITES, () => log.append(encodeBatch([{ key: null, value }], { timestamp: 1_795_300_000_000 })).then(() => {}));
@@ -151,7 +136,6 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 const rows = CASES.map((c) => {
   const rs = results.get(c.name)!;
   return [

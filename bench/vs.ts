@@ -36,7 +36,7 @@ import { execFileSync } from "node:child_process";
 import { appendFile, mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fmt, machine, npmBin, REPO, table } from "./lib.ts";
+import { fmt, machine, median, npmBin, REPO, table } from "./lib.ts";
 import { runMqttFanIn, MQTT_DEVICES } from "./mqtt.ts";
 import { natsServerBinary, natsServerVersion } from "./nats-server.ts";
 import { IDLE_PARTITIONS, memoryBudget, soakRuns, type MemoryResult, type SoakResult } from "./vs-memory.ts";
@@ -220,7 +220,6 @@ const FLOOR_SPECS: SystemSpec[] = [
   { system: "floor", server: "h2", fsync: true },
 ];
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 /**
  * floor: (a)'s one message in flight, without a consumer, against what the transport alone

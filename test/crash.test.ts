@@ -156,27 +156,34 @@ describe.each([
   );
 });
 
+/**
+ * A Bun broker with one single-partition topic `topic`, one producer until `count` records are
+ * acknowledged, then SIGKILL. Returns its data dir, what was acknowledged, and the path of the
+ * partition's last segment.
+ */
+async function killedAfterAcks(topic: string, count: number): Promise<{ dataDir: string; acked: Acked[]; segment: string }> {
+  const dataDir = await mkdtemp(join(tmpdir(), `tributary-${topic}-`));
+  dirs.push(dataDir);
+  const first = await startBrokerProcess({ runtime: "bun", dataDir });
+  running.push(first);
+  await createTopic(first.url, topic, 1);
+  const acked: Acked[] = [];
+  const flag = { stop: false };
+  const loop = producerLoop(first.url, topic, 0, 0, flag, acked, { next: 0 });
+  while (acked.length < count) await new Promise((r) => setTimeout(r, 5));
+  flag.stop = true;
+  await loop;
+  await first.kill("SIGKILL");
+  running.splice(running.indexOf(first), 1);
+  const [topicDir] = (await readdir(join(dataDir, "topics"))).filter((d) => d.startsWith(`${topic}~`));
+  const partDir = join(dataDir, "topics", topicDir!, "0");
+  const segment = join(partDir, (await readdir(partDir)).filter((f) => f.endsWith(".log")).sort().at(-1)!);
+  return { dataDir, acked, segment };
+}
+
 describe("torn tail", () => {
   it("cuts a partial batch and garbage off the last segment on restart and keeps appending", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "tributary-torn-"));
-    dirs.push(dataDir);
-    const first = await startBrokerProcess({ runtime: "bun", dataDir });
-    running.push(first);
-    await createTopic(first.url, "torn", 1);
-    const acked: Acked[] = [];
-    const seq = { next: 0 };
-    const flag = { stop: false };
-    const loop = producerLoop(first.url, "torn", 0, 0, flag, acked, seq);
-    while (acked.length < 100) await new Promise((r) => setTimeout(r, 5));
-    flag.stop = true;
-    await loop;
-    await first.kill("SIGKILL");
-    running.splice(running.indexOf(first), 1);
-
-    const [topicDir] = (await readdir(join(dataDir, "topics"))).filter((d) => d.startsWith("torn~"));
-    const partDir = join(dataDir, "topics", topicDir!, "0");
-    const segments = (await readdir(partDir)).filter((f) => f.endsWith(".log")).sort();
-    const segment = join(partDir, segments.at(-1)!);
+    const { dataDir, acked, segment } = await killedAfterAcks("torn", 100);
     const dataEnd = batchesEnd(await readFile(segment));
     // The file was extended ahead of the appends: zeros follow the batches.
     expect((await stat(segment)).size).toBeGreaterThan(dataEnd);
@@ -207,23 +214,7 @@ describe("torn tail", () => {
   }, 60_000);
 
   it("after kill -9, cuts the zeros the active segment was extended by, without calling them torn", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "tributary-prealloc-"));
-    dirs.push(dataDir);
-    const first = await startBrokerProcess({ runtime: "bun", dataDir });
-    running.push(first);
-    await createTopic(first.url, "pre", 1);
-    const acked: Acked[] = [];
-    const flag = { stop: false };
-    const loop = producerLoop(first.url, "pre", 0, 0, flag, acked, { next: 0 });
-    while (acked.length < 50) await new Promise((r) => setTimeout(r, 5));
-    flag.stop = true;
-    await loop;
-    await first.kill("SIGKILL");
-    running.splice(running.indexOf(first), 1);
-
-    const [topicDir] = (await readdir(join(dataDir, "topics"))).filter((d) => d.startsWith("pre~"));
-    const partDir = join(dataDir, "topics", topicDir!, "0");
-    const segment = join(partDir, (await readdir(partDir)).filter((f) => f.endsWith(".log")).sort().at(-1)!);
+    const { dataDir, acked, segment } = await killedAfterAcks("pre", 50);
     const dataEnd = batchesEnd(await readFile(segment));
     expect((await stat(segment)).size).toBeGreaterThan(dataEnd);
 

@@ -50,6 +50,15 @@ function commit(target: FlushTarget, clock: ManualClock, rounds: BlockingRounds)
 }
 
 /** `n` appends one after another, each waiting for the last: every round holds one. */
+/** Two logs of one process: one clock, one shared BlockingRounds, a recording target each. */
+function twoLogs() {
+  const clock = new ManualClock();
+  const rounds = new BlockingRounds(clock, async () => {});
+  const a = new RecordingTarget();
+  const b = new RecordingTarget();
+  return { clock, a, b, logA: commit(a, clock, rounds), logB: commit(b, clock, rounds) };
+}
+
 async function lone(gc: GroupCommit, n: number): Promise<void> {
   for (let i = 0; i < n; i++) await gc.enqueue(new Uint8Array(10), i, i, 0);
 }
@@ -90,12 +99,7 @@ describe("blocking rounds: the policy", () => {
   });
 
   it("does not block while another log's round is on the thread pool", async () => {
-    const clock = new ManualClock();
-    const rounds = new BlockingRounds(clock, async () => {});
-    const busy = new RecordingTarget();
-    const quiet = new RecordingTarget();
-    const busyLog = commit(busy, clock, rounds);
-    const quietLog = commit(quiet, clock, rounds);
+    const { a: busy, b: quiet, logA: busyLog, logB: quietLog } = twoLogs();
     let release!: () => void;
     busy.hold = new Promise((r) => (release = r));
     const held = Promise.all([0, 1].map((i) => busyLog.enqueue(new Uint8Array(10), i, i, 0)));
@@ -109,12 +113,7 @@ describe("blocking rounds: the policy", () => {
   });
 
   it("does not block within SPACING_MS of another log's blocking round", async () => {
-    const clock = new ManualClock();
-    const rounds = new BlockingRounds(clock, async () => {});
-    const a = new RecordingTarget();
-    const b = new RecordingTarget();
-    const logA = commit(a, clock, rounds);
-    const logB = commit(b, clock, rounds);
+    const { clock, a, b, logA, logB } = twoLogs();
     await lone(logA, STREAK + 1);
     expect(a.rounds.at(-1)).toBe("blocking");
     await lone(logB, STREAK + 2);

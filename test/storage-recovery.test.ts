@@ -219,6 +219,22 @@ describe("space the active segment is extended by (preallocateBytes)", () => {
     cleanup = null;
   });
 
+  /** A log on real files in a fresh dir: `count` batches of `records` values `${prefix}${i}-j`, then closed. */
+  async function closedLog(config: LogConfig, prefix: string, count: number, records: number) {
+    const made = await realFs.make();
+    cleanup = made.cleanup;
+    const clock = new ManualClock();
+    const log = await PartitionLog.open(made.dir, config, { fs: nodeFileSystem, clock, logger: capturingLogger().logger });
+    for (let i = 0; i < count; i++) await log.append(valuesBatch(`${prefix}${i}`, records));
+    await log.close();
+    /** Open it again, with the recovery lines it logged. */
+    const reopen = async () => {
+      const cap = capturingLogger();
+      return { log: await PartitionLog.open(made.dir, config, { fs: nodeFileSystem, clock, logger: cap.logger }), lines: cap.lines };
+    };
+    return { dir: made.dir, reopen };
+  }
+
   /** Sizes of a directory's .log files, and of the batches in each (what they must shrink to). */
   async function sizes(dir: string): Promise<{ file: number; batches: number }[]> {
     const out: { file: number; batches: number }[] = [];
@@ -269,46 +285,32 @@ describe("space the active segment is extended by (preallocateBytes)", () => {
   });
 
   it("a closed segment with zeros after its batches (its cut lost) keeps every later segment", async () => {
-    const made = await realFs.make();
-    cleanup = made.cleanup;
-    const clock = new ManualClock();
-    const config = logConfig({ segmentBytes: 1024 });
-    let log = await PartitionLog.open(made.dir, config, { fs: nodeFileSystem, clock, logger: capturingLogger().logger });
-    for (let i = 0; i < 40; i++) await log.append(valuesBatch(`m${i}`, 3));
-    await log.close();
-    const segs = (await readdir(made.dir)).filter((n) => n.endsWith(".log")).sort();
+    const { dir, reopen } = await closedLog(logConfig({ segmentBytes: 1024 }), "m", 40, 3);
+    const segs = (await readdir(dir)).filter((n) => n.endsWith(".log")).sort();
     expect(segs.length).toBeGreaterThan(2);
-    const first = join(made.dir, segs[0]!);
+    const first = join(dir, segs[0]!);
     const bytes = new Uint8Array(await readFile(first));
     await writeFile(first, new Uint8Array([...bytes, ...new Uint8Array(3000)]));
     // Its index files gone too, so recovery scans it.
     await rm(first.replace(/\.log$/, ".index"));
     await rm(first.replace(/\.log$/, ".timeindex"));
-    const cap = capturingLogger();
-    log = await PartitionLog.open(made.dir, config, { fs: nodeFileSystem, clock, logger: cap.logger });
-    expect(cap.lines.filter((l) => l.level === "warn")).toEqual([]);
-    expect((await readdir(made.dir)).filter((n) => n.endsWith(".log")).sort()).toEqual(segs);
+    const { log, lines } = await reopen();
+    expect(lines.filter((l) => l.level === "warn")).toEqual([]);
+    expect((await readdir(dir)).filter((n) => n.endsWith(".log")).sort()).toEqual(segs);
     expect((await stat(first)).size).toBe(bytes.length);
     expect((await readAll(log)).length).toBe(120);
     await log.close();
   });
 
   it("a torn batch in the extended space is cut, with the torn-tail warning", async () => {
-    const made = await realFs.make();
-    cleanup = made.cleanup;
-    const clock = new ManualClock();
-    const config = logConfig({ preallocateBytes: 8192 });
-    const log = await PartitionLog.open(made.dir, config, { fs: nodeFileSystem, clock, logger: capturingLogger().logger });
-    for (let i = 0; i < 5; i++) await log.append(valuesBatch(`t${i}`, 2));
-    await log.close();
-    const last = join(made.dir, segmentFileName(0, ".log"));
+    const { dir, reopen } = await closedLog(logConfig({ preallocateBytes: 8192 }), "t", 5, 2);
+    const last = join(dir, segmentFileName(0, ".log"));
     const bytes = new Uint8Array(await readFile(last));
     const torn = new Uint8Array(8192);
     torn.set(valuesBatch("torn", 3).subarray(0, 50)); // a batch's first 50 bytes, zeros after
     await writeFile(last, new Uint8Array([...bytes, ...torn]));
-    const cap = capturingLogger();
-    const again = await PartitionLog.open(made.dir, config, { fs: nodeFileSystem, clock, logger: cap.logger });
-    expect(cap.lines.find((l) => l.msg === "truncated a torn or corrupt tail")).toMatchObject({ level: "warn" });
+    const { log: again, lines } = await reopen();
+    expect(lines.find((l) => l.msg === "truncated a torn or corrupt tail")).toMatchObject({ level: "warn" });
     expect((await stat(last)).size).toBe(bytes.length);
     expect((await readAll(again)).length).toBe(10);
     await again.close();
