@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Broker } from "../src/broker.ts";
 import { defaultConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
-import type { MemNetwork } from "../src/cluster/mem-transport.ts";
+import type { MemNetwork, NetEvent } from "../src/cluster/mem-transport.ts";
 import { partitionGroupId } from "../src/cluster/types.ts";
 import { MemFileSystem } from "../src/runtime/mem-fs.ts";
 import { rng } from "./support/random.ts";
@@ -25,13 +25,15 @@ let nodes: Node[] = [];
 let network: MemNetwork;
 
 let replicationFactor = "3";
+/** Called on each of the network's deliveries and drops, for a test that cuts a link at an exact moment. */
+let onNet: ((e: NetEvent) => void) | null = null;
 
 function openNode(n: Node, transport = network.transport(n.id)): Promise<Broker> {
   return openSimPeer(n, network, { "replication.factor": replicationFactor }, { transport });
 }
 
 async function startCluster(): Promise<void> {
-  network = simNetwork(7);
+  network = simNetwork(7, (e) => onNet?.(e));
   nodes = simPeers(3);
   await Promise.all(nodes.map((n) => openNode(n)));
 }
@@ -52,6 +54,7 @@ afterEach(async () => {
   await Promise.all(live().map((b) => b.close()));
   nodes = [];
   replicationFactor = "3";
+  onNet = null;
 });
 
 describe("a three-broker cluster", () => {
@@ -185,22 +188,28 @@ describe("an idempotent producer in a cluster", () => {
     await waitFor("b to hold batch 1", () => tGroup(b).lastIndex > before);
     network.crash(a.id);
     a.broker = null;
-    network.heal();
-    // Slow links: time to cut c's answers to b between b's election and its first commit.
-    network.configure({ minDelayMs: 40, maxDelayMs: 40 });
-    await waitFor("b to lead (only b has batch 1, so only b can win)", () => tGroup(b).role === "leader");
-    network.partition(c.id, b.id, "a->b");
-    const heldAt = tGroup(b).lastIndex;
-    expect(tGroup(b).commit).toBeLessThan(heldAt);
-
-    // The producer retries batch 1 at b: b knows it (its log holds it) but has not committed it.
+    // c's answers to b are cut the moment b's first frame as leader reaches c: b wins with c's vote
+    // but never hears c acknowledge an entry of its term, so it commits nothing more. In that same
+    // moment (b leads, holding batch 1 uncommitted) the producer retries batch 1 at b.
+    type Held = { lastIndex: number; commit: number; retry: Promise<{ offset: number }[]> };
+    let held: Held | null = null;
     let highWatermarkAtAck = -1;
-    const retry = b.broker!.produce("t", rec("s1"), -1, { ...id, baseSequence: 1 }).then((r) => {
-      highWatermarkAtAck = b.broker!.describeTopic("t").partitions[0]!.highWatermark;
-      return r;
-    });
+    onNet = (e) => {
+      if (e.from !== b.id || e.to !== c.id || e.outcome !== "delivered" || tGroup(b).role !== "leader") return;
+      network.partition(c.id, b.id, "a->b");
+      onNet = null;
+      const { lastIndex, commit } = tGroup(b);
+      const retry = b.broker!.produce("t", rec("s1"), -1, { ...id, baseSequence: 1 }).then((r) => {
+        highWatermarkAtAck = b.broker!.describeTopic("t").partitions[0]!.highWatermark;
+        return r;
+      });
+      held = { lastIndex, commit, retry };
+    };
+    network.heal();
+    const { lastIndex, commit, retry } = await waitFor("b to lead (only b has batch 1, so only b can win)", () => held as Held | null ?? undefined);
+    expect(commit).toBeLessThan(lastIndex);
+
     await waitFor("b to step down (check-quorum: it hears no one)", () => tGroup(b).role !== "leader");
-    network.configure({ minDelayMs: 0, maxDelayMs: 1 });
     network.heal();
     const [ack] = await retry;
     expect(highWatermarkAtAck, "acknowledged before it was committed").toBeGreaterThan(ack!.offset);

@@ -10,7 +10,7 @@
  *   await Promise.all(peers.map((p) => openSimPeer(p, network, { "mirror.central": "true" })));
  */
 import { Broker } from "../../src/broker.ts";
-import { MemNetwork } from "../../src/cluster/mem-transport.ts";
+import { MemNetwork, type NetEvent } from "../../src/cluster/mem-transport.ts";
 import type { Transport } from "../../src/cluster/types.ts";
 import { defaultConfig } from "../../src/config.ts";
 import { createLogger, silentLogger, type Logger } from "../../src/logger.ts";
@@ -32,8 +32,9 @@ export interface SimPeer {
 /** `cluster.peers` of peers 1 to n on the simulated network. */
 export const simPeersSetting = (n = 3): string => Array.from({ length: n }, (_, i) => `${i + 1}@sim:${i + 1}`).join(",");
 
-export function simNetwork(seed = 7): MemNetwork {
-  return new MemNetwork({ clock: systemClock, random: rng(seed), minDelayMs: 0, maxDelayMs: 1 });
+/** `trace` sees every delivery as it happens: a test may cut a link at an exact moment from it. */
+export function simNetwork(seed = 7, trace?: (event: NetEvent) => void): MemNetwork {
+  return new MemNetwork({ clock: systemClock, random: rng(seed), minDelayMs: 0, maxDelayMs: 1, ...(trace ? { trace } : {}) });
 }
 
 export function simPeers(n = 3): SimPeer[] {
