@@ -103,7 +103,7 @@ describe("crashes", () => {
       // Never settles on odd seeds (the sync it waits for never comes), and is lost on the others.
       void r.store.persist(inFlight, { term: 2, vote: 2, commit: 0 }, undefined).catch(() => "lost");
       if (seed % 2) await new Promise((go) => setTimeout(go, 5));
-      else for (let i = Math.floor(random() * 600); i > 0; i--) await null;
+      else for (let i = Math.floor(random() * 150); i > 0; i--) await null;
       fs.kill();
       mem.crash("power", { random, tornTail: true });
       r = await openReplica(mem, "/p", { config });

@@ -8,6 +8,7 @@ import type { FileSystem } from "../src/runtime/fs.ts";
 import { PartitionLog, type LogConfig } from "../src/storage/log.ts";
 import { decodeRecords, readBatchHeader, splitBatches } from "../src/storage/record-batch.ts";
 import { segmentFileName } from "../src/storage/segment.ts";
+import { waitFor } from "./support/wait.ts";
 import { batchOf, capturingLogger, logConfig, memFs, readAll, realFs, str, until, valuesBatch, type FsKind } from "./support/log-fixtures.ts";
 
 describe.each([realFs, memFs])("PartitionLog on $name", (kind: FsKind) => {
@@ -106,12 +107,57 @@ describe.each([realFs, memFs])("PartitionLog on $name", (kind: FsKind) => {
     expect(log.logEndOffset).toBe(3);
   });
 
+  it("a roll does not wait for the closed segment's index files; reopened without them, the log scans those segments and writes them again", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((go) => (release = go));
+    const held: string[] = [];
+    const gated: FileSystem = {
+      list: (d) => fs.list(d),
+      exists: (p) => fs.exists(p),
+      mkdirp: (d) => fs.mkdirp(d),
+      remove: (p) => fs.remove(p),
+      rename: (a, b) => fs.rename(a, b),
+      readFile: (p) => fs.readFile(p),
+      syncDir: (d) => fs.syncDir(d),
+      async open(path, mode) {
+        if (/\.(time)?index\.tmp$/.test(path)) {
+          held.push(path);
+          await gate;
+        }
+        return fs.open(path, mode);
+      },
+    };
+    let log = await PartitionLog.open(dir, logConfig({ segmentBytes: 500, indexIntervalBytes: 200 }), { fs: gated, clock, logger: capturingLogger().logger });
+    logs.push(log);
+    for (let i = 0; i < 30; i++) await log.append(valuesBatch(`s${i}`, 3));
+    expect(log.segmentCount).toBeGreaterThan(4);
+    expect(held.length).toBeGreaterThan(0);
+    expect((await fs.list(dir)).filter((n) => /\.(time)?index$/.test(n))).toEqual([]);
+    expect((await readAll(log, 0, 100)).length).toBe(90);
+    release();
+    await log.close(); // after the index writes queued before it
+    const closed = log.segmentBaseOffsets.slice(0, -1);
+    for (const b of closed) await fs.remove(`${dir}/${segmentFileName(b, ".index")}`); // a crash before they were written
+    const cap = capturingLogger();
+    log = await PartitionLog.open(dir, logConfig({ segmentBytes: 500, indexIntervalBytes: 200 }), { fs, clock, logger: cap.logger });
+    logs.push(log);
+    expect(cap.lines.filter((l) => l.msg === "rebuilt segment indexes")).toHaveLength(closed.length);
+    expect((await fs.list(dir)).filter((n) => n.endsWith(".index"))).toHaveLength(closed.length + 1); // and the one close wrote for the last
+    expect((await readAll(log, 0, 100)).map((r) => str(r.value))).toEqual(Array.from({ length: 30 }, (_, i) => [0, 1, 2].map((j) => `s${i}-${j}`)).flat());
+    for (const off of [0, 7, 44, 89]) expect((await readAll(log, off, 100))[0]!.offset).toBe(off);
+  });
+
   it("rolls segments by size, writes their indexes, and reads across them", async () => {
     let log = await open({ segmentBytes: 500, indexIntervalBytes: 200 });
     for (let i = 0; i < 30; i++) await log.append(valuesBatch(`s${i}`, 3));
     expect(log.segmentCount).toBeGreaterThan(4);
-    const names = await fs.list(dir);
-    for (const base of log.segmentBaseOffsets.slice(0, -1)) {
+    // A closed segment's index files are written after its roll (see the next test).
+    const closed = log.segmentBaseOffsets.slice(0, -1);
+    const names = await waitFor("every closed segment's index files", async () => {
+      const n = await fs.list(dir);
+      return closed.every((b) => n.includes(segmentFileName(b, ".timeindex"))) && n;
+    });
+    for (const base of closed) {
       expect(names).toContain(segmentFileName(base, ".log"));
       expect(names).toContain(segmentFileName(base, ".index"));
       expect(names).toContain(segmentFileName(base, ".timeindex"));
