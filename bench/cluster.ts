@@ -24,7 +24,10 @@
  * BENCH_SETUPS (default single,1 peer,3 peers); BENCH_CASES (acks/target, e.g.
  * all/leader,1/leader: only those rows); BENCH_INFLIGHT (default 16); BENCH_PAIRS (paired rounds,
  * default 3; 0: none); BENCH_PROFILE=DIR: every broker writes a Bun CPU profile (.cpuprofile and
- * .md) into DIR when it stops.
+ * .md) into DIR when it stops; BENCH_BOX_CORES=N: every broker process (the single one, and each
+ * peer) runs in its own CPU cgroup of N cores (bench/cpu-box.ts, root only), so the machine is
+ * measured as equal boxes, one per broker, instead of every broker sharing its cores (0.5 fits
+ * three peers and the load generator in 2 cores).
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -33,6 +36,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { appendToSection, fmt, machine, npmBin, percentile, REPO, runLoadProcess, table, type LoadResult } from "./lib.ts";
 import { startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.ts";
+import { CpuBox } from "./cpu-box.ts";
 import { startFloorServer } from "./vs-systems.ts";
 import { startClusterProcess } from "../test/support/cluster-process.ts";
 import { waitFor } from "../test/support/wait.ts";
@@ -43,6 +47,7 @@ const record = process.env.BENCH_RECORD !== "0";
 const setups = (process.env.BENCH_SETUPS ?? "single,1 peer,3 peers").split(",") as Setup[];
 const profileDir = process.env.BENCH_PROFILE;
 const cases = process.env.BENCH_CASES?.split(",");
+const boxCores = process.env.BENCH_BOX_CORES ? Number(process.env.BENCH_BOX_CORES) : null;
 const BATCH = 100;
 /** Batches in flight on the stream: at most grpc.stream.max.inflight (32); 16 as in npm run bench:grpc. */
 const IN_FLIGHT = Number(process.env.BENCH_INFLIGHT ?? 16);
@@ -87,6 +92,7 @@ const label = (bytes: number) => (bytes === 1024 ? "1 KiB" : `${bytes} B`);
 
 async function deploy(setup: Setup): Promise<Deployment> {
   const env = profileDir ? { env: { BUN_OPTIONS: `--cpu-prof --cpu-prof-md --cpu-prof-dir=${profileDir}` } } : {};
+  let started: Deployment;
   if (setup === "single") {
     const dataDir = await mkdtemp(join(tmpdir(), "tributary-bench-cluster-"));
     const broker = await startBrokerProcess({ runtime: "bun", dataDir, ...env });
@@ -94,11 +100,24 @@ async function deploy(setup: Setup): Promise<Deployment> {
       await broker.stop();
       await rm(dataDir, { recursive: true, force: true });
     };
-    return { setup, brokers: [broker], stop };
+    started = { setup, brokers: [broker], stop };
+  } else {
+    const size = setup === "3 peers" ? 3 : 1;
+    const cluster = await startClusterProcess({ runtime: "bun", size, args: ["--replication-factor", String(size)], ...env });
+    started = { setup, brokers: cluster.nodes, stop: () => cluster.stop() };
   }
-  const size = setup === "3 peers" ? 3 : 1;
-  const cluster = await startClusterProcess({ runtime: "bun", size, args: ["--replication-factor", String(size)], ...env });
-  return { setup, brokers: cluster.nodes, stop: () => cluster.stop() };
+  return boxCores === null ? started : boxed(started, boxCores);
+}
+
+/** Each broker of `d` in its own CPU box of `cores` (BENCH_BOX_CORES); the boxes go when it stops. */
+async function boxed(d: Deployment, cores: number): Promise<Deployment> {
+  const boxes = await Promise.all(d.brokers.map((_, i) => CpuBox.create(`tributary-bench-${d.setup.replace(/\W/g, "")}-${i + 1}`, cores)));
+  await Promise.all(d.brokers.map((b, i) => boxes[i]!.add(b.pid)));
+  const stop = async () => {
+    await d.stop();
+    await Promise.all(boxes.map((b) => b.remove()));
+  };
+  return { ...d, stop };
 }
 
 async function createTopic(broker: BrokerProcess, name: string): Promise<void> {
@@ -374,7 +393,7 @@ const syncAfter = await syncLatency(SYNC_PROBE_MS);
 const run = [
   `### ${date}`,
   "",
-  `${machine()}; brokers and load generator on Bun ${bunVersion}; ${seconds} s per phase; gRPC ProduceStream, ${IN_FLIGHT} batches of ${BATCH} in flight (paced phase: at half the max rate, latency from when a batch was due), one partition, flush.mode=batch; 3 peers: replication factor 3 on loopback.`,
+  `${machine()}; brokers and load generator on Bun ${bunVersion}; ${boxCores === null ? "all sharing the machine's cores" : `each broker process in its own CPU cgroup of ${boxCores} cores (BENCH_BOX_CORES: one equal box per broker; latency under a quota carries its 10 ms periods), the load generator outside them`}; ${seconds} s per phase; gRPC ProduceStream, ${IN_FLIGHT} batches of ${BATCH} in flight (paced phase: at half the max rate, latency from when a batch was due), one partition, flush.mode=batch; 3 peers: replication factor 3 on loopback.`,
   "",
   `The machine meanwhile: load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after; a 100 KiB write + fdatasync took ${syncText(syncBefore)} before the run and ${syncText(syncAfter)} after.`,
   "",
