@@ -181,6 +181,9 @@ interface BrokerMetrics {
   mirrorDropped: ReturnType<Metrics["counter"]>;
 }
 
+/** A batch the broker encoded itself (encodeForPartition) carries the CRC it just computed. */
+const ENCODED_HERE = { crcVerified: true } as const;
+
 export class Broker {
   readonly metrics: Metrics;
   /** Consumer groups as the gateways call them: the coordinator here, or forwarded to the peer that coordinates. */
@@ -704,16 +707,17 @@ export class Broker {
   }
 
   /**
-   * Append one encoded batch to a partition wherever its leader is: here through the replica,
-   * elsewhere forwarded; an election in between is waited out (retried until the request timeout).
+   * Append one batch this broker encoded (encodeForPartition: its CRC is not checked again here)
+   * to a partition wherever its leader is: here through the replica, elsewhere forwarded (where
+   * the leader checks it); an election in between is waited out (retried until the request timeout).
    */
   private appendBatch(topic: Topic, index: number, batch: Uint8Array, acks: Acks, idempotent = false): Promise<{ baseOffset: number; lastOffset: number }> {
     const p = topic.partitions[index];
-    if (!this.cluster) return p!.log.append(batch);
+    if (!this.cluster) return p!.log.append(batch, ENCODED_HERE);
     const cluster = this.cluster;
     return cluster.retrying(async () => {
       const replica = p?.replica;
-      if (replica?.isLeader) return this.appendAsLeader(p!, topic, batch, acks, idempotent);
+      if (replica?.isLeader) return this.appendAsLeader(p!, topic, batch, acks, idempotent, ENCODED_HERE);
       const leader = this.leaderOf(topic, index);
       if (!leader || leader === cluster.self) throw notLeader(topic.record.name, index, 0);
       return this.forward<{ baseOffset: number; lastOffset: number }>(topic, index, leader, "produce", { topic: topic.record.name, partition: index, batch, acks, idempotent });
@@ -725,10 +729,10 @@ export class Broker {
    * producer table (rebuilt from this leader's own log, so a retry of a batch the previous leader
    * replicated here is recognised).
    */
-  private async appendAsLeader(p: Partition, topic: Topic, batch: Uint8Array, acks: Acks, idempotent: boolean): Promise<{ baseOffset: number; lastOffset: number }> {
+  private async appendAsLeader(p: Partition, topic: Topic, batch: Uint8Array, acks: Acks, idempotent: boolean, crc: { crcVerified?: boolean } = {}): Promise<{ baseOffset: number; lastOffset: number }> {
     const replica = p.replica!;
     const max = topic.settings.maxMessageBytes;
-    if (!idempotent) return replica.append(batch, acks, max);
+    if (!idempotent) return replica.append(batch, acks, max, crc);
     const h = readBatchHeader(batch);
     const table = await p.producerState((pid) => {
       if (pid % PEER_ID_SPACE === this.cluster!.self) this.producerIds!.observe(Math.floor(pid / PEER_ID_SPACE));
@@ -745,7 +749,7 @@ export class Broker {
       if (acks === -1) await this.untilCommitted(p, topic, verdict.batch.lastOffset);
       return { baseOffset: verdict.batch.baseOffset, lastOffset: verdict.batch.lastOffset };
     }
-    const appended = replica.append(batch, acks === 0 ? 1 : acks, max);
+    const appended = replica.append(batch, acks === 0 ? 1 : acks, max, crc);
     // Offsets are known once the leader's log has the batch; a duplicate waits for them.
     const rec = { firstSeq, lastSeq, baseOffset: -1, lastOffset: -1, done: Promise.resolve() };
     rec.done = appended.then((r) => {
@@ -1184,7 +1188,7 @@ export class Broker {
       batch = verdict.batch;
     } else {
       const before = partition.log.logEndOffset;
-      const appended = partition.log.append(bytes);
+      const appended = partition.log.append(bytes, ENCODED_HERE);
       if (partition.log.logEndOffset === before) {
         await appended; // refused before an offset was assigned: rethrows
         throw new Error("invariant broken: an append that assigned no offset resolved");

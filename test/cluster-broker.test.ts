@@ -9,6 +9,7 @@ import { defaultConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import type { MemNetwork, NetEvent } from "../src/cluster/mem-transport.ts";
 import { partitionGroupId } from "../src/cluster/types.ts";
+import { encodeBatch } from "../src/storage/record-batch.ts";
 import { MemFileSystem } from "../src/runtime/mem-fs.ts";
 import { rng } from "./support/random.ts";
 import { codeOf } from "./support/errors.ts";
@@ -150,6 +151,26 @@ describe("a three-broker cluster", () => {
     stop = true;
     await load;
     expect(failures).toEqual([]);
+  });
+
+  it("checks the CRC of a batch forwarded by another peer: bytes damaged on the way are refused, not replicated", async () => {
+    await startCluster();
+    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
+    await live()[0]!.createTopic("t", 1);
+    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+    const gid = partitionGroupId(live()[0]!.cluster!.metadata.topics().find((t) => t.record.name === "t")!.record.id, 0);
+    const leader = await waitFor("a leader of t/0", () => live().find((b) => b.cluster!.status().find((g) => g.group === gid)?.role === "leader")?.cluster!.self);
+    const other = live().find((b) => b.cluster!.self !== leader)!;
+    const batch = encodeBatch([{ key: null, value: enc.encode("x") }], { timestamp: 1 });
+    batch[batch.length - 1]! ^= 0x01; // a bit flipped after the sender computed the CRC
+    const call = other.cluster!.call(leader, "produce", { topic: "t", partition: 0, batch, acks: -1, idempotent: false });
+    expect(await codeOf(call)).toBe("CORRUPT_RECORD");
+    await other.produce("t", [{ key: null, value: enc.encode("after"), partition: 0 }], -1);
+    const r = await waitFor("the next record on this replica", async () => {
+      const f = await other.fetch("t", 0, 0, {});
+      return f.records.length > 0 ? f : undefined;
+    });
+    expect(r.records.map((x) => dec.decode(x.value!))).toEqual(["after"]); // and nothing of the damaged batch
   });
 
   it("refuses a produce with NOT_LEADER-class retries exhausted when no quorum is left", async () => {

@@ -83,10 +83,10 @@ export class PartitionReplica implements GroupMachine {
    * it, so a bad batch is refused here rather than after it is in the Raft log.
    * @example const { baseOffset } = await replica.append(encodeBatch(records, { timestamp }), -1);
    */
-  append(batch: Uint8Array, acks: ReplicaAcks, maxMessageBytes: number): Promise<AppendResult> {
+  append(batch: Uint8Array, acks: ReplicaAcks, maxMessageBytes: number, options: { crcVerified?: boolean } = {}): Promise<AppendResult> {
     if (this.failure) return Promise.reject(new TributaryError("STORAGE_ERROR", `replica ${this.topic}/${this.partition} stopped: its disk failed`));
     try {
-      checkBatch(batch, maxMessageBytes);
+      checkBatch(batch, maxMessageBytes, options.crcVerified === true);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -175,10 +175,11 @@ function offsetsOf(batch: Uint8Array): AppendResult {
   return { baseOffset: h.baseOffset, lastOffset: h.baseOffset + h.lastOffsetDelta };
 }
 
-function checkBatch(batch: Uint8Array, maxMessageBytes: number): void {
+/** `crcVerified`: the CRC is known good (see PartitionLog.append), the rest is checked all the same. */
+function checkBatch(batch: Uint8Array, maxMessageBytes: number, crcVerified: boolean): void {
   if (batch.length > maxMessageBytes) throw new TributaryError("RECORD_TOO_LARGE", `batch of ${batch.length} bytes is over max.message.bytes ${maxMessageBytes}`);
   const h = readBatchHeader(batch);
   if (batchSizeAt(batch) !== batch.length) throw new TributaryError("CORRUPT_RECORD", `batch length field says ${h.batchLength + BATCH_LENGTH_PREFIX_BYTES} bytes, got ${batch.length}`);
-  if (!verifyBatchCrc(batch)) throw new TributaryError("CORRUPT_RECORD", "batch CRC-32C does not match its bytes");
+  if (!crcVerified && !verifyBatchCrc(batch)) throw new TributaryError("CORRUPT_RECORD", "batch CRC-32C does not match its bytes");
   if (h.isControl) throw new TributaryError("INVALID_REQUEST", "control batches are written by the broker only");
 }

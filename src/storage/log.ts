@@ -273,7 +273,8 @@ export class PartitionLog {
    * Checks CRC (CORRUPT_RECORD) and size (RECORD_TOO_LARGE); resolves once durable per the flush policy.
    * The offset is assigned before this returns, so appends made in a row get offsets in call order.
    * `crcVerified`: the caller checked this batch's CRC in this process already (a replicated
-   * partition's leader checks a batch before proposing it), so it is not computed a second time.
+   * partition's leader checks a batch before proposing it), or computed it (a batch the broker
+   * encoded from a produce request's records), so it is not computed a second time.
    */
   append(batch: Uint8Array, options: { crcVerified?: boolean } = {}): Promise<AppendResult> {
     if (this.state !== "open") return Promise.reject(this.refusal());
