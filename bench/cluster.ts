@@ -9,7 +9,8 @@
  *
  * Each scenario has two phases on a fresh topic: (1) as fast as 16 batches in flight allow;
  * (2) paced at half the rate (1) reached, reporting p50/p99 from when each batch was due to its
- * ack (bench/grpc-load.ts's RATE). Then the headline ratio (3 peers acks=all / single, 1 KiB) is
+ * ack (bench/grpc-load.ts's RATE), after half a second at that rate that is not counted (its
+ * WARMUP_MS: a fresh generator's first batches). Then the headline ratio (3 peers acks=all / single, 1 KiB) is
  * measured again in short back-to-back pairs (pairedRatios), and the paced phases' rates are
  * run once more against a server that does only the transport (transportFloor). Brokers and the load generator are
  * separate Bun processes (test/support/broker-process.ts and cluster-process.ts,
@@ -159,8 +160,12 @@ async function target(d: Deployment, topic: string, via: Scenario["via"]): Promi
   return d.brokers[i]!;
 }
 
+/** A paced phase's first half second is not counted (grpc-load.ts WARMUP_MS): the fresh generator's first batches. */
+const PACED_WARMUP_MS = 500;
+
 function load(to: { grpcAddress: string }, topic: string, recordBytes: number, acks: Acks, ms: number, ratePerS = 0): Promise<LoadResult> {
-  return runLoadProcess(["bench/grpc-load.ts", "stream", to.grpcAddress, topic, String(recordBytes), String(BATCH), String(IN_FLIGHT), String(ms), acks, String(Math.round(ratePerS))]);
+  const warmup = ratePerS > 0 ? PACED_WARMUP_MS : 0;
+  return runLoadProcess(["bench/grpc-load.ts", "stream", to.grpcAddress, topic, String(recordBytes), String(BATCH), String(IN_FLIGHT), String(ms), acks, String(Math.round(ratePerS)), String(warmup)]);
 }
 
 /**
@@ -393,7 +398,7 @@ const syncAfter = await syncLatency(SYNC_PROBE_MS);
 const run = [
   `### ${date}`,
   "",
-  `${machine()}; brokers and load generator on Bun ${bunVersion}; ${boxCores === null ? "all sharing the machine's cores" : `each broker process in its own CPU cgroup of ${boxCores} cores (BENCH_BOX_CORES: one equal box per broker; latency under a quota carries its 10 ms periods), the load generator outside them`}; ${seconds} s per phase; gRPC ProduceStream, ${IN_FLIGHT} batches of ${BATCH} in flight (paced phase: at half the max rate, latency from when a batch was due), one partition, flush.mode=batch; 3 peers: replication factor 3 on loopback.`,
+  `${machine()}; brokers and load generator on Bun ${bunVersion}; ${boxCores === null ? "all sharing the machine's cores" : `each broker process in its own CPU cgroup of ${boxCores} cores (BENCH_BOX_CORES: one equal box per broker; latency under a quota carries its 10 ms periods), the load generator outside them`}; ${seconds} s per phase; gRPC ProduceStream, ${IN_FLIGHT} batches of ${BATCH} in flight (paced phase: at half the max rate, its first ${PACED_WARMUP_MS} ms not counted, latency from when a batch was due), one partition, flush.mode=batch; 3 peers: replication factor 3 on loopback.`,
   "",
   `The machine meanwhile: load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after; a 100 KiB write + fdatasync took ${syncText(syncBefore)} before the run and ${syncText(syncAfter)} after.`,
   "",
