@@ -19,8 +19,9 @@
  *   maintenance (one at a time, behind a small mutex): retention deletes old closed segments,
  *   compaction rewrites closed segments, truncateTo cuts the tail. Rolling happens in the writer
  *   and only ever adds a segment, so it needs no lock (the closed segment's index files are
- *   written after, as a maintenance task); compaction and retention only touch sealed segments. Readers hold a reference on the segment they read, so a swap or delete
- *   never closes a file under them.
+ *   written after, as a maintenance task); compaction and retention only touch sealed segments.
+ *   Readers hold a reference on the segment they read, so a swap or delete never closes a file
+ *   under them.
  *
  * On-disk format: segment.ts (files and naming), offset-index.ts, time-index.ts, and
  * record-batch.ts (the batches). Crash recovery on open: recovery.ts.
