@@ -43,12 +43,23 @@ function live(): Broker[] {
   return nodes.flatMap((n) => (n.broker ? [n.broker] : []));
 }
 
+/** A started cluster that has topic "t" with `partitions` partitions, known to every peer. */
+async function startClusterWithTopic(partitions = 1): Promise<void> {
+  await startCluster();
+  await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
+  await live()[0]!.createTopic("t", partitions);
+  await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+}
+
+/** The Raft group of a partition, from the cluster's metadata. */
+function groupOf(topic: string, partition: number): string {
+  return partitionGroupId(live()[0]!.cluster!.metadata.topics().find((t) => t.record.name === topic)!.record.id, partition);
+}
+
+/** The peer leading the partition's group, or 0. */
 function leaderOf(topic: string, partition: number): number {
-  for (const b of live()) {
-    const st = b.cluster!.status().find((g) => g.role === "leader" && g.group.endsWith(`/${partition}`) && b.describeTopic(topic));
-    if (st) return b.cluster!.self;
-  }
-  return 0;
+  const group = groupOf(topic, partition);
+  return live().find((b) => b.cluster!.status().find((g) => g.group === group)?.role === "leader")?.cluster!.self ?? 0;
 }
 
 afterEach(async () => {
@@ -70,10 +81,7 @@ describe("a three-broker cluster", () => {
   });
 
   it("acknowledges acks=all once a quorum has it, from any peer, and every replica serves it", async () => {
-    await startCluster();
-    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
-    await live()[0]!.createTopic("t", 1);
-    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+    await startClusterWithTopic();
     for (const [i, b] of live().entries()) {
       const res = await b.produce("t", [{ key: null, value: enc.encode(`from-${i}`), partition: 0 }], -1);
       expect(res[0]!.offset).toBeGreaterThanOrEqual(0);
@@ -88,10 +96,7 @@ describe("a three-broker cluster", () => {
   });
 
   it("rides through the leader's crash: a new leader takes the writes, an idempotent producer's retries write nothing twice, nothing acknowledged is lost", async () => {
-    await startCluster();
-    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
-    await live()[0]!.createTopic("t", 1);
-    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+    await startClusterWithTopic();
     const acked: string[] = [];
     const id = await live()[0]!.initProducerId();
     let seq = 0;
@@ -124,10 +129,7 @@ describe("a three-broker cluster", () => {
   });
 
   it("keeps taking produces through a follower while the leader shuts down: they go on to the next leader", async () => {
-    await startCluster();
-    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
-    await live()[0]!.createTopic("t", 1);
-    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+    await startClusterWithTopic();
     const leader = await waitFor("a partition leader", () => leaderOf("t", 0) || undefined);
     const closing = nodes.find((n) => n.id === leader)!;
     const follower = live().find((b) => b.cluster!.self !== leader)!;
@@ -154,12 +156,8 @@ describe("a three-broker cluster", () => {
   });
 
   it("checks the CRC of a batch forwarded by another peer: bytes damaged on the way are refused, not replicated", async () => {
-    await startCluster();
-    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
-    await live()[0]!.createTopic("t", 1);
-    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
-    const gid = partitionGroupId(live()[0]!.cluster!.metadata.topics().find((t) => t.record.name === "t")!.record.id, 0);
-    const leader = await waitFor("a leader of t/0", () => live().find((b) => b.cluster!.status().find((g) => g.group === gid)?.role === "leader")?.cluster!.self);
+    await startClusterWithTopic();
+    const leader = await waitFor("a leader of t/0", () => leaderOf("t", 0) || undefined);
     const other = live().find((b) => b.cluster!.self !== leader)!;
     const batch = encodeBatch([{ key: null, value: enc.encode("x") }], { timestamp: 1 });
     batch[batch.length - 1]! ^= 0x01; // a bit flipped after the sender computed the CRC
@@ -174,10 +172,7 @@ describe("a three-broker cluster", () => {
   });
 
   it("refuses a produce with NOT_LEADER-class retries exhausted when no quorum is left", async () => {
-    await startCluster();
-    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
-    await live()[0]!.createTopic("t", 1);
-    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+    await startClusterWithTopic();
     const alone = nodes[0]!;
     network.isolate(alone.id);
     const code = await codeOf(alone.broker!.produce("t", [{ key: null, value: enc.encode("x"), partition: 0 }], -1));
@@ -189,11 +184,8 @@ describe("a three-broker cluster", () => {
 
 describe("an idempotent producer in a cluster", () => {
   it("a new leader holding a retried batch uncommitted answers the retry (acks=all) only once the batch is committed", async () => {
-    await startCluster();
-    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
-    await live()[0]!.createTopic("t", 1);
-    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
-    const gid = partitionGroupId(live()[0]!.cluster!.metadata.topics().find((t) => t.record.name === "t")!.record.id, 0);
+    await startClusterWithTopic();
+    const gid = groupOf("t", 0);
     const tGroup = (n: Node) => n.broker!.cluster!.status().find((g) => g.group === gid)!;
     const a = await waitFor("a leader of t/0", () => nodes.find((n) => tGroup(n)?.role === "leader"));
     const [b, c] = nodes.filter((n) => n !== a) as [Node, Node];
@@ -243,10 +235,7 @@ describe("an idempotent producer in a cluster", () => {
 describe("partitions on some peers only", () => {
   it("with one replica per partition, any peer produces and fetches by forwarding to the holder", async () => {
     replicationFactor = "1";
-    await startCluster();
-    await waitFor("a controller leader", () => live().every((b) => b.cluster!.controller.group.leader !== 0));
-    await live()[0]!.createTopic("t", 3);
-    await waitFor("the topic everywhere", () => live().every((b) => b.listTopics().some((t) => t.name === "t")));
+    await startClusterWithTopic(3);
     const holders = live().map((b) => b.describeTopic("t").partitions.filter((p) => p.highWatermark >= 0).length);
     expect(holders).toEqual([1, 1, 1]); // each peer holds one of the three partitions
     for (let p = 0; p < 3; p++) await live()[0]!.produce("t", [{ key: null, value: enc.encode(`p${p}`), partition: p }], -1);
