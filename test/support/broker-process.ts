@@ -53,6 +53,13 @@ export function runtimeCommand(runtime: Runtime, args: string[], runtimeArgs: st
   return { command: join(REPO_ROOT, "node_modules/.bin/deno"), args: ["run", "-A", ...runtimeArgs, "cli/main.ts", ...args] };
 }
 
+/**
+ * The environment a broker runs with on Bun, as `npm start` and `bin/tributary` start it (see the
+ * README, "Memory allocator"): mimalloc keeps the pages it frees instead of returning them to the
+ * kernel after 10 ms, so the next batch's buffers do not fault them back in.
+ */
+export const BUN_BROKER_ENV: Readonly<Record<string, string>> = { MIMALLOC_PURGE_DELAY: "-1" };
+
 /** Keep at most this many stderr lines: a long test must not grow memory without bound. */
 const STDERR_LINES_MAX = 5000;
 
@@ -87,7 +94,7 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
   ], options.runtimeArgs);
   const child = spawn(cmd.command, cmd.args, {
     cwd: REPO_ROOT,
-    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...options.env },
+    env: { ...(options.runtime === "bun" ? BUN_BROKER_ENV : {}), ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];
