@@ -29,8 +29,8 @@
  * peer) runs in its own CPU cgroup of N cores (bench/cpu-box.ts, root only), so the machine is
  * measured as equal boxes, one per broker, instead of every broker sharing its cores (0.5 fits
  * three peers and the load generator in 2 cores). The brokers run with MIMALLOC_PURGE_DELAY as
- * `npm start` sets it (-1) unless the environment sets it (`MIMALLOC_PURGE_DELAY=10`: mimalloc's
- * default, the allocator returning freed pages after 10 ms).
+ * `npm start` sets it (-1) unless the environment sets it (`MIMALLOC_PURGE_DELAY=100`: Bun's
+ * default, the allocator returning freed pages after 100 ms).
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";

@@ -56,7 +56,7 @@ export function runtimeCommand(runtime: Runtime, args: string[], runtimeArgs: st
 /**
  * The environment a broker runs with on Bun, as `npm start` and `bin/tributary` start it (see the
  * README, "Memory allocator"): mimalloc keeps the pages it frees instead of returning them to the
- * kernel after 10 ms, so the next batch's buffers do not fault them back in.
+ * kernel after 100 ms (Bun's default), so the next batch's buffers do not fault them back in.
  */
 export const BUN_BROKER_ENV: Readonly<Record<string, string>> = { MIMALLOC_PURGE_DELAY: "-1" };
 
