@@ -38,7 +38,7 @@ import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { appendToSection, fmt, machine, npmBin, percentile, REPO, runLoadProcess, table, type LoadResult } from "./lib.ts";
-import { BUN_BROKER_ENV, startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.ts";
+import { brokerEnv, startBrokerProcess, type BrokerProcess } from "../test/support/broker-process.ts";
 import { CpuBox } from "./cpu-box.ts";
 import { startFloorServer } from "./vs-systems.ts";
 import { startClusterProcess } from "../test/support/cluster-process.ts";
@@ -400,7 +400,7 @@ const syncAfter = await syncLatency(SYNC_PROBE_MS);
 const run = [
   `### ${date}`,
   "",
-  `${machine()}; brokers and load generator on Bun ${bunVersion}, brokers with MIMALLOC_PURGE_DELAY=${process.env.MIMALLOC_PURGE_DELAY ?? BUN_BROKER_ENV.MIMALLOC_PURGE_DELAY}; ${boxCores === null ? "all sharing the machine's cores" : `each broker process in its own CPU cgroup of ${boxCores} cores (BENCH_BOX_CORES: one equal box per broker; latency under a quota carries its 10 ms periods), the load generator outside them`}; ${seconds} s per phase; gRPC ProduceStream, ${IN_FLIGHT} batches of ${BATCH} in flight (paced phase: at half the max rate, its first ${PACED_WARMUP_MS} ms not counted, latency from when a batch was due), one partition, flush.mode=batch; 3 peers: replication factor 3 on loopback.`,
+  `${machine()}; brokers and load generator on Bun ${bunVersion}, brokers with MIMALLOC_PURGE_DELAY=${brokerEnv("bun").MIMALLOC_PURGE_DELAY ?? "(unset)"}; ${boxCores === null ? "all sharing the machine's cores" : `each broker process in its own CPU cgroup of ${boxCores} cores (BENCH_BOX_CORES: one equal box per broker; latency under a quota carries its 10 ms periods), the load generator outside them`}; ${seconds} s per phase; gRPC ProduceStream, ${IN_FLIGHT} batches of ${BATCH} in flight (paced phase: at half the max rate, its first ${PACED_WARMUP_MS} ms not counted, latency from when a batch was due), one partition, flush.mode=batch; 3 peers: replication factor 3 on loopback.`,
   "",
   `The machine meanwhile: load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after; a 100 KiB write + fdatasync took ${syncText(syncBefore)} before the run and ${syncText(syncAfter)} after.`,
   "",

@@ -16,10 +16,12 @@ const running: { child: ChildProcess; dir: string }[] = [];
 
 afterEach(async () => {
   for (const { child, dir } of running.splice(0)) {
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    // npm start runs the broker under sh under npm: signal the whole process group.
-    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, "SIGTERM");
-    await exited;
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      // npm start runs the broker under sh under npm: signal the whole process group.
+      process.kill(-child.pid!, "SIGTERM");
+      await exited;
+    }
     await rm(dir, { recursive: true, force: true });
   }
 });

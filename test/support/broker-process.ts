@@ -60,6 +60,11 @@ export function runtimeCommand(runtime: Runtime, args: string[], runtimeArgs: st
  */
 export const BUN_BROKER_ENV: Readonly<Record<string, string>> = { MIMALLOC_PURGE_DELAY: "-1" };
 
+/** The environment a broker under `runtime` starts with: BUN_BROKER_ENV on Bun, which this process's environment overrides. */
+export function brokerEnv(runtime: Runtime): NodeJS.ProcessEnv {
+  return { ...(runtime === "bun" ? BUN_BROKER_ENV : {}), ...process.env };
+}
+
 /** Keep at most this many stderr lines: a long test must not grow memory without bound. */
 const STDERR_LINES_MAX = 5000;
 
@@ -94,7 +99,7 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
   ], options.runtimeArgs);
   const child = spawn(cmd.command, cmd.args, {
     cwd: REPO_ROOT,
-    env: { ...(options.runtime === "bun" ? BUN_BROKER_ENV : {}), ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...options.env },
+    env: { ...brokerEnv(options.runtime), DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];
