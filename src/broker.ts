@@ -44,6 +44,7 @@ import {
 } from "./storage/record-batch.ts";
 import { GroupCoordinator } from "./groups/coordinator.ts";
 import { callLocal, groupService, type GroupMethod, type GroupService } from "./groups/service.ts";
+import type { BatchIndexLimits } from "./cluster/batch-index.ts";
 import { ClusterNode, type GroupStatus } from "./cluster/cluster.ts";
 import { holdersOf, type ClusterMetadata, type MetaTopic } from "./cluster/metadata.ts";
 import { notLeader, unknownOutcome, type PartitionReplica } from "./cluster/partition-replica.ts";
@@ -129,7 +130,7 @@ export interface BrokerDeps {
   /** The registry /metrics renders; given when something made before the broker (the peer transport) counts into it too. */
   metrics?: Metrics;
   /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
-  cluster?: { transport: Transport; random?: () => number };
+  cluster?: { transport: Transport; random?: () => number; batchIndex?: BatchIndexLimits };
 }
 
 /** The cluster as `tributary cluster status` shows it. */
@@ -301,7 +302,7 @@ export class Broker {
     );
     if (config.cluster) {
       if (!deps.cluster) throw new Error("invariant broken: a cluster config needs a peer transport in BrokerDeps.cluster");
-      await broker.loadCluster(deps.cluster.transport, deps.cluster.random ?? Math.random);
+      await broker.loadCluster(deps.cluster.transport, deps.cluster.random ?? Math.random, deps.cluster.batchIndex);
     } else {
       await broker.load();
     }
@@ -431,7 +432,7 @@ export class Broker {
   // ---- cluster ------------------------------------------------------------------------------
 
   /** Cluster mode: the topics come from the controller's metadata, replayed from its log. */
-  private async loadCluster(transport: Transport, random: () => number): Promise<void> {
+  private async loadCluster(transport: Transport, random: () => number, batchIndex: BatchIndexLimits | undefined): Promise<void> {
     const c = this.config.cluster!;
     await this.fs.mkdirp(joinPath(this.config.dataDir, "meta")); // the producer-id counter lives there
     this.producerIds = await ProducerIdAllocator.open(this.fs, this.config.dataDir);
@@ -447,6 +448,7 @@ export class Broker {
         dataDir: this.config.dataDir,
         timing: { tickMs: c.tickMs, electionTicks: 10, heartbeatTicks: 1 },
         requestTimeoutMs: c.requestTimeoutMs,
+        ...(batchIndex ? { batchIndex } : {}),
       },
       (metadata) => this.reconcile(metadata),
     );

@@ -54,11 +54,14 @@ function modelEntries(m: MemoryStorage): Entry[] {
   return m.lastIndex() === 0 ? [] : m.entries(1, m.lastIndex() + 1, Number.MAX_SAFE_INTEGER);
 }
 
-async function run(kind: FsKind, cmds: Cmd[]): Promise<void> {
+/** A batch index this small keeps all but the newest entries and those from the applied one on as samples. */
+const SMALL_INDEX = { ...OPTS, indexLimits: { exactBatches: 2, maxSamples: 2 } };
+
+async function run(kind: FsKind, cmds: Cmd[], opts: Parameters<typeof openReplica>[2] = OPTS): Promise<void> {
   const { fs: disk, dir, cleanup } = await kind.make();
   const power = disk instanceof MemFileSystem ? disk : null;
   let proc = new TestFs(disk);
-  let r: Replica = await openReplica(proc, dir, OPTS);
+  let r: Replica = await openReplica(proc, dir, opts);
   let model = new MemoryStorage();
   let hard: HardState = { term: 0, vote: 0, commit: 0 };
   let applied = 0;
@@ -70,14 +73,21 @@ async function run(kind: FsKind, cmds: Cmd[]): Promise<void> {
     const ents = c.kinds.map((kd, j) => makeEntry(kd, k + j, term));
     return { k, ents, hs: { term, vote: c.vote, commit: applied } };
   };
-  const checkTerms = () => {
+  const checkTerms = async () => {
     expect([r.store.firstIndex(), r.store.lastIndex()]).toEqual([model.firstIndex(), model.lastIndex()]);
     for (let i = 0; i <= model.lastIndex(); i++) expect(r.store.term(i), `term(${i})`).toBe(model.term(i));
-    for (let i = 2; i <= model.lastIndex(); i++) expect(r.store.offsetsOf(i).baseOffset).toBe(r.store.offsetsOf(i - 1).lastOffset + 1);
+    // First offsets, from the index or (below its exact window) from the disk: one batch after another.
+    const bases: number[] = [];
+    for (let i = 1; i <= model.lastIndex(); i++) bases.push(await r.store.baseOffsetOf(i));
+    for (let i = 2; i <= model.lastIndex(); i++) {
+      if (i > applied) expect(r.store.offsetsOf(i).baseOffset).toBe(r.store.offsetsOf(i - 1).lastOffset + 1);
+      expect(bases[i - 1]!, `first offset of ${i}`).toBeGreaterThan(bases[i - 2]!);
+    }
+    for (let i = Math.max(1, applied); i <= model.lastIndex(); i++) expect(r.store.offsetsOf(i).baseOffset).toBe(bases[i - 1]);
   };
   const reopen = async () => {
     proc = new TestFs(disk);
-    r = await openReplica(proc, dir, OPTS);
+    r = await openReplica(proc, dir, opts);
   };
 
   try {
@@ -88,7 +98,7 @@ async function run(kind: FsKind, cmds: Cmd[]): Promise<void> {
         expect(r.log.durableEnd, "persist resolved before its entries were durable").toBe(r.log.logEndOffset);
         model.append(ents);
         hard = hs;
-        checkTerms();
+        await checkTerms();
       } else if (c.t === "commit") {
         const idx = applied + Math.floor(c.frac * (model.lastIndex() - applied));
         r.store.commitTo(idx);
@@ -97,7 +107,7 @@ async function run(kind: FsKind, cmds: Cmd[]): Promise<void> {
       } else if (c.t === "reopen") {
         await closeReplica(r);
         await reopen();
-        checkTerms();
+        await checkTerms();
         expect((await readEntries(r.store)).map(show)).toEqual(modelEntries(model).map(show));
         expect(r.store.initialState().hardState).toEqual({ term: hard.term, vote: hard.vote, commit: applied });
         expect(r.store.appliedHint).toBe(applied);
@@ -125,7 +135,7 @@ async function run(kind: FsKind, cmds: Cmd[]): Promise<void> {
         model = modelOf(got);
         applied = r.store.appliedHint;
         if (hs0.term === hs.term && hs0.vote === hs.vote) hard = hs;
-        checkTerms();
+        await checkTerms();
       }
     }
     await closeReplica(r);
@@ -138,6 +148,13 @@ describe("ReplicaLog against MemoryStorage", () => {
   it("on mem-fs, with power cuts and torn tails", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(cmdArb, { minLength: 1, maxLength: 30 }), (cmds) => run(memFs, cmds)),
+      { numRuns: 60, ...replay },
+    );
+  });
+
+  it("on mem-fs, with a batch index of 2 exact offsets and 2 samples", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(cmdArb, { minLength: 1, maxLength: 30 }), (cmds) => run(memFs, cmds, SMALL_INDEX)),
       { numRuns: 60, ...replay },
     );
   });

@@ -52,9 +52,9 @@ describe.each([memFs, realFs] as FsKind[])("on $name", (kind) => {
       expect(r.store.initialState()).toEqual({ hardState: { term: 3, vote: 2, commit: 5 }, confState: { voters: [1, 2, 3] } });
       expect(r.store.appliedHint).toBe(5);
       expect(r.log.highWatermark).toBe(offsets[4]!.lastOffset + 1);
-      expect(r.store.indexOfOffset(2)).toBe(2);
-      expect(r.store.indexOfOffset(offsets[6]!.lastOffset)).toBe(7);
-      expect(r.store.indexOfOffset(offsets[6]!.lastOffset + 1)).toBeUndefined();
+      expect(await r.store.indexOfOffset(2)).toBe(2);
+      expect(await r.store.indexOfOffset(offsets[6]!.lastOffset)).toBe(7);
+      expect(await r.store.indexOfOffset(offsets[6]!.lastOffset + 1)).toBeUndefined();
       await closeReplica(r);
     } finally {
       await cleanup();
@@ -184,6 +184,52 @@ describe("entries", () => {
     r.store.trustCrc(own);
     await r.store.persist([{ index: 1, term: 1, type: EntryType.Normal, data: own }], undefined, undefined);
     expect(r.store.lastIndex()).toBe(1);
+    await closeReplica(r);
+  });
+});
+
+describe("a batch index with small limits", () => {
+  const LIMITS = { exactBatches: 4, maxSamples: 3 };
+  const N = 300;
+
+  it("serves old entries, offsets and retention from samples and the disk, and stays within its limits across a reopen", async () => {
+    const fs = new MemFileSystem();
+    const opts = { config: { segmentBytes: 2000, retentionBytes: 12_000 }, cacheBytes: 500, indexLimits: LIMITS };
+    let r = await openReplica(fs, "/p", opts);
+    // every batch holds 2 records: entry i starts at offset 2(i - 1)
+    const ents = Array.from({ length: N }, (_, i) => normal(i + 1, 1 + Math.floor(i / 100), 2));
+    for (let i = 0; i < N; i += 25) {
+      await r.store.persist(ents.slice(i, i + 25), { term: 3, vote: 1, commit: 0 }, undefined);
+      r.store.commitTo(Math.max(0, i - 10));
+    }
+    r.store.commitTo(N - 5);
+    const held = r.store.indexHeld;
+    expect(held.firstExactIndex).toBeGreaterThan(N - 2 * LIMITS.exactBatches - 6);
+    expect(held.firstExactIndex).toBeLessThanOrEqual(N - 5);
+    expect(held.offsets).toBeLessThanOrEqual(2 * LIMITS.exactBatches + LIMITS.maxSamples + 5);
+    const check = async (from: number) => {
+      for (let i = from; i <= N; i++) expect(await r.store.baseOffsetOf(i), `first offset of ${i}`).toBe(2 * (i - 1));
+      for (const i of [from, from + 1, Math.floor((from + N) / 2), N]) expect(await r.store.indexOfOffset(2 * (i - 1) + 1)).toBe(i);
+      expect((await readEntries(r.store, from)).map(show)).toEqual(ents.slice(from - 1).map(show));
+      expect([from, N].map((i) => r.store.term(i))).toEqual([ents[from - 1]!.term, ents[N - 1]!.term]);
+    };
+    await check(1);
+    expect(() => r.store.offsetsOf(2)).toThrow(/below the batch index's exact window/);
+
+    // retention cuts below the exact window: the anchor is found by counting headers from a sample
+    expect(await r.log.enforceRetention()).toBeGreaterThan(0);
+    const first = r.store.firstIndex();
+    expect(first).toBeGreaterThan(2);
+    expect(first).toBeLessThan(held.firstExactIndex);
+    expect(r.log.logStartOffset).toBe(2 * (first - 1));
+    expect(r.store.term(first - 1)).toBe(ents[first - 2]!.term);
+    await check(first);
+
+    await closeReplica(r);
+    r = await openReplica(fs, "/p", opts);
+    expect(r.store.firstIndex()).toBe(first);
+    expect(r.store.indexHeld.offsets).toBeLessThanOrEqual(2 * LIMITS.exactBatches + LIMITS.maxSamples + 5);
+    await check(first);
     await closeReplica(r);
   });
 });

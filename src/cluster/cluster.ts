@@ -29,6 +29,7 @@ import { holdersOf, type ClusterMetadata, type MetaCommand, type MetaTopic } fro
 import { replaceReplica } from "./placement.ts";
 import { Reassigner } from "./reassign.ts";
 import { PartitionReplica } from "./partition-replica.ts";
+import type { BatchIndexLimits } from "./batch-index.ts";
 import { ReplicaLog } from "./replica-log.ts";
 import { META_GROUP, partitionGroupId, type GroupId, type NodeId, type PeerInfo, type Transport } from "./types.ts";
 
@@ -62,6 +63,8 @@ export interface ClusterOptions {
   readonly requestTimeoutMs?: number;
   /** How long `removePeer` waits for the moves of the peer's replicas (default 10 minutes). */
   readonly moveTimeoutMs?: number;
+  /** Size limits of each replica's batch index (batch-index.ts; the simulation makes them small). */
+  readonly batchIndex?: BatchIndexLimits;
 }
 
 export type CallHandler = (from: NodeId, body: unknown) => Promise<unknown>;
@@ -241,7 +244,12 @@ export class ClusterNode {
     // A replica this peer held before starts from the term and vote it had, and votes only as its old log would have.
     const tomb = this.tombstones.get(id);
     const hardState = tomb ? { hardState: { term: tomb.term, vote: tomb.vote } } : {};
-    const store = await ReplicaLog.open(dir, log, { fs: this.options.fs, logger: this.options.logger }, { voters, cacheBytes: REPLICA_CACHE_BYTES, ...hardState });
+    const store = await ReplicaLog.open(dir, log, { fs: this.options.fs, logger: this.options.logger }, {
+      voters,
+      cacheBytes: REPLICA_CACHE_BYTES,
+      ...hardState,
+      ...(this.options.batchIndex ? { indexLimits: this.options.batchIndex } : {}),
+    });
     const replica = new PartitionReplica(topic, partition, log, store, this.options.logger);
     const voteFloor = tomb ? { voteFloor: { index: tomb.index, term: tomb.logTerm } } : {};
     replica.group = this.host.addGroup(id, { voters, applied: store.appliedHint, ...voteFloor }, store, replica);

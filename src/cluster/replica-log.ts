@@ -51,6 +51,9 @@
  * `entries()` answers null and records the miss; the driver calls `takeMisses()`, `load(lo)` for
  * each (about LOAD_BYTES of batches from disk, kept apart within LOADED_MAX_BYTES), then
  * `RaftNode.retryAppend`. Terms are in the index for every stored entry, so `term()` never misses.
+ * First offsets are exact in memory only for the newest entries and those from the applied one on
+ * (batch-index.ts, whose size is bounded); `load` and retention find older ones from a sample by
+ * reading batch headers on disk.
  *
  * @example
  *   const log = await PartitionLog.open(dir, config, { fs, clock }, { highWatermark: "external", keepEmptyBatches: true });
@@ -63,9 +66,9 @@ import { joinPath, writeFileAtomic, type FileSystem } from "../runtime/fs.ts";
 import { EMPTY_SNAPSHOT, EntryType, entryBytes, type ConfState, type Entry, type HardState, type NodeId, type Snapshot } from "../raft/index.ts";
 import type { Storage } from "../raft/storage.ts";
 import { Reader, Writer } from "../storage/bytes.ts";
-import type { PartitionLog } from "../storage/log.ts";
+import type { HeaderScan, PartitionLog } from "../storage/log.ts";
 import { decodeRecords, encodeBatch, readBatchHeader, setPartitionLeaderEpoch, splitBatches } from "../storage/record-batch.ts";
-import { BatchIndex } from "./batch-index.ts";
+import { BatchIndex, type BatchIndexLimits } from "./batch-index.ts";
 
 /** Bytes of batches one `load` reads from disk. */
 export const LOAD_BYTES = 1 << 20;
@@ -105,10 +108,12 @@ export interface ReplicaLogOptions {
   cacheBytes: number;
   /** The term and vote a new group starts from (a replica this peer held before and deleted), else 0 and none. */
   hardState?: { term: number; vote: NodeId };
+  /** The batch index's size limits (batch-index.ts; tests make them small). */
+  indexLimits?: BatchIndexLimits;
 }
 
 export class ReplicaLog implements Storage {
-  private readonly index = new BatchIndex();
+  private readonly index: BatchIndex;
   /** The tail's entries by index, ascending (appends at the end, truncation and eviction at the ends). */
   private readonly tail = new Map<number, Entry>();
   private tailBytes = 0;
@@ -124,6 +129,8 @@ export class ReplicaLog implements Storage {
   private applied: number;
   private hint: number;
   private stateWrites: Promise<void> = Promise.resolve();
+  /** The first offset of an entry below the index's exact window, found on disk: where the next load starts. */
+  private located: { index: number; baseOffset: number; generation: number } | null = null;
 
   private constructor(
     private readonly dir: string,
@@ -132,9 +139,16 @@ export class ReplicaLog implements Storage {
     private readonly logger: Logger,
     private readonly cacheBytes: number,
     private state: PersistedState,
+    indexLimits: BatchIndexLimits | undefined,
   ) {
+    this.index = new BatchIndex(indexLimits);
     this.applied = state.commit;
     this.hint = state.commit;
+  }
+
+  /** What the batch index holds: the first entry with a synchronous offset, and how many offsets it keeps. */
+  get indexHeld(): { firstExactIndex: number; offsets: number } {
+    return { firstExactIndex: this.state.anchor.index + 1 + this.index.firstExact, offsets: this.index.heldOffsets };
   }
 
   /** The persisted commit: the last index applied before the restart, to pass as RaftConfig.applied. */
@@ -149,9 +163,9 @@ export class ReplicaLog implements Storage {
     assert(options.cacheBytes > 0, "cacheBytes must be positive");
     const logger = deps.logger ?? createLogger("info");
     const state = await readOrCreateState(dir, log, deps.fs, options.voters, options.hardState);
-    const r = new ReplicaLog(dir, log, deps.fs, logger, options.cacheBytes, state);
+    const r = new ReplicaLog(dir, log, deps.fs, logger, options.cacheBytes, state, options.indexLimits);
     await r.repairAndIndex();
-    log.setRetentionHook((start) => r.moveAnchor(start));
+    log.setRetentionHook((start, scan) => r.moveAnchor(start, scan));
     log.commitTo(r.endOffset(r.state.commit));
     return r;
   }
@@ -174,11 +188,15 @@ export class ReplicaLog implements Storage {
       );
     }
     let problem: string | null = null;
+    // Entries up to the recorded commit were applied before the restart: their offsets may go sparse as the scan goes.
+    this.index.settle(this.state.commit - anchor.index - 1);
     await this.log.scanBatchHeaders(anchor.nextOffset, (h) => {
-      const expected = this.index.length === 0 ? anchor.nextOffset : this.index.lastOffset(this.index.length - 1) + 1;
-      if (problem !== null) return;
-      if (h.baseOffset !== expected) problem = `batch at offset ${h.baseOffset} where ${expected} was due`;
-      else this.index.push(h.partitionLeaderEpoch, h.baseOffset, h.baseOffset + h.lastOffsetDelta);
+      const expected = this.index.length === 0 ? anchor.nextOffset : this.index.lastOffset(this.index.length - 1)! + 1;
+      if (h.baseOffset !== expected) {
+        problem = `batch at offset ${h.baseOffset} where ${expected} was due`;
+        return false;
+      }
+      this.index.push(h.partitionLeaderEpoch, h.baseOffset, h.baseOffset + h.lastOffsetDelta);
     });
     if (problem !== null) throw new TributaryError("STORAGE_ERROR", `${this.dir}: the partition log is not a Raft log: ${problem}`);
     if (this.state.commit > this.lastIndex()) {
@@ -268,20 +286,52 @@ export class ReplicaLog implements Storage {
     assert(index <= this.lastIndex(), `commit ${index} beyond the last index ${this.lastIndex()}`);
     this.applied = index;
     this.log.commitTo(this.endOffset(index));
+    // Nothing at or above the applied entry is asked for synchronously below it from now on.
+    this.index.settle(index - this.state.anchor.index - 1);
     this.evict();
   }
 
-  /** The offsets of a stored entry's batch. */
+  /**
+   * The offsets of a stored entry's batch, for entries in the batch index's exact window: every
+   * entry from the applied one on, and the newest ones (see batch-index.ts). Older ones: `baseOffsetOf`.
+   */
   offsetsOf(index: number): { baseOffset: number; lastOffset: number } {
     assert(index >= this.firstIndex() && index <= this.lastIndex(), `entry ${index} is not stored`);
     const p = index - this.state.anchor.index - 1;
-    return { baseOffset: this.index.baseOffset(p), lastOffset: this.index.lastOffset(p) };
+    const baseOffset = this.index.baseOffset(p);
+    const lastOffset = this.index.lastOffset(p);
+    assert(baseOffset !== undefined && lastOffset !== undefined, `entry ${index} is below the batch index's exact window (from ${this.state.anchor.index + 1 + this.index.firstExact})`);
+    return { baseOffset, lastOffset };
+  }
+
+  /** The first offset of a stored entry's batch, from the disk where the batch index keeps only samples. */
+  async baseOffsetOf(index: number): Promise<number> {
+    assert(index >= this.firstIndex() && index <= this.lastIndex(), `entry ${index} is not stored`);
+    const first = this.state.anchor.index + 1;
+    const near = this.index.nearest(index - first);
+    if (near.position === index - first) return near.baseOffset;
+    let from = { index: first + near.position, baseOffset: near.baseOffset };
+    const l = this.located;
+    if (l && l.generation === this.generation && l.index >= from.index && l.index <= index && l.index >= first) from = l;
+    return this.scanTo(this.log.scanBatchHeaders.bind(this.log), from, index);
   }
 
   /** The index of the stored entry whose batch holds `offset`. */
-  indexOfOffset(offset: number): number | undefined {
-    const p = this.index.find(offset);
-    return p < 0 ? undefined : this.state.anchor.index + 1 + p;
+  async indexOfOffset(offset: number): Promise<number | undefined> {
+    const first = this.state.anchor.index + 1;
+    const found = this.index.find(offset);
+    if (!found) return undefined;
+    if (found.exact) return first + found.position;
+    let at: number | undefined;
+    let index = first + found.position;
+    await this.log.scanBatchHeaders(found.baseOffset, (h) => {
+      if (h.baseOffset + h.lastOffsetDelta >= offset) {
+        at = index;
+        return false;
+      }
+      index++;
+    });
+    return at;
   }
 
   /** The leader checked `batch`'s CRC before proposing it: its append skips the second check. */
@@ -300,18 +350,24 @@ export class ReplicaLog implements Storage {
   async load(lo: number): Promise<void> {
     if (lo < this.firstIndex() || lo > this.lastIndex()) return;
     const generation = this.generation;
-    const { batches } = await this.log.readDurable(this.offsetsOf(lo).baseOffset, LOAD_BYTES);
-    // A truncation or reset meanwhile may have renumbered what was read: the driver asks again.
-    if (generation !== this.generation || lo < this.firstIndex()) return;
+    const anchorIndex = this.state.anchor.index;
+    const start = await this.baseOffsetOf(lo);
+    const { batches } = await this.log.readDurable(start, LOAD_BYTES);
+    // A truncation, reset or retention pass meanwhile may have renumbered what was read: the driver asks again.
+    if (generation !== this.generation || anchorIndex !== this.state.anchor.index || lo < this.firstIndex()) return;
     const got: Entry[] = [];
     let index = lo;
+    let expected = start;
     for (const batch of splitBatches(batches)) {
       if (index > this.lastIndex() || this.tail.has(index)) break;
       const h = readBatchHeader(batch);
-      assert(h.baseOffset === this.offsetsOf(index).baseOffset, `entry ${index} read at offset ${h.baseOffset}, indexed at ${this.offsetsOf(index).baseOffset}`);
+      assert(h.baseOffset === expected, `entry ${index} read at offset ${h.baseOffset}, where ${expected} was due`);
       got.push(entryOf(batch, index));
       index++;
+      expected = h.baseOffset + h.lastOffsetDelta + 1;
     }
+    // Catching up goes on from where this load ended: no second scan from a sample for it.
+    if (index <= this.lastIndex()) this.located = { index, baseOffset: expected, generation };
     let bytes = 0;
     for (const e of got) bytes += entryBytes(e);
     if (this.loadedBytes + bytes > LOADED_MAX_BYTES) this.dropLoaded(() => true);
@@ -435,16 +491,47 @@ export class ReplicaLog implements Storage {
     await this.log.resetTo(nextOffset);
   }
 
+  /** The first offset of entry `to`, counting batch headers on disk from `from`, an entry whose first offset is known. */
+  private async scanTo(scan: HeaderScan, from: { index: number; baseOffset: number }, to: number): Promise<number> {
+    let index = from.index;
+    let found: number | undefined;
+    await scan(from.baseOffset, (h) => {
+      if (index === from.index) assert(h.baseOffset === from.baseOffset, `entry ${index} is indexed at offset ${from.baseOffset}, the log has a batch at ${h.baseOffset}`);
+      if (index === to) {
+        found = h.baseOffset;
+        return false;
+      }
+      index++;
+    });
+    assert(found !== undefined, `entry ${to} is not in the log (the scan from entry ${from.index} ended at ${index})`);
+    return found;
+  }
+
   /** The retention hook: the log is about to delete the segments below `start`; record the anchor there first. */
-  private async moveAnchor(start: number): Promise<void> {
+  private async moveAnchor(start: number, scan: HeaderScan): Promise<void> {
     const { anchor } = this.state;
-    const p = this.index.find(start);
-    assert(p >= 0 && this.index.baseOffset(p) === start, `retention would start the log at ${start}, not at a batch`);
+    const found = this.index.find(start);
+    assert(found !== null, `retention would start the log at ${start}, outside it`);
+    let p = found.position;
+    if (!found.exact) {
+      // Below the exact window: count the batches from the sample on, within this retention pass.
+      let position = found.position;
+      let at: number | undefined;
+      await scan(found.baseOffset, (h) => {
+        if (h.baseOffset >= start) {
+          if (h.baseOffset === start) at = position;
+          return false;
+        }
+        position++;
+      });
+      assert(at !== undefined, `retention would start the log at ${start}, not at a batch`);
+      p = at;
+    } else assert(found.baseOffset === start, `retention would start the log at ${start}, not at a batch`);
     const index = anchor.index + p;
     assert(index <= this.applied, `retention would drop entry ${index}, beyond the applied ${this.applied}`);
     if (p === 0) return;
     this.state.anchor = { index, term: this.term(index)!, nextOffset: start };
-    this.index.dropFront(p);
+    this.index.dropFront(p, start);
     for (const [i, e] of this.tail) {
       if (i > index) break;
       this.tail.delete(i);

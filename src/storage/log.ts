@@ -117,8 +117,13 @@ export interface LogOptions {
  * Called by retention with the log start offset it is about to move to, before any file goes;
  * the deletion waits for it and is abandoned if it throws. A replicated log records its new Raft
  * anchor here, so a crash between the two leaves the anchor ahead, which its owner repairs at open.
+ * `scan` reads batch headers as `scanBatchHeaders` does, within the pass (which holds the log's
+ * maintenance turn, so the hook must not call `scanBatchHeaders` itself).
  */
-export type RetentionHook = (newLogStartOffset: number) => Promise<void>;
+export type RetentionHook = (newLogStartOffset: number, scan: HeaderScan) => Promise<void>;
+
+/** Visit durable batch headers from `fromOffset` on, in offset order, until a visit returns false. */
+export type HeaderScan = (fromOffset: number, visit: (header: BatchHeader) => boolean | void) => Promise<void>;
 
 export interface AppendResult {
   baseOffset: number;
@@ -567,7 +572,7 @@ export class PartitionLog {
 
   /** The first offset whose record timestamp is >= `timestampMs`, or null if none. */
   async offsetForTimestamp(timestampMs: number): Promise<number | null> {
-    for (const seg of [...this.segments]) {
+    for (const seg of this.segments) {
       if (seg.maxTimestamp < timestampMs) continue;
       seg.acquire();
       try {
@@ -701,7 +706,7 @@ export class PartitionLog {
       const candidates = this.segments.map((s) => ({ sizeBytes: s.size, maxTimestampMs: s.maxTimestamp, deletable: this.settled(s) && belowFloor(s, floorOffset) }));
       const n = segmentsToDelete(candidates, this.clock.now(), this.config.retentionMs, this.config.retentionBytes);
       if (n === 0) return 0;
-      await this.retentionHook?.(this.segments[n]!.baseOffset);
+      await this.retentionHook?.(this.segments[n]!.baseOffset, this.scanNow);
       await this.dropFront(n);
       return n;
     });
@@ -720,13 +725,15 @@ export class PartitionLog {
       let n = 0;
       while (n < this.segments.length - 1 && this.segments[n + 1]!.baseOffset <= newLogStartOffset && this.settled(this.segments[n]!)) n++;
       if (n === 0) return 0;
-      await this.retentionHook?.(this.segments[n]!.baseOffset);
+      await this.retentionHook?.(this.segments[n]!.baseOffset, this.scanNow);
       await this.dropFront(n);
       return n;
     });
   }
 
   /** Install the hook retention calls before deleting (one per log; a replicated log's owner). */
+  private readonly scanNow: HeaderScan = (fromOffset, visit) => this.scanHeadersNow(fromOffset, visit);
+
   setRetentionHook(hook: RetentionHook): void {
     this.retentionHook = hook;
   }
@@ -794,21 +801,24 @@ export class PartitionLog {
   /**
    * Visit the header of every durable batch at or after `fromOffset`, in offset order, reading
    * headers and skipping bodies (no CRC check: recovery checked the tail at open). For building
-   * an in-memory view of the batches, such as a replicated log's Raft index.
+   * an in-memory view of the batches, such as a replicated log's Raft index. A visit that returns
+   * false ends the scan there.
    */
-  scanBatchHeaders(fromOffset: number, visit: (header: BatchHeader) => void): Promise<void> {
-    return this.exclusive(async () => {
-      this.checkUsable();
-      for (const seg of this.segments) {
-        if (seg.nextOffset <= fromOffset) continue;
-        seg.acquire();
-        try {
-          await seg.scanHeaders(fromOffset, seg.readableBytes, visit);
-        } finally {
-          seg.release();
-        }
+  scanBatchHeaders(fromOffset: number, visit: (header: BatchHeader) => boolean | void): Promise<void> {
+    return this.exclusive(() => this.scanHeadersNow(fromOffset, visit));
+  }
+
+  private async scanHeadersNow(fromOffset: number, visit: (header: BatchHeader) => boolean | void): Promise<void> {
+    this.checkUsable();
+    for (const seg of this.segments) {
+      if (seg.nextOffset <= fromOffset) continue;
+      seg.acquire();
+      try {
+        if (!(await seg.scanHeaders(fromOffset, seg.readableBytes, visit))) return;
+      } finally {
+        seg.release();
       }
-    });
+    }
   }
 
   /**

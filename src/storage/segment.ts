@@ -310,17 +310,20 @@ export class Segment {
     }
   }
 
-  /** Visit the headers of the batches at or after `fromOffset` below byte `limit`; bodies are skipped, CRCs not checked. */
-  async scanHeaders(fromOffset: number, limit: number, visit: (header: BatchHeader) => void): Promise<void> {
+  /**
+   * Visit the headers of the batches at or after `fromOffset` below byte `limit`; bodies are
+   * skipped, CRCs not checked. A visit that returns false stops the scan: then this returns false.
+   */
+  async scanHeaders(fromOffset: number, limit: number, visit: (header: BatchHeader) => boolean | void): Promise<boolean> {
     const start = this.offsetIndex.lookup(Math.max(0, fromOffset - this.baseOffset));
     const cursor = new BatchCursor(this.handle, start, limit, { bodies: false, verifyCrc: false, windowBytes: 64 * 1024 });
     for (;;) {
       const b = await cursor.next();
       if (!b) {
         if (cursor.problem) throw new TributaryError("CORRUPT_RECORD", `segment ${this.logPath}: ${cursor.problem}`);
-        return;
+        return true;
       }
-      if (b.header.baseOffset >= fromOffset) visit(b.header);
+      if (b.header.baseOffset >= fromOffset && visit(b.header) === false) return false;
     }
   }
 

@@ -1,4 +1,5 @@
 /** Helpers for the ReplicaLog tests: open a partition log in replicated mode under a ReplicaLog, make entries, read them back. */
+import type { BatchIndexLimits } from "../../src/cluster/batch-index.ts";
 import { ReplicaLog } from "../../src/cluster/replica-log.ts";
 import { EntryType, encodeConfChange, type Entry, type NodeId } from "../../src/raft/index.ts";
 import { ManualClock } from "../../src/runtime/clock.ts";
@@ -16,12 +17,16 @@ export const REPLICATED = { highWatermark: "external", keepEmptyBatches: true } 
 export async function openReplica(
   fs: FileSystem,
   dir: string,
-  opts: { config?: Partial<LogConfig>; cacheBytes?: number; voters?: readonly NodeId[]; clock?: ManualClock } = {},
+  opts: { config?: Partial<LogConfig>; cacheBytes?: number; voters?: readonly NodeId[]; clock?: ManualClock; indexLimits?: BatchIndexLimits } = {},
 ): Promise<Replica> {
   const { logger } = capturingLogger();
   const clock = opts.clock ?? new ManualClock();
   const log = await PartitionLog.open(dir, logConfig(opts.config), { fs, clock, logger }, REPLICATED);
-  const store = await ReplicaLog.open(dir, log, { fs, logger }, { voters: opts.voters ?? [1, 2, 3], cacheBytes: opts.cacheBytes ?? 1 << 20 });
+  const store = await ReplicaLog.open(dir, log, { fs, logger }, {
+    voters: opts.voters ?? [1, 2, 3],
+    cacheBytes: opts.cacheBytes ?? 1 << 20,
+    ...(opts.indexLimits ? { indexLimits: opts.indexLimits } : {}),
+  });
   return { log, store };
 }
 
