@@ -78,7 +78,11 @@ async function run(kind: FsKind, cmds: Cmd[], opts: Parameters<typeof openReplic
     for (let i = 0; i <= model.lastIndex(); i++) expect(r.store.term(i), `term(${i})`).toBe(model.term(i));
     // First offsets, from the index or (below its exact window) from the disk: one batch after another.
     const bases: number[] = [];
-    for (let i = 1; i <= model.lastIndex(); i++) bases.push(await r.store.baseOffsetOf(i));
+    for (let i = 1; i <= model.lastIndex(); i++) {
+      const base = await r.store.baseOffsetOf(i);
+      expect(base, `first offset of ${i}`).toBeDefined();
+      bases.push(base!);
+    }
     for (let i = 2; i <= model.lastIndex(); i++) {
       if (i > applied) expect(r.store.offsetsOf(i).baseOffset).toBe(r.store.offsetsOf(i - 1).lastOffset + 1);
       expect(bases[i - 1]!, `first offset of ${i}`).toBeGreaterThan(bases[i - 2]!);

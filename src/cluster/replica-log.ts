@@ -304,8 +304,11 @@ export class ReplicaLog implements Storage {
     return { baseOffset, lastOffset };
   }
 
-  /** The first offset of a stored entry's batch, from the disk where the batch index keeps only samples. */
-  async baseOffsetOf(index: number): Promise<number> {
+  /**
+   * The first offset of a stored entry's batch, from the disk where the batch index keeps only
+   * samples; undefined when the log changed under the scan (a retention pass or a cut ran first).
+   */
+  async baseOffsetOf(index: number): Promise<number | undefined> {
     assert(index >= this.firstIndex() && index <= this.lastIndex(), `entry ${index} is not stored`);
     const first = this.state.anchor.index + 1;
     const near = this.index.nearest(index - first);
@@ -325,6 +328,7 @@ export class ReplicaLog implements Storage {
     let at: number | undefined;
     let index = first + found.position;
     await this.log.scanBatchHeaders(found.baseOffset, (h) => {
+      if (index === first + found.position && h.baseOffset !== found.baseOffset) return false; // retention ran first
       if (h.baseOffset + h.lastOffsetDelta >= offset) {
         at = index;
         return false;
@@ -352,6 +356,7 @@ export class ReplicaLog implements Storage {
     const generation = this.generation;
     const anchorIndex = this.state.anchor.index;
     const start = await this.baseOffsetOf(lo);
+    if (start === undefined) return; // the log changed under the scan: the driver asks again
     const { batches } = await this.log.readDurable(start, LOAD_BYTES);
     // A truncation, reset or retention pass meanwhile may have renumbered what was read: the driver asks again.
     if (generation !== this.generation || anchorIndex !== this.state.anchor.index || lo < this.firstIndex()) return;
@@ -491,19 +496,22 @@ export class ReplicaLog implements Storage {
     await this.log.resetTo(nextOffset);
   }
 
-  /** The first offset of entry `to`, counting batch headers on disk from `from`, an entry whose first offset is known. */
-  private async scanTo(scan: HeaderScan, from: { index: number; baseOffset: number }, to: number): Promise<number> {
+  /**
+   * The first offset of entry `to`, counting batch headers on disk from `from`, an entry whose
+   * first offset is known; undefined if the log no longer starts `from` there or ends before `to`
+   * (a retention pass or a cut that ran before the scan).
+   */
+  private async scanTo(scan: HeaderScan, from: { index: number; baseOffset: number }, to: number): Promise<number | undefined> {
     let index = from.index;
     let found: number | undefined;
     await scan(from.baseOffset, (h) => {
-      if (index === from.index) assert(h.baseOffset === from.baseOffset, `entry ${index} is indexed at offset ${from.baseOffset}, the log has a batch at ${h.baseOffset}`);
+      if (index === from.index && h.baseOffset !== from.baseOffset) return false;
       if (index === to) {
         found = h.baseOffset;
         return false;
       }
       index++;
     });
-    assert(found !== undefined, `entry ${to} is not in the log (the scan from entry ${from.index} ended at ${index})`);
     return found;
   }
 
