@@ -109,7 +109,12 @@ async function deploy(setup: Setup): Promise<Deployment> {
     const cluster = await startClusterProcess({ runtime: "bun", size, args: ["--replication-factor", String(size)], ...env });
     started = { setup, brokers: cluster.nodes, stop: () => cluster.stop() };
   }
-  return boxCores === null ? started : boxed(started, boxCores);
+  if (boxCores === null) return started;
+  // A box that cannot be made (not root, no cgroup cpu controller) must not leave the brokers running.
+  return boxed(started, boxCores).catch(async (e: unknown) => {
+    await started.stop();
+    throw e;
+  });
 }
 
 /** Each broker of `d` in its own CPU box of `cores` (BENCH_BOX_CORES); the boxes go when it stops. */
