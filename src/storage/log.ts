@@ -572,7 +572,7 @@ export class PartitionLog {
 
   /** The first offset whose record timestamp is >= `timestampMs`, or null if none. */
   async offsetForTimestamp(timestampMs: number): Promise<number | null> {
-    for (const seg of this.segments) {
+    for (const seg of [...this.segments]) {
       if (seg.maxTimestamp < timestampMs) continue;
       seg.acquire();
       try {
@@ -731,9 +731,10 @@ export class PartitionLog {
     });
   }
 
-  /** Install the hook retention calls before deleting (one per log; a replicated log's owner). */
+  /** What the retention hook reads headers with: `scanBatchHeaders` within the pass's maintenance turn. */
   private readonly scanNow: HeaderScan = (fromOffset, visit) => this.scanHeadersNow(fromOffset, visit);
 
+  /** Install the hook retention calls before deleting (one per log; a replicated log's owner). */
   setRetentionHook(hook: RetentionHook): void {
     this.retentionHook = hook;
   }
