@@ -129,7 +129,7 @@ export interface BrokerDeps {
   logger?: Logger;
   /** The registry /metrics renders; given when something made before the broker (the peer transport) counts into it too. */
   metrics?: Metrics;
-  /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one) and election jitter. */
+  /** With `config.cluster`: the peer transport (gateways/peer/ makes the gRPC one), election jitter, and (tests) the batch index limits. */
   cluster?: { transport: Transport; random?: () => number; batchIndex?: BatchIndexLimits };
 }
 
