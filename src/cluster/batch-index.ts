@@ -85,13 +85,18 @@ export class BatchIndex {
 
   /** Numbers held for first offsets (exact ones and samples): what the limits bound. */
   get heldOffsets(): number {
-    return this.origin + this.count - this.exactFrom + this.sampleOrds.length;
+    return this.window + this.sampleOrds.length;
+  }
+
+  /** How many batches the exact window holds: bases[0, window). */
+  private get window(): number {
+    return this.origin + this.count - this.exactFrom;
   }
 
   push(term: number, baseOffset: number, lastOffset: number): void {
     assert(this.count === 0 || baseOffset === this.lastOfLast + 1, `batch at ${baseOffset} does not follow ${this.lastOfLast}`);
     assert(lastOffset >= baseOffset, `batch ${baseOffset}..${lastOffset} ends before it starts`);
-    const at = this.origin + this.count - this.exactFrom;
+    const at = this.window;
     if (at === this.bases.length) this.grow(at * 2);
     this.bases[at] = baseOffset;
     if (this.runTerms.length === 0 || this.runTerms[this.runTerms.length - 1] !== term) {
@@ -143,7 +148,7 @@ export class BatchIndex {
    */
   find(offset: number): (KnownBatch & { exact: boolean }) | null {
     if (this.count === 0 || offset > this.lastOfLast) return null;
-    const window = this.origin + this.count - this.exactFrom;
+    const window = this.window;
     if (window > 0 && offset >= this.bases[0]!) {
       // The last batch starting at or before `offset`: batches leave no gaps, so it holds it.
       const i = lastAtOrBelow(this.bases, window, offset);
@@ -186,7 +191,7 @@ export class BatchIndex {
     }
     const origin = this.origin + n;
     if (origin >= this.exactFrom) {
-      this.bases.copyWithin(0, origin - this.exactFrom, this.origin + this.count - this.exactFrom);
+      this.bases.copyWithin(0, origin - this.exactFrom, this.window);
       this.exactFrom = origin;
       this.sampleOrds = [];
       this.sampleBases = [];
@@ -223,8 +228,8 @@ export class BatchIndex {
 
   /** Past twice exactBatches in the window, sparsen its part below the settled mark and the newest exactBatches. */
   private maybeSparsen(): void {
+    if (this.window <= 2 * this.exactBatches) return;
     const end = this.origin + this.count;
-    if (end - this.exactFrom <= 2 * this.exactBatches) return;
     const to = Math.min(this.stableOrd, end - this.exactBatches);
     if (to <= this.exactFrom) return;
     for (let ord = this.exactFrom; ord < to; ord++) {
@@ -233,10 +238,10 @@ export class BatchIndex {
         this.sampleBases.push(this.bases[ord - this.exactFrom]!);
       }
     }
-    this.bases.copyWithin(0, to - this.exactFrom, end - this.exactFrom);
+    this.bases.copyWithin(0, to - this.exactFrom, this.window);
     this.exactFrom = to;
     while (this.sampleOrds.length > this.maxSamples) this.thin();
-    const window = end - this.exactFrom;
+    const window = this.window;
     if (this.bases.length > 4 * Math.max(window, this.exactBatches)) {
       const bases = new Float64Array(Math.max(INITIAL_CAPACITY, 2 * window));
       bases.set(this.bases.subarray(0, window));
@@ -271,7 +276,7 @@ export class BatchIndex {
 
   private grow(capacity: number): void {
     const bases = new Float64Array(Math.max(INITIAL_CAPACITY, capacity));
-    bases.set(this.bases.subarray(0, this.origin + this.count - this.exactFrom));
+    bases.set(this.bases.subarray(0, this.window));
     this.bases = bases;
   }
 }

@@ -67,7 +67,7 @@ import { EMPTY_SNAPSHOT, EntryType, entryBytes, type ConfState, type Entry, type
 import type { Storage } from "../raft/storage.ts";
 import { Reader, Writer } from "../storage/bytes.ts";
 import type { HeaderScan, PartitionLog } from "../storage/log.ts";
-import { decodeRecords, encodeBatch, readBatchHeader, setPartitionLeaderEpoch, splitBatches } from "../storage/record-batch.ts";
+import { decodeRecords, encodeBatch, readBatchHeader, setPartitionLeaderEpoch, splitBatches, type BatchHeader } from "../storage/record-batch.ts";
 import { BatchIndex, type BatchIndexLimits } from "./batch-index.ts";
 
 /** Bytes of batches one `load` reads from disk. */
@@ -316,7 +316,7 @@ export class ReplicaLog implements Storage {
     let from = { index: first + near.position, baseOffset: near.baseOffset };
     const l = this.located;
     if (l && l.generation === this.generation && l.index >= from.index && l.index <= index && l.index >= first) from = l;
-    return this.scanTo(this.log.scanBatchHeaders.bind(this.log), from, index);
+    return (await this.scanFrom(this.scanHeaders, from, (_h, i) => i === index))?.header.baseOffset;
   }
 
   /** The index of the stored entry whose batch holds `offset`. */
@@ -325,17 +325,8 @@ export class ReplicaLog implements Storage {
     const found = this.index.find(offset);
     if (!found) return undefined;
     if (found.exact) return first + found.position;
-    let at: number | undefined;
-    let index = first + found.position;
-    await this.log.scanBatchHeaders(found.baseOffset, (h) => {
-      if (index === first + found.position && h.baseOffset !== found.baseOffset) return false; // retention ran first
-      if (h.baseOffset + h.lastOffsetDelta >= offset) {
-        at = index;
-        return false;
-      }
-      index++;
-    });
-    return at;
+    const from = { index: first + found.position, baseOffset: found.baseOffset };
+    return (await this.scanFrom(this.scanHeaders, from, (h) => h.baseOffset + h.lastOffsetDelta >= offset))?.index;
   }
 
   /** The leader checked `batch`'s CRC before proposing it: its append skips the second check. */
@@ -496,18 +487,24 @@ export class ReplicaLog implements Storage {
     await this.log.resetTo(nextOffset);
   }
 
+  private readonly scanHeaders: HeaderScan = (fromOffset, visit) => this.log.scanBatchHeaders(fromOffset, visit);
+
   /**
-   * The first offset of entry `to`, counting batch headers on disk from `from`, an entry whose
-   * first offset is known; undefined if the log no longer starts `from` there or ends before `to`
-   * (a retention pass or a cut that ran before the scan).
+   * Count batch headers on disk from `from`, an entry whose first offset is known, to the first
+   * for which `stop` holds: that entry's index and header. Undefined if none does, or if the log
+   * no longer has `from` where it was (a retention pass or a cut ran before the scan).
    */
-  private async scanTo(scan: HeaderScan, from: { index: number; baseOffset: number }, to: number): Promise<number | undefined> {
+  private async scanFrom(
+    scan: HeaderScan,
+    from: { index: number; baseOffset: number },
+    stop: (header: BatchHeader, index: number) => boolean,
+  ): Promise<{ index: number; header: BatchHeader } | undefined> {
     let index = from.index;
-    let found: number | undefined;
+    let found: { index: number; header: BatchHeader } | undefined;
     await scan(from.baseOffset, (h) => {
       if (index === from.index && h.baseOffset !== from.baseOffset) return false;
-      if (index === to) {
-        found = h.baseOffset;
+      if (stop(h, index)) {
+        found = { index, header: h };
         return false;
       }
       index++;
@@ -523,17 +520,10 @@ export class ReplicaLog implements Storage {
     let p = found.position;
     if (!found.exact) {
       // Below the exact window: count the batches from the sample on, within this retention pass.
-      let position = found.position;
-      let at: number | undefined;
-      await scan(found.baseOffset, (h) => {
-        if (h.baseOffset >= start) {
-          if (h.baseOffset === start) at = position;
-          return false;
-        }
-        position++;
-      });
-      assert(at !== undefined, `retention would start the log at ${start}, not at a batch`);
-      p = at;
+      const first = anchor.index + 1;
+      const at = await this.scanFrom(scan, { index: first + p, baseOffset: found.baseOffset }, (h) => h.baseOffset >= start);
+      assert(at?.header.baseOffset === start, `retention would start the log at ${start}, not at a batch`);
+      p = at.index - first;
     } else assert(found.baseOffset === start, `retention would start the log at ${start}, not at a batch`);
     const index = anchor.index + p;
     assert(index <= this.applied, `retention would drop entry ${index}, beyond the applied ${this.applied}`);

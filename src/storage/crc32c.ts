@@ -50,13 +50,17 @@ function buildTables(): Int32Array {
  */
 export function crc32cUpdate(crc: number, buf: Uint8Array, start = 0, end = buf.length): number {
   assert(start >= 0 && end <= buf.length && start <= end, `crc32c range [${start}, ${end}) outside a buffer of ${buf.length} bytes`);
-  if (native === null || end - start < NATIVE_FROM_BYTES) return crc32cUpdateJs(crc, buf, start, end);
+  if (native === null || end - start < NATIVE_FROM_BYTES) return tables(crc, buf, start, end);
   return native(Buffer.from(buf.buffer, buf.byteOffset + start, end - start), crc) >>> 0;
 }
 
 /** The slice-by-16 tables in JavaScript: what `crc32cUpdate` runs where the native one is missing. */
 export function crc32cUpdateJs(crc: number, buf: Uint8Array, start = 0, end = buf.length): number {
   assert(start >= 0 && end <= buf.length && start <= end, `crc32c range [${start}, ${end}) outside a buffer of ${buf.length} bytes`);
+  return tables(crc, buf, start, end);
+}
+
+function tables(crc: number, buf: Uint8Array, start: number, end: number): number {
   const t = TABLES;
   let c = ~crc;
   let i = start;
